@@ -1,0 +1,3 @@
+"""CLI commands: firmware (registered on ``edgedigit.cli.app``)."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""CLI commands: models (registered on ``edgedigit.cli.app``)."""
+
+from __future__ import annotations

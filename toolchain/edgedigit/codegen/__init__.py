@@ -1,0 +1,1 @@
+"""C code generation: Jinja environment, banners and identifiers (``render``), one module per backend."""
