@@ -1,0 +1,59 @@
+"""Shared fixtures.
+
+Real-MNIST tests use the ``mnist`` fixture: it loads ``$EDGEDIGIT_DATA`` and skips when it is not set,
+unless ``EDGEDIGIT_REQUIRE_MNIST=1`` (set by .ci/run), where a missing dataset fails instead.
+Tools (arm-none-eabi-gcc, qemu, clang, valgrind) work the same way with ``EDGEDIGIT_REQUIRE_TOOLS=1``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _require(flag: str) -> bool:
+    return os.environ.get(flag, "") == "1"
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    """The real MNIST as an ``edgedigit.data.Dataset`` (from $EDGEDIGIT_DATA)."""
+    from edgedigit.data import load_dataset
+
+    path = os.environ.get("EDGEDIGIT_DATA")
+    if not path or not Path(path).exists():
+        if _require("EDGEDIGIT_REQUIRE_MNIST"):
+            pytest.fail(f"EDGEDIGIT_REQUIRE_MNIST=1 but EDGEDIGIT_DATA={path!r} does not exist")
+        pytest.skip("real MNIST not available (set EDGEDIGIT_DATA)")
+    return load_dataset(path)
+
+
+def require_tool(name: str) -> str:
+    """The path of an external tool; skip without it, or fail when EDGEDIGIT_REQUIRE_TOOLS=1."""
+    found = shutil.which(name)
+    if found is None:
+        if _require("EDGEDIGIT_REQUIRE_TOOLS"):
+            pytest.fail(f"EDGEDIGIT_REQUIRE_TOOLS=1 but {name} is not installed")
+        pytest.skip(f"{name} not installed")
+    return found
+
+
+@pytest.fixture
+def build_dir(tmp_path, monkeypatch):
+    """An empty build tree for this test ($EDGEDIGIT_BUILD points at it)."""
+    d = tmp_path / "build"
+    monkeypatch.setenv("EDGEDIGIT_BUILD", str(d))
+    return d
+
+
+@pytest.fixture(scope="session")
+def tflite_models(tmp_path_factory):
+    """Small int8 .tflite files of several shapes (see tflite_factory.py), built once per session."""
+    from tflite_factory import build_all
+
+    return build_all(tmp_path_factory.mktemp("tflite"))
