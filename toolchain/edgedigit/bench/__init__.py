@@ -1,0 +1,1 @@
+"""Measurement stages: host runtimes (``host``), stress (``stress``), backends (``compare``), devices (``device``)."""
