@@ -383,6 +383,8 @@ def measure_runner(runner: Runner, images: np.ndarray, labels: np.ndarray, cfg: 
         "n_test": int(n),
         "predictions_sha256": _hash_predictions(pred),
         "latency_us": summary.as_dict(),
+        "latency_samples_us": (lat * 1e6).round(3).tolist(),
+        "confusion": confusion(labels, pred).tolist(),
         "runs": cfg.runs,
         "warmup": cfg.warmup,
         "throughput_ips": float(cfg.batch / np.median(bt)),
@@ -393,6 +395,13 @@ def measure_runner(runner: Runner, images: np.ndarray, labels: np.ndarray, cfg: 
         "cpu_us_per_image": cpu / (cfg.runs + cfg.batch * cfg.batch_repeats) * 1e6,
         "accuracy_seconds": acc_s,
     }
+
+
+def confusion(labels: np.ndarray, pred: np.ndarray, classes: int = 10) -> np.ndarray:
+    """Counts (classes x classes): row = true label, column = predicted class."""
+    m = np.zeros((classes, classes), np.int64)
+    np.add.at(m, (np.asarray(labels, np.int64), np.asarray(pred, np.int64)), 1)
+    return m
 
 
 def _hash_predictions(pred: np.ndarray) -> str:

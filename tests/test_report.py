@@ -1,0 +1,166 @@
+"""The report on synthetic cards and results: measured parts shown, unmeasured ones 'missing', plots linked."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from edgedigit import plots
+from edgedigit.bench.host import append_jsonl, confusion
+from edgedigit.errors import EdgeDigitError
+from edgedigit.fsutil import write_json
+from edgedigit.report import BoardInfo, Recommendation, collect, latest, write_report
+
+DATASET = {"name": "mnist", "source": "/data/mnist.npz", "sha256": "ab" * 32, "train": 60000, "test": 10000,
+           "fallback": False}
+LABEL = "mnist test (10,000)"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _card(variant, kind, size, acc_f, acc_q):
+    return {"variant": variant, "kind": kind, "dataset": DATASET, "seed": 0, "params": size, "macs": size,
+            "float_accuracy": acc_f, "int8_accuracy": acc_q, "size_bytes": size}
+
+
+def _host_record(variant, runtime, median_us):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 500)
+    pred = np.where(rng.random(500) < 0.9, labels, (labels + 1) % 10)
+    samples = (median_us * (1 + 0.1 * rng.random(50))).tolist()
+    return {"kind": "bench-host", "variant": variant, "runtime": runtime, "status": "ok", "dataset": DATASET,
+            "machine": {"cpu": "Test CPU 9000", "cores_logical": 2, "os": "Linux", "python": "3.11"},
+            "accuracy": float(np.mean(pred == labels)), "n_test": 500,
+            "latency_us": {"n": 50, "median": median_us, "p95": median_us * 1.1, "p99": median_us * 1.2},
+            "latency_samples_us": samples, "confusion": confusion(labels, pred).tolist(), "runs": 50,
+            "warmup": 5, "throughput_ips": 1e6 / median_us, "throughput_batch": 100, "throughput_repeats": 3,
+            "rss_mb": {"before": 100.0, "after": 101.0, "peak": 101.5}, "cpu_us_per_image": median_us}
+
+
+@pytest.fixture
+def synthetic(build_dir):
+    models = build_dir / "models"
+    for v, kind, size, f, q in [("mlp", "neural", 103_000, 0.975, 0.974), ("cnn", "neural", 40_000, 0.993, 0.992),
+                                ("rfe-lr", "linear", 1_500, 0.915, 0.913)]:
+        write_json(models / v / "card.json", _card(v, kind, size, f, q))
+    rng = np.random.default_rng(1)
+    np.savez(models / "rfe-lr" / "model_fixed.npz", pixels=np.sort(rng.choice(784, 100, replace=False)).astype(np.int32),
+             weights=rng.integers(-127, 128, (10, 100)).astype(np.int8), bias=np.zeros(10, np.int32),
+             scale=np.float64(0.01))
+    res = build_dir / "results"
+    append_jsonl(res / "bench-host.jsonl", _host_record("mlp", "tflm-int8", 999.0))  # superseded below
+    append_jsonl(res / "bench-host.jsonl", _host_record("mlp", "tflm-int8", 150.0))
+    append_jsonl(res / "bench-host.jsonl", _host_record("mlp", "keras-float", 900.0))
+    append_jsonl(res / "bench-host.jsonl", {"variant": "mlp", "runtime": "native-int8", "status": "missing",
+                                            "reason": "edgedigit.native is not available", "command": ""})
+    append_jsonl(res / "stress.jsonl", {"variant": "mlp", "runtime": "tflm-int8", "status": "ok", "dataset": DATASET,
+                                        "iterations": 1000, "batch": 100, "latency_ms": {"median": 15.0, "p95": 16.0,
+                                                                                         "p99": 17.0},
+                                        "drift_pct": 1.25, "cpu_drift_pct": 0.5, "growth_mb": 0.1, "errors": 0,
+                                        "verdict": "stable", "verdict_reasons": []})
+    return build_dir
+
+
+BOARDS = [BoardInfo("uno", "Arduino Uno", 32_256, 2_048), BoardInfo("esp32dev", "ESP32", 1_310_720, 327_680)]
+
+
+def _recommend(boards, cards):
+    assert [b.id for b in boards] == ["uno", "esp32dev"] and "mlp" in cards
+    return [Recommendation("uno", "rfe-lr", 0.913, 1_500, 400, [("mlp", "flash 103,000 B > 32,256 B")]),
+            Recommendation("esp32dev", "cnn", 0.992, 100_000, 60_000)], ""
+
+
+def test_latest_keeps_the_last_record_per_key():
+    recs = [{"variant": "a", "runtime": "x", "v": 1}, {"variant": "b", "runtime": "x", "v": 2},
+            {"variant": "a", "runtime": "x", "v": 3}]
+    assert [r["v"] for r in latest(recs, ("variant", "runtime"))] == [3, 2]
+
+
+def test_report_marks_missing_parts_and_links_every_plot(synthetic, monkeypatch):
+    titles = {}
+    from matplotlib.figure import Figure
+
+    original = Figure.savefig
+
+    def spy(fig, path, *a, **k):
+        titles[str(path).rsplit("/", 1)[-1]] = " ".join(ax.get_title() for ax in fig.axes)
+        return original(fig, path, *a, **k)
+
+    monkeypatch.setattr(Figure, "savefig", spy)
+    data = collect(board="esp32dev", boards=BOARDS, recommend=_recommend)
+    path = write_report(data)
+    md = path.read_text()
+    out = path.parent
+
+    # measured figures appear, with the dataset; the superseded record does not
+    assert LABEL in md
+    assert "| mlp | 97.50 % | 97.40 % | 103,000 |" in md
+    assert "150.0 (tflm-int8)" in md and "999.0" not in md
+    assert "1.50 (tflm-int8)" in md  # peak - before RSS
+    assert "stable (1/1 runtimes)" in md
+    assert "| uno | **rfe-lr** | 91.30 % |" in md and "mlp: flash 103,000 B > 32,256 B" in md
+    # unmeasured parts say missing, with the command
+    assert "missing (`edgedigit bench host cnn`)" in md
+    assert "missing (`edgedigit bench stress rfe-lr`)" in md
+    assert "missing (`edgedigit bench device --board qemu-m4`)" in md
+    assert "missing (`edgedigit bench compare`)" in md
+    assert "missing: edgedigit.native is not available" in md
+
+    # every PNG written is linked, every link exists and is a PNG whose title names the dataset
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    links = sorted(re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md))
+    assert pngs == links == ["accuracy_vs_size.png", "latency.png", "rfe_lr_pixels.png"]
+    for name in pngs:
+        assert (out / name).read_bytes()[:8] == PNG_MAGIC
+    for name in ("accuracy_vs_size.png", "latency.png"):
+        assert LABEL in titles[name], titles[name]
+    assert "mnist train (60,000)" in titles["rfe_lr_pixels.png"]
+    # the recommended model for esp32dev (cnn) has no host run: its confusion matrix is missing, not another's
+    assert "Confusion matrix of cnn: missing (`edgedigit bench host cnn`)" in md
+
+def test_confusion_of_the_recommended_model(synthetic, monkeypatch):
+    append_jsonl(synthetic / "results" / "bench-host.jsonl", _host_record("cnn", "tflm-int8", 300.0))
+    seen = {}
+
+    def fake_confusion(path, m, model, ds):
+        seen.update(m=m, model=model, ds=ds)
+        path.write_bytes(PNG_MAGIC)
+        return f"confusion matrix of {model} on {ds}"
+
+    monkeypatch.setattr(plots, "confusion_matrix", fake_confusion)
+    md = write_report(collect(board="esp32dev", boards=BOARDS, recommend=_recommend)).read_text()
+    assert "![confusion matrix of cnn (tflm-int8) on mnist test (10,000)](confusion.png)" in md
+    assert seen["m"].shape == (10, 10) and seen["m"].sum() == 500 and seen["ds"] == LABEL
+    # for uno the recommendation is rfe-lr, which has no host run
+    md = write_report(collect(board="uno", boards=BOARDS, recommend=_recommend)).read_text()
+    assert "Confusion matrix of rfe-lr: missing (`edgedigit bench host rfe-lr`)" in md
+
+
+def test_report_without_anything_measured_refuses(build_dir):
+    with pytest.raises(EdgeDigitError, match="nothing to report"):
+        write_report(collect(boards=[], recommend=lambda b, c: ([], "")))
+
+
+def test_fallback_dataset_is_announced(build_dir):
+    ds = dict(DATASET, name="sklearn-digits-28x28", fallback=True, test=360)
+    write_json(build_dir / "models" / "mlp" / "card.json", dict(_card("mlp", "neural", 1000, 0.9, 0.9), dataset=ds))
+    md = write_report(collect(boards=[], recommend=lambda b, c: ([], "no boards"))).read_text()
+    assert "FALLBACK sklearn-digits-28x28 test (360)" in md and "NOT MNIST" in md
+    assert "missing: no boards" in md
+
+
+def test_pareto_front():
+    pts = [(100, 97.0), (50, 97.5), (10, 90.0), (60, 96.0), (200, 99.0), (10, 89.0)]
+    assert plots.pareto_front(pts) == [2, 1, 4]
+
+
+def test_device_records_are_read(synthetic):
+    append_jsonl(synthetic / "results" / "device-qemu-m4-mlp.jsonl",
+                 {"board": "qemu-m4", "variant": "mlp", "backend": "native", "accuracy": 0.974,
+                  "latency_us": {"median": 812.5}, "counter": {"median": 203125, "unit": "instructions"}})
+    md = write_report(collect(boards=[], recommend=lambda b, c: ([], ""))).read_text()
+    assert "97.40 % / 812.5 µs" in md
+    assert "emulated instructions" in md
+    assert json.loads(json.dumps(md))  # plain text
