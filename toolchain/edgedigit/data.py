@@ -133,6 +133,8 @@ def _sha256(p: Path) -> str:
 def _read_npz(p: Path) -> dict[str, np.ndarray]:
     if p.stat().st_size == 0:
         raise DatasetError(f"{p}: the file is empty")
+    if not zipfile.is_zipfile(p):
+        raise DatasetError(f"{p}: not a .npz file (not a zip archive); expected a keras-style mnist.npz")
     try:
         with np.load(p, allow_pickle=False) as z:
             missing = [k for k in _IDX_FILES if k not in z.files]

@@ -1,3 +1,266 @@
-"""CLI commands: models (registered on ``edgedigit.cli.app``)."""
+"""CLI commands: models (registered on ``edgedigit.cli.app``): data, train, quantize, validate."""
 
 from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from . import app
+from .common import DataOpt, JsonOpt, SeedOpt, print_json, warn
+
+VariantsArg = Annotated[
+    list[str] | None,
+    typer.Argument(help="Variants (default: all registered for train; all trained ones otherwise).",
+                   show_default=False),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="A variant knob KEY=VALUE (e.g. width=16, augment=true); repeatable."),
+]
+
+
+class Granularity(StrEnum):
+    per_tensor = "per-tensor"
+    per_channel = "per-channel"
+
+
+class Format(StrEnum):
+    dynamic = "dynamic"
+    float16 = "float16"
+
+
+def _stderr():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _stdout():
+    from rich.console import Console
+
+    return Console()
+
+
+@contextlib.contextmanager
+def _reporter(enabled: bool = True) -> Iterator[Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..variants import Reporter
+
+    if not enabled:
+        yield Reporter()
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=_stderr(), transient=False) as progress:
+        yield Reporter(progress)
+
+
+def _dataset(data: Path | None):
+    from ..data import FALLBACK_WARNING, load_dataset
+
+    ds = load_dataset(data)
+    if ds.fallback:
+        warn(FALLBACK_WARNING)
+    return ds
+
+
+def _parse_knobs(items: list[str] | None) -> dict[str, Any]:
+    from ..errors import EdgeDigitError
+
+    knobs: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise EdgeDigitError(f"--set {item!r}: expected KEY=VALUE")
+        low = value.lower()
+        parsed: Any = value
+        if low in ("true", "false"):
+            parsed = low == "true"
+        else:
+            for cast in (int, float):
+                try:
+                    parsed = cast(value)
+                    break
+                except ValueError:
+                    continue
+        knobs[key] = parsed
+    return knobs
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f} %"
+
+
+@app.command()
+def data(ctx: typer.Context, data: DataOpt = None, json: JsonOpt = False) -> None:
+    """Show which dataset the other commands would use, how it was found, its sizes and its hash."""
+    from ..data import FALLBACK_WARNING, resolve_source
+
+    source = ctx.get_parameter_source("data")
+    from_env = source is not None and source.name == "ENVIRONMENT"
+    resolved_how, _ = resolve_source(data)
+    ds = _dataset(data)
+    info = {**ds.describe(), "label": ds.label(),
+            "resolved_by": "fallback" if ds.fallback else "EDGEDIGIT_DATA" if from_env else resolved_how}
+    if ds.fallback:
+        info["warning"] = FALLBACK_WARNING
+    if json:
+        print_json(info)
+        return
+    from rich.table import Table
+
+    t = Table(title="dataset", show_header=False)
+    for key in ("name", "source", "resolved_by", "train", "test", "sha256"):
+        t.add_row(key, f"{info[key]:,}" if isinstance(info[key], int) else str(info[key]))
+    _stdout().print(t)
+    if ds.fallback:
+        typer.secho(f"WARNING: {FALLBACK_WARNING}", fg=typer.colors.RED, bold=True)
+
+
+@app.command()
+def train(
+    variants: VariantsArg = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Override every variant's epochs.")] = None,
+    seed: SeedOpt = 0,
+    data: DataOpt = None,
+    knob: SetOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Train variants into build/models/<variant>/ (model + card.json); dependencies first."""
+    from ..train import plan, train_variants
+
+    plan(variants)  # unknown names fail before the data is loaded
+    knobs = _parse_knobs(knob)
+    ds = _dataset(data)
+    with _reporter(not json) as rep:
+        cards = train_variants(variants, ds, seed=seed, epochs=epochs, knobs=knobs, reporter=rep)
+    if json:
+        print_json(cards)
+        return
+    from rich.table import Table
+
+    t = Table(title=f"trained (float accuracy on {ds.label()})")
+    for col in ("variant", "float accuracy", "params", "MACs", "extras", "seconds", "folder"):
+        t.add_column(col)
+    from ..paths import model_dir
+
+    for c in cards:
+        extras = ""
+        if "sparsity" in c:
+            extras = "zeros " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in c["sparsity"].items())
+        elif "pixels" in c:
+            extras = f"{len(c['pixels'])} pixels"
+        t.add_row(c["variant"], _pct(c["float_accuracy"]), f"{c['params']:,}", f"{c['macs']:,}", extras,
+                  f"{c['train_seconds']:.1f}", str(model_dir(c["variant"])))
+    _stdout().print(t)
+    if ds.fallback:
+        warn("these figures are NOT MNIST figures (fallback dataset)")
+
+
+@app.command()
+def quantize(
+    variants: VariantsArg = None,
+    calibration_samples: Annotated[int, typer.Option("--calibration-samples", min=1,
+                                                     help="Training images that calibrate the int8 ranges.")] = 500,
+    granularity: Annotated[Granularity, typer.Option(
+        "--granularity", help="Dense weights per tensor (runs on every TFLM library) or per channel.")
+    ] = Granularity.per_tensor,
+    fmt: Annotated[list[Format] | None, typer.Option(
+        "--format", help="Also write a dynamic-range or float16 conversion for comparison; repeatable.")] = None,
+    seed: SeedOpt = 0,
+    data: DataOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Quantize trained variants to full int8 (model_int8.tflite) calibrated on training images."""
+    from ..card import read_card
+    from ..quantize import quantize_variants
+    from ..variants import get_variant
+
+    for name in variants or []:
+        get_variant(name)
+        read_card(name)
+    ds = _dataset(data)
+    formats = ("int8",) + tuple(f.value for f in fmt or [])
+    with _reporter(not json) as rep:
+        cards = quantize_variants(variants, ds, calibration_samples=calibration_samples, seed=seed,
+                                  granularity=granularity.value, formats=formats, reporter=rep)
+    if json:
+        print_json(cards)
+        return
+    from rich.table import Table
+
+    t = Table(title=f"quantized (accuracy on {ds.label()}, LiteRT reference kernels)")
+    for col in ("variant", "float", "int8", "granularity", "input scale / zp", "bytes", "TFLM arena", "others"):
+        t.add_column(col)
+    for c in cards:
+        q = c.get("quantization") or {}
+        others = ", ".join(f"{k} {_pct(v.get('accuracy'))} ({v['size_bytes']:,} B)"
+                           for k, v in (c.get("comparisons") or {}).items())
+        scale = f"{q['input_scale']:.6g} / {q['input_zero_point']}" if "input_scale" in q else "-"
+        arena = f"{c['tflm_arena_bytes']:,}" if c.get("tflm_arena_bytes") else "-"
+        t.add_row(c["variant"], _pct(c.get("float_accuracy")), _pct(c.get("int8_accuracy")),
+                  str(q.get("granularity", "-")), scale, f"{c.get('size_bytes') or 0:,}", arena, others)
+    _stdout().print(t)
+    if ds.fallback:
+        warn("these figures are NOT MNIST figures (fallback dataset)")
+
+
+@app.command()
+def validate(
+    variants: VariantsArg = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N test images.")] = None,
+    data: DataOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Accuracy of float and int8 models on every host runtime, and how the runtimes agree."""
+    from ..validate import validate_variants
+
+    for name in variants or []:
+        from ..variants import get_variant
+
+        get_variant(name)
+    ds = _dataset(data)
+    with _reporter(not json) as rep:
+        summary = validate_variants(variants, ds, limit=limit, reporter=rep)
+    if json:
+        print_json(summary)
+        return
+    _print_validation(summary)
+    from ..paths import results_dir
+
+    typer.echo(f"results: {os.path.join(results_dir(), 'validate.json')}")
+
+
+def _print_validation(summary: dict) -> None:
+    from rich.table import Table
+
+    console = _stdout()
+    label = summary["label"]
+    t = Table(title=f"accuracy on {label}")
+    for col in ("variant", "form", "accuracy", "vs float (points)", "predictions != float", "min F1 (class)"):
+        t.add_column(col)
+    for name, r in summary["variants"].items():
+        f1 = r["float"]["per_class"]["f1"]
+        t.add_row(name, "float", _pct(r["float"]["accuracy"]), "", "", f"{min(f1):.3f} ({f1.index(min(f1))})")
+        for rt, q in r["quantized"].items():
+            fvq = r["float_vs_quantized"][rt]
+            f1 = q["per_class"]["f1"]
+            t.add_row("", rt, _pct(q["accuracy"]), f"{fvq['accuracy_delta_points']:+.2f}",
+                      str(fvq["predictions_differ"]), f"{min(f1):.3f} ({f1.index(min(f1))})")
+    console.print(t)
+    a = Table(title=f"runtime agreement with the reference on {label}")
+    for col in ("variant", "runtime", "vs", "elements differing", "max |diff|", "images differing",
+                "predictions differing", "prediction agreement"):
+        a.add_column(col)
+    for name, r in summary["variants"].items():
+        for rt, g in r["agreement"].items():
+            a.add_row(name, rt, g["vs"], f"{g['elements_differ']:,} / {g['elements']:,}", str(g["max_abs_diff"]),
+                      f"{g['images_with_any_difference']:,} / {g['images']:,}", f"{g['predictions_differ']:,}",
+                      f"{100 * g['prediction_agreement']:.2f} %")
+    console.print(a)
