@@ -1,0 +1,157 @@
+"""Host runner for the native backend: the generated C built as a shared library and called with ctypes.
+
+The library holds exactly the C the firmware gets (kernels, graph code and, for 28x28 image models, the
+``edgedigit_model.h`` runner) plus a small batch entry point. It is built once per model and compiler into
+``<build>/cache/native/<key>/`` (key: model hash, generated sources, compiler and flags), so repeated runs
+only load it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ModelError, ToolError
+from .fsutil import staged_dir, write_atomic
+from .graph import Graph, load_graph
+from .paths import build_dir, templates_dir
+
+CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic", "-fPIC", "-shared")
+HOST_SHIM = "edgedigit_native_host.c"
+LIBRARY = "libedgedigit_native.so"
+
+
+def host_compiler() -> str:
+    """``$CC`` if set, else the first of cc, gcc, clang found on PATH.
+
+    Raises:
+        ToolError: no C compiler is installed.
+    """
+    for name in [os.environ.get("CC", "")] + ["cc", "gcc", "clang"]:
+        if name and shutil.which(name):
+            return name
+    raise ToolError("no host C compiler found (set CC or install gcc or clang) to build the native backend")
+
+
+def _sources(graph: Graph) -> dict[str, str]:
+    from .codegen import native
+
+    files: dict[str, str | bytes] = dict(native.generate_graph(graph, variant=graph.path.stem,
+                                                               source_name=graph.path.name))
+    if graph.input.size == native.IMAGE_BYTES and 1 <= graph.output.size <= 16:
+        files = native.generate(graph, variant=graph.path.stem, source_name=graph.path.name)
+        files["edgedigit_model.h"] = (templates_dir() / "runtime" / "edgedigit_model.h").read_text()
+    files[HOST_SHIM] = (templates_dir() / "native" / "host" / HOST_SHIM).read_text()
+    return {k: v if isinstance(v, str) else v.decode() for k, v in files.items()}
+
+
+def build_library(graph: Graph, cache_dir: Path | None = None, compiler: str | None = None) -> Path:
+    """Generate the C for ``graph`` and compile it into a shared library (cached).
+
+    Args:
+        graph: the int8 model.
+        cache_dir: where libraries are kept; default ``<build>/cache/native``.
+        compiler: the C compiler; default :func:`host_compiler`.
+
+    Returns:
+        The path of the shared library.
+
+    Raises:
+        ModelError / UnsupportedOpError: the model cannot be compiled by the native backend.
+        ToolError: the compiler is missing or rejects the generated code (its message is included).
+    """
+    cc = compiler or host_compiler()
+    sources = _sources(graph)
+    h = hashlib.sha256(graph.sha256.encode())
+    for name in sorted(sources):
+        h.update(name.encode() + b"\0" + sources[name].encode() + b"\0")
+    h.update(" ".join((cc, *CFLAGS)).encode())
+    root = Path(cache_dir) if cache_dir is not None else build_dir() / "cache" / "native"
+    final = root / h.hexdigest()[:24]
+    lib = final / LIBRARY
+    if lib.is_file():
+        return lib
+    with staged_dir(final) as tmp:
+        for name, text in sources.items():
+            write_atomic(tmp / name, text)
+        cmd = [cc, *CFLAGS, "-o", LIBRARY, *sorted(n for n in sources if n.endswith(".c"))]
+        try:
+            res = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=300)
+        except FileNotFoundError:
+            raise ToolError(f"C compiler {cc} not found") from None
+        if res.returncode != 0:
+            first = (res.stderr.strip().splitlines() or ["(no message)"])[0]
+            raise ToolError(f"{graph.path}: {cc} failed on the generated native C: {first}")
+    return lib
+
+
+class NativeModel:
+    """A .tflite model compiled by the native backend and loaded into this process."""
+
+    def __init__(self, tflite_path: str | Path, cache_dir: Path | None = None, compiler: str | None = None):
+        self.graph = load_graph(tflite_path)
+        self.path = self.graph.path
+        self.library = build_library(self.graph, cache_dir, compiler)
+        self._lib = ctypes.CDLL(str(self.library))
+        self._run = self._lib.edgedigit_native_run_batch
+        self._run.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32]
+        self._run.restype = ctypes.c_int
+        self._lib.edgedigit_native_arena_bytes.restype = ctypes.c_int32
+        self.arena_bytes = int(self._lib.edgedigit_native_arena_bytes())
+        self.input_shape = tuple(self.graph.input.shape)
+        self.output_shape = tuple(self.graph.output.shape)
+
+    @property
+    def has_runner(self) -> bool:
+        """True if the library holds the firmware runner (``edgedigit_model_invoke``; 28x28 image models)."""
+        return hasattr(self._lib, "edgedigit_model_invoke")
+
+    def run(self, x_int8: np.ndarray) -> np.ndarray:
+        """Run N int8 inputs of the model's input shape (without its batch-1 axis, or with it).
+
+        Returns:
+            int8 array (N, *output_shape[1:]).
+
+        Raises:
+            ModelError: wrong dtype or shape of ``x_int8``.
+        """
+        x = np.asarray(x_int8)
+        if x.dtype != np.int8:
+            raise ModelError(f"{self.path}: the native model takes int8 input, got {x.dtype.name}")
+        if tuple(x.shape[1:]) != self.input_shape[1:]:
+            raise ModelError(f"{self.path}: the model's input shape is {self.input_shape}; got a batch of shape "
+                             f"{x.shape} (expected (N, *input_shape[1:]))")
+        x = np.ascontiguousarray(x)
+        out = np.empty((len(x), *self.output_shape[1:]), np.int8)
+        if len(x) and self._run(x.ctypes.data, out.ctypes.data, len(x)) != 0:
+            raise ModelError(f"{self.path}: the native graph failed (a pooling window held no input)")
+        return out
+
+    def invoke_pixels(self, pixels: np.ndarray) -> tuple[int, np.ndarray]:
+        """Call the firmware runner ``edgedigit_model_invoke`` on one uint8 28x28 image.
+
+        Returns:
+            (predicted class, raw int32 outputs).
+        """
+        if not self.has_runner:
+            raise ModelError(f"{self.path}: not a 28x28 image model, the firmware runner is not built")
+        img = np.ascontiguousarray(np.asarray(pixels, np.uint8).reshape(-1))
+        if img.size != 784:
+            raise ModelError(f"{self.path}: an image has 784 pixels, got {img.size}")
+        raw = np.zeros(16, np.int32)
+        fn = self._lib.edgedigit_model_invoke
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        fn.restype = ctypes.c_int
+        cls = int(fn(img.ctypes.data, raw.ctypes.data))
+        return cls, raw[: self.graph.output.size].copy()
+
+
+def run_native(tflite_path: str | Path, x: np.ndarray) -> np.ndarray:
+    """The runtimes signature (``edgedigit.runtimes``): int8 inputs (N, ...) -> int8 outputs (N, C)."""
+    return NativeModel(tflite_path).run(x)
