@@ -57,3 +57,45 @@ def tflite_models(tmp_path_factory):
     from tflite_factory import build_all
 
     return build_all(tmp_path_factory.mktemp("tflite"))
+
+
+@pytest.fixture(scope="session")
+def mnist_small(mnist):
+    """A real-MNIST slice for fast training: the first 3,000 training and 500 test images."""
+    return mnist.subset(3000, 500)
+
+
+@pytest.fixture(scope="session")
+def _trained_models(mnist_small, tmp_path_factory):
+    from edgedigit.quantize import quantize_variants
+    from edgedigit.train import train_variants
+    from edgedigit.variants import REGISTRY
+
+    root = tmp_path_factory.mktemp("trained") / "build"
+    names = [n for n in ("mlp", "mlp-pruned", "rfe-lr") if n in REGISTRY]
+    old = os.environ.get("EDGEDIGIT_BUILD")
+    os.environ["EDGEDIGIT_BUILD"] = str(root)
+    try:
+        train_variants(names, mnist_small, seed=0, epochs=1)
+        quantize_variants(names, mnist_small, calibration_samples=100, seed=0)
+    finally:
+        if old is None:
+            os.environ.pop("EDGEDIGIT_BUILD", None)
+        else:
+            os.environ["EDGEDIGIT_BUILD"] = old
+    return root
+
+
+@pytest.fixture
+def trained_build(_trained_models, tmp_path, monkeypatch):
+    """A build tree ($EDGEDIGIT_BUILD points at it) whose ``models/`` holds trained and quantized variants.
+
+    ``mlp`` and ``mlp-pruned`` (plus ``rfe-lr`` when registered), trained for 1 epoch with seed 0 on
+    ``mnist_small`` (3,000 train / 500 test real-MNIST images) and quantized to int8 per tensor with 100
+    calibration images. Trained once per session (~30 s); each test gets its own copy, so it may write.
+    Figures are slice figures (float accuracy ~85 %), not the full-MNIST ones.
+    """
+    d = tmp_path / "build"
+    shutil.copytree(_trained_models, d)
+    monkeypatch.setenv("EDGEDIGIT_BUILD", str(d))
+    return d
