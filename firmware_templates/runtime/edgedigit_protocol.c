@@ -1,8 +1,8 @@
 /* edgedigit: the device side of the serial protocol. Hand-written; shipped with every firmware project.
  *
  * Speaks the MLPerf Tiny / EEMBC DUT commands (name%, profile%, timestamp%, db load N%, db HH..%,
- * infer N W%, results%, help%) and edgedigit's own (ed-info%, ed-run%). The full specification, with
- * every response line, is docs/protocol.md.
+ * infer N W%, results%, help%) and edgedigit's own (ed-info%, ed-run [DATA]%, ed-echo TOKEN%). The full
+ * specification, with every response line, is docs/protocol.md.
  *
  * Built for a hostile line: every buffer has a fixed size, every byte that can arrive is handled, and
  * after any garbage, over-long command, bad hex or cut frame the device answers the next valid command.
@@ -15,10 +15,10 @@
 
 #define EDGEDIGIT_PROTOCOL_VERSION "1"
 
-/* Longest command (without the '%'): by default one `db` frame carrying a whole image in hex. Boards with
+/* Longest command (without the '%'): by default `ed-run` with a whole image in plain hex. Boards with
  * little RAM may define a smaller value; the host reads it from ed-info and sizes its frames to fit. */
 #ifndef EDGEDIGIT_CMD_MAX
-#define EDGEDIGIT_CMD_MAX (3 + 2 * EDGEDIGIT_IMAGE_BYTES)
+#define EDGEDIGIT_CMD_MAX (7 + 2 * EDGEDIGIT_IMAGE_BYTES)
 #endif
 /* A partial command is dropped when no byte arrived for this long (a cut frame must not swallow the
  * next command). */
@@ -224,6 +224,50 @@ static int run_once(void) {
     return 1;
 }
 
+/* Decode `text` into the db buffer after the bytes already loaded. Plain data is pairs of hex digits (the
+ * MLPerf `db` format); with `zeros` set, `z` + two hex digits NN also stands for NN + 1 zero bytes (the
+ * compact form of ed-run). The whole frame is checked before any byte is stored: a bad frame changes
+ * nothing. Returns 1 when stored, 0 after printing the error. */
+static int load_data(const char *text, int zeros) {
+    uint32_t room = s_db_expected - s_db_filled;
+    uint32_t count = 0;
+    uint32_t i = 0;
+    while (text[i] != '\0') {
+        int is_run = zeros && text[i] == 'z';
+        uint32_t at = is_run ? i + 1u : i;
+        if (text[at] == '\0' || text[at + 1u] == '\0') {
+            error_line_u("data ends inside a byte at offset ", i, " (odd number of hex digits); frame ignored");
+            return 0;
+        }
+        int hi = hex_nibble(text[at]);
+        int lo = hex_nibble(text[at + 1u]);
+        if (hi < 0 || lo < 0) {
+            error_line_u("non-hex character near offset ", at, "; frame ignored");
+            return 0;
+        }
+        count += is_run ? (uint32_t)((hi << 4) | lo) + 1u : 1u;
+        if (count > room) {
+            error_line_u("data overruns the load of ", s_db_expected, " bytes; frame ignored");
+            return 0;
+        }
+        i = at + 2u;
+    }
+    for (i = 0; text[i] != '\0';) {
+        int is_run = zeros && text[i] == 'z';
+        uint32_t at = is_run ? i + 1u : i;
+        uint32_t value = (uint32_t)((hex_nibble(text[at]) << 4) | hex_nibble(text[at + 1u]));
+        if (is_run) {
+            for (uint32_t k = 0; k <= value; k++) {
+                s_db[s_db_filled++] = 0u;
+            }
+        } else {
+            s_db[s_db_filled++] = (uint8_t)value;
+        }
+        i = at + 2u;
+    }
+    return 1;
+}
+
 static void cmd_db(char **tok, int ntok) {
     if (ntok == 3 && str_eq(tok[1], "load")) {
         uint32_t n;
@@ -246,31 +290,11 @@ static void cmd_db(char **tok, int ntok) {
         error_line("db needs 'load N' or one run of hex digits");
         return;
     }
-    const char *hex = tok[1];
-    uint32_t len = str_len(hex);
     if (s_db_expected == 0u || s_db_filled >= s_db_expected) {
         error_line("db data without a db load in progress");
         return;
     }
-    if ((len & 1u) != 0u) {
-        error_line_u("odd number of hex digits (", len, "); frame ignored");
-        return;
-    }
-    for (uint32_t i = 0; i < len; i++) {
-        if (hex_nibble(hex[i]) < 0) {
-            error_line_u("non-hex character at offset ", i, "; frame ignored");
-            return;
-        }
-    }
-    if (len / 2u > s_db_expected - s_db_filled) {
-        error_line_u("db frame overruns the load by ", len / 2u - (s_db_expected - s_db_filled),
-                     " bytes; frame ignored");
-        return;
-    }
-    for (uint32_t i = 0; i < len; i += 2u) {
-        s_db[s_db_filled++] = (uint8_t)((hex_nibble(hex[i]) << 4) | hex_nibble(hex[i + 1u]));
-    }
-    if (s_db_filled == s_db_expected) {
+    if (load_data(tok[1], 0) && s_db_filled == s_db_expected) {
         put("m-load-done\r\n");
     }
 }
@@ -327,7 +351,15 @@ static void cmd_ed_info(void) {
     line_kv("m-ed-counter-unit-", edgedigit_platform_counter_unit());
 }
 
-static void cmd_ed_run(void) {
+static void cmd_ed_run(char **tok, int ntok) {
+    if (ntok == 2) { /* ed-run DATA: load a whole image (hex with zero runs), then run it */
+        s_db_expected = EDGEDIGIT_IMAGE_BYTES;
+        s_db_filled = 0;
+        if (!load_data(tok[1], 1)) {
+            s_db_expected = 0;
+            return;
+        }
+    }
     if (!image_ready()) {
         return;
     }
@@ -356,7 +388,7 @@ static void cmd_ed_run(void) {
 
 static void cmd_help(void) {
     put("m-help-[name% profile% timestamp% db load N% db HH..% infer N W% results% help%]\r\n");
-    put("m-help-[ed-info% ed-run%; see docs/protocol.md]\r\n");
+    put("m-help-[ed-info% ed-run [DATA]% ed-echo TOKEN%; see docs/protocol.md]\r\n");
 }
 
 static void execute(void) {
@@ -395,8 +427,10 @@ static void execute(void) {
         cmd_help();
     } else if (str_eq(c, "ed-info") && ntok == 1) {
         cmd_ed_info();
-    } else if (str_eq(c, "ed-run") && ntok == 1) {
-        cmd_ed_run();
+    } else if (str_eq(c, "ed-run") && ntok <= 2) {
+        cmd_ed_run(tok, ntok);
+    } else if (str_eq(c, "ed-echo") && ntok == 2 && str_len(tok[1]) <= 16u) {
+        line_kv("m-ed-echo-", tok[1]);
     } else {
         error_line("unknown command or wrong arguments; try help%");
     }

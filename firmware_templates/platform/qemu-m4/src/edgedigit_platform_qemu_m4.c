@@ -83,6 +83,6 @@ uint32_t edgedigit_platform_micros(void) { return (uint32_t)(ticks() / (SYSCLK_H
 
 uint64_t edgedigit_platform_counter(void) { return ticks() * INSTRUCTIONS_PER_TICK; }
 
-const char *edgedigit_platform_counter_unit(void) { return "emulated-instructions"; }
+const char *edgedigit_platform_counter_unit(void) { return "instructions"; }
 
 const char *edgedigit_platform_name(void) { return "qemu-m4"; }
