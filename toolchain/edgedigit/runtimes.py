@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ModelError
+from .native import run_native
 
 ARENA_PROBE_BYTES = 1 << 22  # generous arena for the measuring interpreter
 _ARENA_RE = re.compile(r"Arena allocation total (\d+) bytes")
@@ -114,5 +115,6 @@ def run_keras(model: Any, images: np.ndarray) -> np.ndarray:
 RUNTIMES: dict[str, Callable[[str | Path, np.ndarray], np.ndarray]] = {
     "litert": run_litert,
     "tflm": run_tflm,
+    "native": run_native,
 }
 REFERENCE = "litert"
