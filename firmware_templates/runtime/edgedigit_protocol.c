@@ -310,7 +310,9 @@ static void cmd_infer(char **tok, int ntok) {
     if (!image_ready()) {
         return;
     }
-    line_ku("m-warmup-start-", warm);
+    put("m-warmup-start-");
+    put_u64(warm);
+    put("\r\n");
     for (uint32_t i = 0; i < warm; i++) {
         if (!run_once()) {
             return;
