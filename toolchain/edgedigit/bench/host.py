@@ -115,20 +115,28 @@ def _argmax_rows(out: np.ndarray) -> np.ndarray:
     return np.argmax(np.asarray(out).reshape(len(out), -1), axis=1)
 
 
-def _keras_runner(variant: str, card: dict) -> Runner:
-    path = model_dir(variant) / "model.keras"
-    if not path.is_file():
-        raise RuntimeMissing(f"{path} missing", f"edgedigit train {variant}")
-    import tf_keras as keras
+def _float_runner(variant: str, card: dict) -> Runner:
+    from ..train import load_float_model
+    from ..variants import get_variant
 
-    model = keras.models.load_model(path, compile=False)
+    v = get_variant(variant)
+    try:
+        model = load_float_model(variant)
+    except NotTrainedError as e:
+        raise RuntimeMissing(str(e), f"edgedigit train {variant}") from None
+    name = "sklearn-float" if v.kind == "linear" else "keras-float"
+    files = card.get("files") or {}
+    path = model_dir(variant) / str(files.get("float", "model.keras" if v.kind != "linear" else "model.joblib"))
+    if v.predict_float is None:  # a tf-keras model: call it directly (model.predict costs ~ms per call)
+        def predict(images: np.ndarray) -> np.ndarray:
+            x = images.astype(np.float32) / 255.0
+            outs = [model(x[i:i + 1000], training=False).numpy() for i in range(0, len(x), 1000)]
+            return _argmax_rows(np.concatenate(outs))
 
-    def predict(images: np.ndarray) -> np.ndarray:
-        x = images.astype(np.float32) / 255.0
-        outs = [model(x[i:i + 1000], training=False).numpy() for i in range(0, len(x), 1000)]
-        return _argmax_rows(np.concatenate(outs))
-
-    return Runner("keras-float", variant, path, predict, True, "tf-keras float32, batched calls")
+        return Runner(name, variant, path, predict, True, "tf-keras float32, direct model call")
+    hook = v.predict_float
+    return Runner(name, variant, path, lambda images: _argmax_rows(hook(model, images)), True,
+                  f"{variant}'s float model through its predict hook")
 
 
 def _litert_runner(variant: str, card: dict) -> Runner:
@@ -196,38 +204,26 @@ def _native_runner(variant: str, card: dict) -> Runner:
     return Runner("native-int8", variant, path, predict, True, "generated C99 as a shared library (ctypes)")
 
 
-def _sklearn_runner(variant: str, card: dict) -> Runner:
-    path = model_dir(variant) / "model.joblib"
-    if not path.is_file():
-        raise RuntimeMissing(f"{path} missing", f"edgedigit train {variant}")
-    try:
-        from ..linear import load_float_model
-    except ImportError:
-        raise RuntimeMissing("edgedigit.linear.load_float_model is not available", "") from None
-    model = load_float_model(path)
-    return Runner("sklearn-float", variant, path, lambda images: np.asarray(model.predict(images)), True,
-                  "scikit-learn float logistic regression")
-
-
 def _fixed_runner(variant: str, card: dict) -> Runner:
+    from ..variants import get_variant
+
+    v = get_variant(variant)
     path = model_dir(variant) / "model_fixed.npz"
     if not path.is_file():
         raise RuntimeMissing(f"{path} missing", f"edgedigit quantize {variant}")
-    try:
-        from ..linear import FixedPointLR
-    except ImportError:
-        raise RuntimeMissing("edgedigit.linear.FixedPointLR is not available", "") from None
-    model = FixedPointLR.load(path)
-    return Runner("fixed-point", variant, path, lambda images: np.asarray(model.predict(images)), True,
-                  "int8 weights / int32 accumulators in numpy, as the C computes")
+    if v.quantized_runners is None:
+        raise RuntimeMissing(f"variant {variant} has no quantized_runners hook")
+    name, fn = next(iter(v.quantized_runners(model_dir(variant)).items()))
+    return Runner("fixed-point", variant, path, lambda images: _argmax_rows(fn(images)), True,
+                  f"{name}: int8 weights / int32 accumulators in numpy, as the C computes")
 
 
 _FACTORIES: dict[str, Callable[[str, dict], Runner]] = {
-    "keras-float": _keras_runner,
+    "keras-float": _float_runner,
     "litert-int8": _litert_runner,
     "tflm-int8": _tflm_runner,
     "native-int8": _native_runner,
-    "sklearn-float": _sklearn_runner,
+    "sklearn-float": _float_runner,
     "fixed-point": _fixed_runner,
 }
 
