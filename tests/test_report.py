@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import numpy as np
@@ -157,10 +156,17 @@ def test_pareto_front():
 
 
 def test_device_records_are_read(synthetic):
-    append_jsonl(synthetic / "results" / "device-qemu-m4-mlp.jsonl",
-                 {"board": "qemu-m4", "variant": "mlp", "backend": "native", "accuracy": 0.974,
-                  "latency_us": {"median": 812.5}, "counter": {"median": 203125, "unit": "instructions"}})
+    f = synthetic / "results" / "device-qemu-m4-mlp.jsonl"
+    append_jsonl(f, {"type": "session", "board": "qemu-m4", "variant": "mlp", "backend": "native", "samples": 300,
+                     "counter_unit": "instructions", "counter_note": "emulated instructions, not cycles",
+                     "dataset": DATASET})
+    for i in range(200):  # an interrupted run: 200 of 300 samples, counters drift by +2 %
+        append_jsonl(f, {"type": "sample", "index": i, "label": i % 10, "predicted": i % 10 if i % 4 else 0,
+                         "agree": i != 7, "counter": 200_000 if i < 100 else 204_000, "us": 0.0})
     md = write_report(collect(boards=[], recommend=lambda b, c: ([], ""))).read_text()
-    assert "97.40 % / 812.5 µs" in md
-    assert "emulated instructions" in md
-    assert json.loads(json.dumps(md))  # plain text
+    row = next(line for line in md.splitlines() if line.startswith("| qemu-m4 | mlp |"))
+    # every 4th sample predicts 0, right only when its label is 0 (i % 20 == 0): 150 + 10 of 200 correct
+    assert row.split(" | ")[3:9] == ["200/300", "80.00 %", "202.0", "202,000 instructions",
+                                     "199/200 images identical", "+2.00 % (stable)"]
+    assert "80.00 % / 202.0 µs" in md  # the device column of the comparison table
+    assert "emulated instructions, not cycles" in md

@@ -90,31 +90,62 @@ def read_cards() -> dict[str, dict]:
 
 
 def read_device_results() -> list[dict]:
-    """The last device record per (board, variant) from ``results/device-*.jsonl``."""
-    recs = []
+    """One summary per ``results/device-<board>-<variant>.jsonl`` (``edgedigit bench device``), computed
+    from its samples, so an interrupted run shows what it received (``samples`` of ``expected``)."""
+    out = []
     for p in sorted(results_dir().glob("device-*.jsonl")):
-        for r in read_jsonl(p):
-            r.setdefault("_file", p.name)
-            recs.append(r)
-    summaries = [r for r in recs if _device_figures(r)]
-    return latest(summaries, ("board", "variant"))
+        recs = read_jsonl(p)
+        sessions = [r for r in recs if r.get("type") == "session"]
+        if not sessions:
+            continue
+        s = sessions[-1]
+        samples = {}
+        for r in recs:
+            if r.get("type") == "sample" and isinstance(r.get("index"), int):
+                samples[r["index"]] = r
+        out.append(device_summary(s, [samples[i] for i in sorted(samples)], p.name))
+    return latest(out, ("board", "variant"))
+
+
+def device_summary(session: dict, samples: list[dict], file: str = "") -> dict:
+    """Accuracy, latency, agreement with TFLM and the counter drift of one device run."""
+    from .bench.stress import device_drift
+
+    unit = str(session.get("counter_unit", ""))
+    d = {"board": session.get("board"), "variant": session.get("variant"), "backend": session.get("backend"),
+         "dataset": session.get("dataset"), "counter_unit": unit, "counter_note": session.get("counter_note", ""),
+         "expected": session.get("samples"), "samples": len(samples), "_file": file}
+    if not samples:
+        return d
+    counters = np.asarray([r["counter"] for r in samples], np.float64)
+    if unit in ("ns", "instructions"):  # ns, or -icount shift=0 (1 emulated ns per instruction)
+        us = counters / 1000.0
+    else:
+        us = np.asarray([r.get("us", np.nan) for r in samples], np.float64)
+    d["accuracy"] = float(np.mean([r["predicted"] == r["label"] for r in samples]))
+    d["counter"] = {"median": float(np.median(counters)), "unit": unit}
+    if np.all(np.isfinite(us)):
+        d["latency_us"] = {"median": float(np.median(us))}
+    d["agreement"] = {"identical": int(sum(bool(r.get("agree")) for r in samples)), "of": len(samples)}
+    if len(samples) >= 2 and counters[: max(1, min(100, len(samples) // 2))].mean() > 0:
+        d["drift"] = device_drift(counters)
+    return d
 
 
 def _device_figures(r: dict) -> dict:
-    """Accuracy / latency / agreement from one device record, whatever optional keys it carries."""
+    """Accuracy / latency / counter / agreement of a device summary (only the keys that were measured)."""
     out = {}
     if isinstance(r.get("accuracy"), (int, float)):
         out["accuracy"] = float(r["accuracy"])
-    lat = r.get("latency_us") or r.get("latency")
+    lat = r.get("latency_us")
     if isinstance(lat, dict) and isinstance(lat.get("median"), (int, float)):
         out["latency_us"] = float(lat["median"])
-    cnt = r.get("latency_counter") or r.get("counter")
+    cnt = r.get("counter")
     if isinstance(cnt, dict) and isinstance(cnt.get("median"), (int, float)):
         out["counter"] = float(cnt["median"])
-        out["counter_unit"] = str(cnt.get("unit", r.get("counter_unit", "")))
-    agree = r.get("agreement")
-    if isinstance(agree, dict):
-        out["agreement"] = agree
+        out["counter_unit"] = str(cnt.get("unit", ""))
+    if isinstance(r.get("agreement"), dict):
+        out["agreement"] = r["agreement"]
     return out
 
 
@@ -434,13 +465,20 @@ def _device_section(data: ReportData) -> str:
     for r in data.device:
         f = _device_figures(r)
         agree = f.get("agreement")
-        agree_s = ", ".join(f"{k} {v}" for k, v in agree.items()) if agree else MISSING
+        agree_s = f"{agree['identical']}/{agree['of']} images identical" if agree else MISSING
         cnt = f"{f['counter']:,.0f} {f.get('counter_unit', '')}" if "counter" in f else MISSING
         lat = f"{f['latency_us']:,.1f}" if "latency_us" in f else MISSING
-        rows.append([r.get("board", "?"), r.get("variant", "?"), r.get("backend", "-"), _pct(f.get("accuracy")),
-                     lat, cnt, agree_s, r.get("_file", "")])
-    text.append(_table(["board", "variant", "backend", "accuracy", "latency µs (median)", "counter (median)",
-                        "agreement with host TFLM", "file"], rows))
+        dr = r.get("drift")
+        drift = f"{dr['drift_pct']:+.2f} % ({dr['verdict']})" if dr else MISSING
+        n = f"{r.get('samples', 0)}/{r.get('expected', '?')}"
+        rows.append([r.get("board", "?"), r.get("variant", "?"), r.get("backend") or "-", n, _pct(f.get("accuracy")),
+                     lat, cnt, agree_s, drift, plots.dataset_label(r.get("dataset")), r.get("_file", "")])
+    text.append(_table(["board", "variant", "backend", "samples", "accuracy", "latency µs (median)",
+                        "counter (median)", "raw outputs vs host TFLM", "counter drift (last vs first 100)",
+                        "images from", "file"], rows))
+    notes = sorted({r["counter_note"] for r in data.device if r.get("counter_note")})
+    for n in notes:
+        text.append(f"\nNote: {n}")
     if any(r.get("board") == "qemu-m4" for r in data.device):
         text.append("\nqemu-m4 counts are emulated instructions (QEMU -icount), not cycles of a real chip.")
     return "\n".join(text) + "\n"
