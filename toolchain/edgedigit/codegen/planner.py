@@ -1,8 +1,9 @@
 """Static activation memory planning from tensor lifetimes (the native backend's arena).
 
-Each buffer lives from the op step that writes it to the last step that reads it. Buffers are placed
-greedily, largest first, at the lowest offset where they overlap no buffer alive at the same time (the
-strategy of TFLM's GreedyMemoryPlanner). The plan is compared with the liveness lower bound: the largest
+Each buffer lives from the op step that writes it to the last step that reads it. Buffers are placed so
+that no two buffers alive at the same step overlap; three placements are tried (greedy largest first, as
+TFLM's GreedyMemoryPlanner; greedy in time order; two-ended in time order, optimal on chains) and the
+smallest arena is kept. The plan is compared with the liveness lower bound: the largest
 sum of the sizes of the buffers alive at one step, which no placement can beat.
 """
 
@@ -37,8 +38,57 @@ def lower_bound(buffers: Sequence[Buffer]) -> int:
     return max(sum(b.size for b in buffers if b.first <= s <= b.last) for s in steps)
 
 
+def _conflicts(buffers: Sequence[Buffer], offsets: list[int | None], i: int, alignment: int) -> list[tuple[int, int]]:
+    """The arena intervals taken by placed buffers alive at the same time as buffer ``i``."""
+    return sorted(
+        (o, o + _align(buffers[j].size, alignment))
+        for j, o in enumerate(offsets)
+        if o is not None and buffers[i].overlaps_in_time(buffers[j])
+    )
+
+
+def _lowest_fit(taken: list[tuple[int, int]], size: int) -> int:
+    candidate = 0
+    for start, end in taken:
+        if candidate + size <= start:
+            break
+        candidate = max(candidate, end)
+    return candidate
+
+
+def _highest_fit(taken: list[tuple[int, int]], size: int, limit: int, alignment: int) -> int | None:
+    """The highest aligned offset with ``offset + size <= limit`` free of ``taken``, or None."""
+    starts = [limit - size] + [s - size for s, _ in taken]
+    for o in sorted({(c // alignment) * alignment for c in starts if c >= 0}, reverse=True):
+        if o + size <= limit and all(o + size <= s or e <= o for s, e in taken):
+            return o
+    return None
+
+
+def _greedy(buffers: Sequence[Buffer], order: list[int], alignment: int) -> list[int]:
+    offsets: list[int | None] = [None] * len(buffers)
+    for i in order:
+        offsets[i] = _lowest_fit(_conflicts(buffers, offsets, i, alignment), _align(buffers[i].size, alignment))
+    return [int(o) for o in offsets if o is not None]
+
+
+def _two_ended(buffers: Sequence[Buffer], alignment: int) -> list[int]:
+    """In time order, alternately at the bottom and at the top of an arena the size of the lower bound
+    (optimal on chains); a buffer that does not fit at the top goes to the lowest free offset."""
+    limit = lower_bound([Buffer(b.name, _align(b.size, alignment), b.first, b.last) for b in buffers])
+    offsets: list[int | None] = [None] * len(buffers)
+    order = sorted(range(len(buffers)), key=lambda i: (buffers[i].first, buffers[i].last, i))
+    for n, i in enumerate(order):
+        size = _align(buffers[i].size, alignment)
+        taken = _conflicts(buffers, offsets, i, alignment)
+        top = _highest_fit(taken, size, limit, alignment) if n % 2 else None
+        offsets[i] = top if top is not None else _lowest_fit(taken, size)
+    return [int(o) for o in offsets if o is not None]
+
+
 def place(buffers: Sequence[Buffer], alignment: int = 4) -> tuple[list[int], int]:
-    """Greedy-by-size placement.
+    """Place the buffers: the smallest arena of three strategies (greedy by size as TFLM's planner,
+    greedy in time order, two-ended in time order).
 
     Args:
         buffers: the blocks to place.
@@ -47,22 +97,11 @@ def place(buffers: Sequence[Buffer], alignment: int = 4) -> tuple[list[int], int
     Returns:
         The offset of each buffer (same order as ``buffers``) and the arena size in bytes.
     """
-    order = sorted(range(len(buffers)), key=lambda i: (-buffers[i].size, buffers[i].first, i))
-    offsets: list[int | None] = [None] * len(buffers)
-    for i in order:
-        b = buffers[i]
-        taken = sorted(
-            (offsets[j], offsets[j] + _align(buffers[j].size, alignment))
-            for j in range(len(buffers))
-            if offsets[j] is not None and b.overlaps_in_time(buffers[j])
-        )
-        size = _align(b.size, alignment)
-        candidate = 0
-        for start, end in taken:
-            if candidate + size <= start:
-                break
-            candidate = max(candidate, end)
-        offsets[i] = candidate
-    placed = [int(o) for o in offsets if o is not None]
-    arena = max((o + _align(b.size, alignment) for o, b in zip(placed, buffers, strict=True)), default=0)
-    return placed, arena
+    by_size = sorted(range(len(buffers)), key=lambda i: (-buffers[i].size, buffers[i].first, i))
+    by_time = sorted(range(len(buffers)), key=lambda i: (buffers[i].first, i))
+    plans = [_greedy(buffers, by_size, alignment), _greedy(buffers, by_time, alignment),
+             _two_ended(buffers, alignment)]
+    arenas = [max((o + _align(b.size, alignment) for o, b in zip(offsets, buffers, strict=True)), default=0)
+              for offsets in plans]
+    best = arenas.index(min(arenas))
+    return plans[best], arenas[best]

@@ -1,0 +1,283 @@
+"""The native C backend: generated C vs TFLM element for element, refusals, compilers, memory plan."""
+
+from __future__ import annotations
+
+import ctypes
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import require_tool
+from edgedigit.codegen import native as codegen
+from edgedigit.codegen import planner
+from edgedigit.errors import ModelError, UnsupportedOpError
+from edgedigit.graph import load_graph
+from edgedigit.native import NativeModel
+from edgedigit.quantize import quantize_images
+from edgedigit.runtimes import run_tflm
+from tflite_factory import random_images
+
+FACTORY = ["mlp", "mlp_pertensor", "cnn", "dw_mult"]
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+@pytest.fixture(scope="session")
+def native_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("native_cache")
+
+
+def _int8_inputs(path: Path, images: np.ndarray) -> np.ndarray:
+    g = load_graph(path)
+    return quantize_images(images, float(g.input.scale[0]), int(g.input.zero_point[0]))
+
+
+def _assert_same_as_tflm(path: Path, images: np.ndarray, cache: Path) -> None:
+    x = _int8_inputs(path, images)
+    model = NativeModel(path, cache_dir=cache)
+    got, want = model.run(x), run_tflm(path, x)
+    assert got.dtype == np.int8 and got.shape == want.shape
+    bad = np.argwhere(got != want)
+    assert bad.size == 0, f"{path.name}: {len(bad)} elements differ from TFLM, first at {bad[:3].tolist()}"
+
+
+@pytest.mark.parametrize("name", FACTORY)
+def test_factory_models_equal_tflm_on_random_images(tflite_models, native_cache, name):
+    _assert_same_as_tflm(tflite_models[name], random_images(300, seed=7), native_cache)
+
+
+@pytest.mark.mnist
+@pytest.mark.parametrize("name", FACTORY)
+def test_factory_models_equal_tflm_on_mnist(tflite_models, native_cache, mnist, name):
+    _assert_same_as_tflm(tflite_models[name], mnist.x_test[:300], native_cache)
+
+
+@pytest.mark.mnist
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["mlp", "mlp-pruned"])
+def test_trained_models_equal_tflm(trained_build, native_cache, mnist, variant):
+    _assert_same_as_tflm(trained_build / "models" / variant / "model_int8.tflite", mnist.x_test[:300], native_cache)
+
+
+def test_firmware_runner_quantizes_pixels_and_picks_first_max(tflite_models, native_cache):
+    """``edgedigit_model_invoke`` (the firmware entry point) on raw pixels == TFLM on the LUT's int8."""
+    path = tflite_models["dw_mult"]
+    images = random_images(40, seed=3)
+    want = run_tflm(path, _int8_inputs(path, images))
+    model = NativeModel(path, cache_dir=native_cache)
+    assert model.has_runner
+    for img, w in zip(images, want, strict=True):
+        cls, raw = model.invoke_pixels(img)
+        assert raw.tolist() == w.astype(np.int32).tolist()
+        assert cls == int(np.argmax(w))
+
+
+def test_plan_mlp_aliases_reshape_and_meets_the_bound(tflite_models):
+    g = load_graph(tflite_models["mlp"])
+    mp = codegen.plan(g)
+    reshape = next(op for op in g.ops if op.opcode == "RESHAPE")
+    assert mp.offsets[reshape.inputs[0]] == mp.offsets[reshape.outputs[0]]
+    # input 784 + first FC output 32 are alive together; nothing else is larger
+    assert mp.lower_bound == 784 + 32
+    assert mp.arena_bytes == mp.lower_bound
+
+
+@pytest.mark.parametrize("name", FACTORY)
+def test_plan_within_ten_percent_of_bound_and_reported_by_the_library(tflite_models, native_cache, name):
+    g = load_graph(tflite_models[name])
+    mp = codegen.plan(g)
+    assert mp.lower_bound <= mp.arena_bytes <= 1.1 * mp.lower_bound
+    assert NativeModel(tflite_models[name], cache_dir=native_cache).arena_bytes == mp.arena_bytes
+
+
+def _tiny_model(activation: str | None, quantize: bool) -> bytes:
+    import tf_keras as keras
+    from tf_keras import layers as L
+
+    from tflite_factory import convert
+
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([L.Flatten(batch_input_shape=(1, 28, 28)), L.Dense(8, activation=activation), L.Dense(10)])
+    if quantize:
+        return convert(m, (np.random.default_rng(0).random((16, 28, 28)) ** 3).astype(np.float32))
+    import tensorflow as tf
+
+    return tf.lite.TFLiteConverter.from_keras_model(m).convert()
+
+
+def test_unsupported_op_is_refused_by_name(tmp_path):
+    path = tmp_path / "tanh.tflite"
+    path.write_bytes(_tiny_model("tanh", quantize=True))
+    g = load_graph(path)
+    assert "TANH" in g.op_names()
+    with pytest.raises(UnsupportedOpError) as e:
+        codegen.generate(g, variant="tanh", source_name=path.name)
+    msg = str(e.value)
+    assert "TANH" in msg and str(path) in msg and "FULLY_CONNECTED" in msg and "\n" not in msg
+
+
+def test_float_model_is_refused(tmp_path):
+    path = tmp_path / "float.tflite"
+    path.write_bytes(_tiny_model("relu", quantize=False))
+    with pytest.raises(ModelError, match="full-int8"):
+        NativeModel(path, cache_dir=tmp_path / "cache")
+
+
+def test_wrong_input_is_refused(tflite_models, native_cache):
+    model = NativeModel(tflite_models["mlp"], cache_dir=native_cache)
+    with pytest.raises(ModelError, match="int8"):
+        model.run(np.zeros((2, 28, 28), np.uint8))
+    with pytest.raises(ModelError, match=r"\(1, 28, 28\)"):
+        model.run(np.zeros((2, 784), np.int8))
+
+
+def test_generation_is_deterministic(tflite_models):
+    g = load_graph(tflite_models["cnn"])
+    a = codegen.generate(g, variant="cnn", source_name="cnn.tflite")
+    b = codegen.generate(load_graph(tflite_models["cnn"]), variant="cnn", source_name="cnn.tflite")
+    assert a == b
+    assert set(a) == {"edgedigit_kernels.h", "edgedigit_kernels.c", "edgedigit_native_model.h",
+                      "edgedigit_native_model.c", "edgedigit_native_runner.c"}
+    assert "DO NOT EDIT" in a["edgedigit_native_model.c"] and g.sha256 in a["edgedigit_native_runner.c"]
+
+
+# ---- compilers -------------------------------------------------------------------------------------------
+
+def _write_sources(tflite: Path, out: Path) -> list[str]:
+    from edgedigit.paths import templates_dir
+
+    files = codegen.generate(load_graph(tflite), variant="cnn", source_name=tflite.name)
+    files["edgedigit_model.h"] = (templates_dir() / "runtime" / "edgedigit_model.h").read_text()
+    for name, text in files.items():
+        (out / name).write_text(text)
+    return sorted(n for n in files if n.endswith(".c"))
+
+
+WARN = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2", "-c"]
+
+
+@pytest.mark.tool
+@pytest.mark.parametrize("cc,flags", [
+    ("gcc", []), ("clang", []),
+    ("arm-none-eabi-gcc", ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]),
+    ("arm-none-eabi-gcc", ["-mcpu=cortex-m0", "-mthumb"]),
+])
+@pytest.mark.parametrize("name", ["cnn", "dw_mult"])
+def test_generated_c_compiles_without_warnings(tflite_models, tmp_path, cc, flags, name):
+    exe = require_tool(cc)
+    for src in _write_sources(tflite_models[name], tmp_path):
+        res = subprocess.run([exe, *WARN, *flags, src, "-o", src + ".o"], cwd=tmp_path, capture_output=True, text=True)
+        assert res.returncode == 0 and res.stderr == "", f"{cc} {flags} {src}:\n{res.stderr}"
+
+
+# ---- planner properties ------------------------------------------------------------------------------------
+
+buffers_st = st.lists(
+    st.tuples(st.integers(1, 64), st.integers(0, 12), st.integers(0, 6)).map(
+        lambda t: planner.Buffer("b", t[0], t[1], t[1] + t[2])),
+    min_size=1, max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(buffers_st, st.sampled_from([1, 4]))
+def test_planner_never_overlaps_live_buffers_and_respects_the_bound(buffers, alignment):
+    offsets, arena = planner.place(buffers, alignment)
+    for i, a in enumerate(buffers):
+        assert offsets[i] % alignment == 0 and offsets[i] + a.size <= arena
+        for j in range(i + 1, len(buffers)):
+            b = buffers[j]
+            if a.overlaps_in_time(b):
+                assert offsets[i] + a.size <= offsets[j] or offsets[j] + b.size <= offsets[i]
+    assert arena >= planner.lower_bound(buffers)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, 100), min_size=1, max_size=10))
+def test_planner_is_optimal_on_chains(sizes):
+    """A chain a0 -> a1 -> ... (each op reads one buffer, writes the next) fits in the bound exactly."""
+    buffers = [planner.Buffer(f"t{i}", s, max(i - 1, 0), i) for i, s in enumerate(sizes)]
+    _, arena = planner.place(buffers, alignment=1)
+    assert arena == planner.lower_bound(buffers) == max(
+        [sizes[0]] + [a + b for a, b in zip(sizes, sizes[1:], strict=False)])
+
+
+# ---- requantization helpers vs a model of TFLM's arithmetic ----------------------------------------------
+
+def _srdhm(a: int, b: int) -> int:
+    if a == b == INT32_MIN:
+        return INT32_MAX
+    ab = a * b
+    num = ab + ((1 << 30) if ab >= 0 else 1 - (1 << 30))
+    q = abs(num) // (1 << 31)
+    return q if num >= 0 else -q  # C's division truncates toward zero
+
+
+def _rdbypot(x: int, e: int) -> int:
+    mask = (1 << e) - 1
+    return (x >> e) + int((x & mask) > (mask >> 1) + int(x < 0))
+
+
+def _wrap32(v: int) -> int:
+    return (v + (1 << 31)) % (1 << 32) - (1 << 31)
+
+
+def _mbqm(x: int, m: int, shift: int) -> int:
+    return _rdbypot(_srdhm(_wrap32(x << max(shift, 0)), m), max(-shift, 0))
+
+
+@pytest.fixture(scope="module")
+def kernels_lib(tflite_models, native_cache):
+    lib = ctypes.CDLL(str(NativeModel(tflite_models["mlp"], cache_dir=native_cache).library))
+    for name, n in (("edgedigit_srdhm", 2), ("edgedigit_rounding_divide_by_pot", 2),
+                    ("edgedigit_multiply_by_quantized_multiplier", 3)):
+        getattr(lib, name).argtypes = [ctypes.c_int32] * n
+        getattr(lib, name).restype = ctypes.c_int32
+    return lib
+
+
+i32 = st.integers(INT32_MIN, INT32_MAX)
+
+
+@settings(max_examples=500, deadline=None)
+@given(i32, i32)
+def test_srdhm_matches_gemmlowp(kernels_lib, a, b):
+    assert kernels_lib.edgedigit_srdhm(a, b) == _srdhm(a, b)
+
+
+def test_srdhm_saturation_edges(kernels_lib):
+    assert kernels_lib.edgedigit_srdhm(INT32_MIN, INT32_MIN) == INT32_MAX
+    assert kernels_lib.edgedigit_srdhm(INT32_MIN, INT32_MAX) == -INT32_MAX
+    assert kernels_lib.edgedigit_srdhm(INT32_MAX, INT32_MAX) == INT32_MAX - 1
+
+
+@settings(max_examples=500, deadline=None)
+@given(i32, st.integers(0, 31))
+def test_rounding_divide_by_pot_matches_gemmlowp(kernels_lib, x, e):
+    assert kernels_lib.edgedigit_rounding_divide_by_pot(x, e) == _rdbypot(x, e)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(i32, st.integers(0, INT32_MAX), st.integers(-31, 30))
+def test_multiply_by_quantized_multiplier_matches_tflm(kernels_lib, x, m, shift):
+    assert kernels_lib.edgedigit_multiply_by_quantized_multiplier(x, m, shift) == _mbqm(x, m, shift)
+
+
+def test_quantize_multiplier_like_tflm():
+    assert codegen.quantize_multiplier(0.5) == (1 << 30, 0)
+    assert codegen.quantize_multiplier(1.0) == (1 << 30, 1)
+    assert codegen.quantize_multiplier(0.0) == (0, 0)
+    assert codegen.quantize_multiplier(2.0 ** -40) == (0, 0)  # shift < -31 flushes to zero
+    # q * 2^31 rounds up to 2^31: halved, shift + 1
+    assert codegen.quantize_multiplier(1.0 - 2.0 ** -33) == (1 << 30, 1)
+    m, s = codegen.quantize_multiplier(0.0123)
+    assert (1 << 30) <= m < (1 << 31) and abs(m * 2.0 ** s / 2 ** 31 - 0.0123) < 1e-9
+
+
+def test_pack_fc_weights_layout():
+    w = np.arange(6 * 6, dtype=np.int64).reshape(6, 6).astype(np.int8)
+    packed = codegen.pack_fc_weights(w)
+    block = [0, 1, 2, 3, 6, 7, 8, 9, 12, 13, 14, 15, 18, 19, 20, 21, 4, 5, 10, 11, 16, 17, 22, 23]
+    assert packed.tolist() == block + list(range(24, 36))
