@@ -1,0 +1,208 @@
+"""C++ for the ``tflm`` backend: the .tflite as an aligned C array, an op resolver with exactly the model's
+ops, a measured arena, the input LUT and a runner implementing ``edgedigit_model.h``.
+
+Python computes everything (bytes, op list, arena size, LUT, self-check vectors); the templates in
+``firmware_templates/tflm/`` only substitute. The runner checks itself at start-up: it runs a few fixed
+images and compares every int8 output with what TFLM computed on the host, so a library that computes the
+model differently (e.g. per-channel FULLY_CONNECTED on an old TFLM) refuses to run instead of
+misclassifying in silence.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelError, UnsupportedOpError
+from ..graph import Graph
+from .render import banner, c_array_body, c_float, render, sanitize_identifier
+
+# The arena: TFLM's own allocation report for this model plus a margin for other TFLM versions and for
+# optimized kernels' scratch buffers (CMSIS-NN, ESP-NN), rounded up to 16 bytes.
+ARENA_MARGIN_FRACTION = 0.25
+ARENA_MARGIN_MIN_BYTES = 2048
+
+# Builtin operators whose MicroMutableOpResolver method is not the plain CamelCase of the name.
+_ADD_EXCEPTIONS = {
+    "BATCH_MATMUL": "AddBatchMatMul",
+    "CUMSUM": "AddCumSum",
+    "PADV2": "AddPadV2",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": "AddUnidirectionalSequenceLSTM",
+}
+
+
+def add_method(op: str) -> str:
+    """The ``MicroMutableOpResolver`` method that registers builtin ``op``: ``CONV_2D`` -> ``AddConv2D``."""
+    if op in _ADD_EXCEPTIONS:
+        return _ADD_EXCEPTIONS[op]
+    parts = [p.upper() if p[:1].isdigit() else p.capitalize() for p in op.split("_")]
+    return "Add" + "".join(parts)
+
+
+def arena_margin(measured: int) -> int:
+    """The margin added to the measured arena: 25 % of it, at least 2 KiB."""
+    return max(ARENA_MARGIN_MIN_BYTES, math.ceil(measured * ARENA_MARGIN_FRACTION))
+
+
+def arena_bytes(measured: int) -> int:
+    """The arena constant: measured + margin, rounded up to a multiple of 16."""
+    total = measured + arena_margin(measured)
+    return (total + 15) // 16 * 16
+
+
+def check_ops(graph: Graph, available: frozenset[str] | set[str] | None, library: str = "the TFLM library") -> list[str]:
+    """The model's operators in order of first use, each one checked against ``available``.
+
+    Raises:
+        UnsupportedOpError: a custom op, or an op the board's TFLM library does not provide (named).
+    """
+    ops = graph.op_names()
+    for op in ops:
+        if op.startswith("CUSTOM") or op.startswith("BUILTIN_"):
+            raise UnsupportedOpError(f"{graph.path}: operator {op} is not a TFLM builtin; edgedigit exports builtin ops only")
+    if available is not None:
+        missing = [op for op in ops if op not in available]
+        if missing:
+            raise UnsupportedOpError(
+                f"{graph.path}: {library} does not provide {', '.join(missing)} (the model uses {', '.join(ops)}); "
+                f"use --backend native or a model without {', '.join(missing)}")
+    return ops
+
+
+def per_channel_fully_connected(graph: Graph) -> bool:
+    """True when some FULLY_CONNECTED weight tensor carries one scale per output channel."""
+    return any(op.opcode == "FULLY_CONNECTED" and len(op.inputs) > 1 and op.inputs[1] >= 0
+               and graph.tensors[op.inputs[1]].per_channel for op in graph.ops)
+
+
+@dataclass(frozen=True)
+class SelfCheck:
+    images: np.ndarray  # uint8 (K, 28, 28)
+    expected: np.ndarray  # int8 (K, C): TFLM's outputs on the host
+
+
+def self_check_images() -> np.ndarray:
+    """Three fixed 28 x 28 images: a ring (0), a bar (1) and a diagonal stroke (7-ish). Deterministic."""
+    yy, xx = np.mgrid[0:28, 0:28].astype(np.float64)
+    r = np.hypot(yy - 13.5, xx - 13.5)
+    ring = np.clip(255 * (1 - np.abs(r - 8) / 2.5), 0, 255)
+    bar = np.clip(255 * (1 - np.abs(xx - 14 - (yy - 14) * 0.15) / 2.0), 0, 255) * ((yy > 4) & (yy < 24))
+    top = np.clip(255 * (1 - np.abs(yy - 6) / 1.8), 0, 255) * ((xx > 6) & (xx < 22))
+    diag = np.clip(255 * (1 - np.abs(xx - (21 - (yy - 6) * 0.55)) / 1.8), 0, 255) * ((yy >= 6) & (yy < 24))
+    seven = np.maximum(top, diag)
+    return np.stack([ring, bar, seven]).round().astype(np.uint8)
+
+
+def _quant(t: Any, what: str, path: Any) -> tuple[float, int]:
+    if t.scale.size != 1 or t.zero_point.size != 1:
+        raise ModelError(f"{path}: the model's {what} tensor must be quantized per tensor (one scale, one zero point)")
+    return float(t.scale[0]), int(t.zero_point[0])
+
+
+def model_facts(graph: Graph) -> dict[str, Any]:
+    """Input/output quantization and class count of a full-int8 classifier with a (1, 28, 28) input.
+
+    Raises:
+        ModelError: not full int8, or not the input/output shape edgedigit's firmware feeds and reads.
+    """
+    if not graph.is_full_int8():
+        raise ModelError(f"{graph.path}: the tflm export needs a full-int8 model (int8 input, output and "
+                         f"activations); quantize it with `edgedigit quantize` first")
+    inp, out = graph.input, graph.output
+    if int(np.prod(inp.shape)) != 784:
+        raise ModelError(f"{graph.path}: input shape {inp.shape} does not hold one 28 x 28 image")
+    classes = int(np.prod(out.shape))
+    if not 1 < classes <= 16 or out.shape[0] != 1:
+        raise ModelError(f"{graph.path}: output shape {out.shape}: the firmware reads 2..16 classes of one image")
+    in_scale, in_zp = _quant(inp, "input", graph.path)
+    out_scale, out_zp = _quant(out, "output", graph.path)
+    return {"input_scale": in_scale, "input_zero_point": in_zp, "output_scale": out_scale,
+            "output_zero_point": out_zp, "num_classes": classes}
+
+
+def model_array_name(variant: str) -> str:
+    """``g_<variant>_model_data`` as a valid C identifier."""
+    return f"g_{sanitize_identifier(variant)}_model_data"
+
+
+def generate(graph: Graph, *, variant: str, source_name: str, measured_arena: int | None = None,
+             available_ops: frozenset[str] | None = None, library: str = "the TFLM library",
+             include: str = "", self_check: SelfCheck | None = None) -> dict[str, str | bytes]:
+    """Render the tflm backend's sources for ``src/``.
+
+    Args:
+        graph: the int8 model (``edgedigit.graph.load_graph``); its file is embedded byte for byte.
+        variant: the variant name reported by the firmware and used in the array name.
+        source_name: the model file named in the banners.
+        measured_arena: TFLM's arena for this model; default: measured now (``runtimes.tflm_arena_bytes``).
+        available_ops: the builtin ops the board's TFLM library provides (None: do not check).
+        library: the library's name, for error messages.
+        include: a header the library wants included first (e.g. ``TensorFlowLite.h``), or "".
+        self_check: start-up check vectors; default: :func:`self_check_images` run through host TFLM.
+
+    Returns:
+        File name in ``src/`` -> content: ``edgedigit_model_data.{h,cc}``, ``edgedigit_input_lut.h``,
+        ``edgedigit_op_resolver.h``, ``edgedigit_model_tflm.cc``.
+
+    Raises:
+        ModelError: not a full-int8 (1, 28, 28) classifier.
+        UnsupportedOpError: an op the library does not provide.
+    """
+    from ..quantize import input_lut
+
+    facts = model_facts(graph)
+    ops = check_ops(graph, available_ops, library)
+    raw = graph.path.read_bytes()
+    if len(raw) != graph.size_bytes:
+        raise ModelError(f"{graph.path}: the file changed since it was read ({len(raw)} != {graph.size_bytes} bytes)")
+    if measured_arena is None:
+        from ..runtimes import tflm_arena_bytes
+
+        measured_arena = tflm_arena_bytes(graph.path)
+    if self_check is None:
+        self_check = host_self_check(graph, facts)
+    lut = input_lut(facts["input_scale"], facts["input_zero_point"])
+    ctx = {
+        "banner_c": banner(source_name, graph.sha256, "c"),
+        "variant": variant,
+        "sha256": graph.sha256,
+        "array": model_array_name(variant),
+        "model_len": len(raw),
+        "model_bytes": c_array_body(np.frombuffer(raw, np.uint8), per_line=16, fmt="0x{:02x}"),
+        "ops": [{"name": op, "method": add_method(op)} for op in ops],
+        "measured_arena": measured_arena,
+        "arena_margin": arena_margin(measured_arena),
+        "arena_bytes": arena_bytes(measured_arena),
+        "lut": lut,
+        "include": include,
+        "input_scale_c": c_float(facts["input_scale"]),
+        "input_zero_point": facts["input_zero_point"],
+        "output_scale_c": c_float(facts["output_scale"]),
+        "output_zero_point": facts["output_zero_point"],
+        "num_classes": facts["num_classes"],
+        "check_images": [img.ravel() for img in self_check.images],
+        "check_expected": [row.ravel() for row in self_check.expected],
+    }
+    return {
+        "edgedigit_model_data.h": render("tflm/edgedigit_model_data.h.j2", **ctx),
+        "edgedigit_model_data.cc": render("tflm/edgedigit_model_data.cc.j2", **ctx),
+        "edgedigit_input_lut.h": render("tflm/edgedigit_input_lut.h.j2", **ctx),
+        "edgedigit_op_resolver.h": render("tflm/edgedigit_op_resolver.h.j2", **ctx),
+        "edgedigit_model_tflm.cc": render("tflm/edgedigit_model_tflm.cc.j2", **ctx),
+    }
+
+
+def host_self_check(graph: Graph, facts: dict[str, Any] | None = None) -> SelfCheck:
+    """The start-up check vectors: :func:`self_check_images` and TFLM's int8 outputs for them on the host."""
+    from ..quantize import quantize_images
+    from ..runtimes import RUNTIMES
+
+    facts = facts or model_facts(graph)
+    images = self_check_images()
+    x = quantize_images(images, facts["input_scale"], facts["input_zero_point"])
+    x = x.reshape((len(images), *graph.input.shape[1:]))
+    out = np.asarray(RUNTIMES["tflm"](graph.path, x)).reshape(len(images), facts["num_classes"])
+    return SelfCheck(images, out.astype(np.int8))
