@@ -69,8 +69,7 @@ def export_project(board: Any, variant: str, backend: str, tflite: Path) -> Path
     except ImportError:
         firmware = None  # type: ignore[assignment]
     if firmware is not None and hasattr(firmware, "export"):
-        result = firmware.export(variant, board.id, backend)
-        return Path(getattr(result, "project", result))
+        return Path(firmware.export(board.id, variant=variant, backend=backend).path)
     return _assemble(board, variant, backend, tflite)
 
 
