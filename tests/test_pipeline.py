@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from edgedigit import pipeline
 from edgedigit.data import Dataset
-from edgedigit.errors import EdgeDigitError
+from edgedigit.errors import EdgeDigitError, ModelTooLargeError
 from edgedigit.pipeline import Blocked, MissingPart, Stage, file_hash, run_stages
 
 
@@ -146,7 +146,9 @@ def fakes(build_dir, monkeypatch):
 
     class FakeFirmware:
         @staticmethod
-        def export(variant, board, backend):
+        def export(board, variant=None, backend=None):
+            if board == "uno" and variant != "rfe-lr":
+                raise ModelTooLargeError(f"{variant} does not fit uno's 32,256 B flash")
             calls.append(("export", variant, board, backend))
             p = build_dir / "firmware" / board / f"{variant}-{backend}"
             p.mkdir(parents=True, exist_ok=True)
@@ -202,7 +204,7 @@ def test_real_stage_list_qemu(fakes):
     res = CliRunner().invoke(app, ["pipeline", "--board", "qemu-m4", "--variant", "mlp-pruned", "--samples", "50"])
     assert res.exit_code == 0, res.output
     assert all(line.endswith("skipped (up to date)") for line in res.output.splitlines()[1:-1]), res.output
-    assert "pipeline: 0 ran, 12 up to date" in res.output
+    assert "pipeline: 0 ran, 12 up to date, 0 not run" in res.output
     assert len(fakes) == n  # nothing ran
 
     # a different number of device samples re-runs only the device benches and the report
@@ -218,6 +220,13 @@ def test_boards_that_do_not_run_here_skip_the_device_stage(fakes):
     assert names == ["train mlp", "quantize mlp", "validate", "bench host", "bench stress", "export esp32dev mlp tflm",
                      "report"]
     assert not any(c[0] == "device" for c in fakes)
+
+
+def test_model_too_large_is_not_applicable(fakes):
+    lines = []
+    pipeline.run_pipeline("uno", variants=["mlp"], echo=lines.append)
+    assert "export uno mlp native: not applicable (mlp does not fit uno's 32,256 B flash)" in lines
+    assert lines[-2].startswith("report: ran")
 
 
 def test_unknown_board_is_one_line(build_dir):

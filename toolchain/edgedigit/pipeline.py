@@ -9,8 +9,8 @@ recorded when the stage last ran. Hashes, not modification times: a file rewritt
 does not re-run anything, an edited one does. ``--force`` re-runs every stage.
 
 One line per stage: ``ran``, ``skipped (up to date)``, ``missing part (...)`` when the module that
-implements it is not available, or ``blocked (...)`` when an input an earlier stage should have made is
-absent.
+implements it is not available, ``not applicable (...)`` (e.g. the model does not fit the board), or
+``blocked (...)`` when an input an earlier stage should have made is absent.
 """
 
 from __future__ import annotations
@@ -38,6 +38,10 @@ class MissingPart(Exception):
     """The module implementing a stage is not available in this installation."""
 
 
+class NotApplicable(Exception):
+    """The stage does not apply (e.g. the model does not fit the board); the reason is printed."""
+
+
 @dataclass
 class Stage:
     """One step of the pipeline.
@@ -56,7 +60,7 @@ class Stage:
 @dataclass
 class StageResult:
     name: str
-    status: str  # ran | skipped | missing | blocked
+    status: str  # ran | skipped | missing | not-applicable | blocked
     detail: str = ""
     seconds: float = 0.0
 
@@ -67,6 +71,8 @@ class StageResult:
             return f"{self.name}: skipped (up to date)"
         if self.status == "missing":
             return f"{self.name}: missing part ({self.detail})"
+        if self.status == "not-applicable":
+            return f"{self.name}: not applicable ({self.detail})"
         return f"{self.name}: blocked ({self.detail})"
 
 
@@ -135,6 +141,8 @@ def run_stages(stages: Iterable[Stage], force: bool = False, echo: Callable[[str
                     stage.run()
                 except MissingPart as e:
                     res = StageResult(stage.name, "missing", str(e))
+                except NotApplicable as e:
+                    res = StageResult(stage.name, "not-applicable", str(e))
                 except Blocked as e:
                     res = StageResult(stage.name, "blocked", str(e))
                 else:
@@ -295,8 +303,13 @@ def build_stages(cfg: PipelineConfig, dataset_loader: Callable[[], Any]) -> list
         project = build_dir() / "firmware" / board.id / f"{v.name}-{backend}"
 
         def export_run(v=v, backend=backend) -> None:
+            from .errors import ModelTooLargeError
+
             fw = _import("firmware", "edgedigit export")
-            fw.export(v.name, board.id, backend)
+            try:
+                fw.export(board.id, variant=v.name, backend=backend)
+            except ModelTooLargeError as e:
+                raise NotApplicable(str(e)) from None
 
         stages.append(Stage(f"export {board.id} {v.name} {backend}",
                             lambda v=v: {"model": file_hash(_quantized_outputs(v.name, v.kind)[0]), "board": board_hash},
@@ -349,6 +362,6 @@ def run_pipeline(board: str, *, variants: list[str] | None = None, force: bool =
     ran = sum(r.status == "ran" for r in results)
     skipped = sum(r.status == "skipped" for r in results)
     other = len(results) - ran - skipped
-    echo(f"pipeline: {ran} ran, {skipped} up to date, {other} missing or blocked; report: "
+    echo(f"pipeline: {ran} ran, {skipped} up to date, {other} not run (missing, not applicable or blocked); report: "
          f"{build_dir() / 'reports' / 'report.md'}")
     return results
