@@ -46,6 +46,17 @@ def test_drift_compares_first_and_last_100():
     assert stats.drift_percent(np.concatenate([np.full(100, 200.0), np.full(100, 190.0)])) == -5.0
 
 
+def test_drift_uses_medians_so_one_delayed_iteration_does_not_count():
+    first = np.full(100, 10.0)
+    last = np.full(100, 10.0)
+    last[50] = 60.0  # one iteration delayed by another process: +50 on a sum of 1000
+    timings = np.concatenate([first, last])
+    assert stats.drift_percent(timings) == 0.0
+    assert stats.drift_percent(timings, stat="mean") == pytest.approx(5.0, abs=1e-12)
+    with pytest.raises(EdgeDigitError, match="statistic 'mode' unknown"):
+        stats.drift_percent(timings, stat="mode")
+
+
 def test_drift_window_halves_short_runs():
     assert stats.drift_window(1000) == 100
     assert stats.drift_window(150) == 75

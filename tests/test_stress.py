@@ -49,6 +49,7 @@ def test_stable_run_figures():
     rss = [100 * MB] + [100 * MB + i * 1024 for i in range(1000)]
     r = _run(_constant, durations, rss)
     assert r["drift_pct"] == pytest.approx(4.0, abs=1e-9)
+    assert r["drift_mean_pct"] == pytest.approx(4.0, abs=1e-9)
     assert r["cpu_drift_pct"] == pytest.approx(4.0, abs=1e-9)
     assert r["latency_ms"]["median"] == pytest.approx(500.0)
     assert r["latency_ms"]["n"] == 1000

@@ -161,13 +161,45 @@ def _boards() -> tuple[list[BoardInfo], str]:
 
 
 def _recommend(boards: list[BoardInfo], cards: dict[str, dict]) -> tuple[list[Recommendation], str]:
+    """Per board: the most accurate int8 variant whose flash and RAM fit, with the same budget check as
+    ``edgedigit export`` (``edgedigit.firmware``: model + arena + the board file's runtime estimate)."""
     try:
-        from .select import select_for_board
+        from . import firmware
+        from .boards import load_board
     except ImportError:
-        return [], "recommendation: edgedigit.select is not available yet (run `edgedigit select --board B`)"
+        return [], "recommendation: edgedigit.firmware (the budget check) is not available"
     recs = []
     for b in boards:
-        recs.append(select_for_board(b.id))
+        board = load_board(b.id)
+        fits, excluded = [], []
+        for v, card in sorted(cards.items()):
+            acc = card.get("int8_accuracy")
+            if not isinstance(acc, (int, float)):
+                excluded.append((v, f"not quantized (`edgedigit quantize {v}`)"))
+                continue
+            try:
+                src = firmware.resolve_model(variant=v)
+                backends = firmware.usable_backends(board, src)
+                if not backends:
+                    excluded.append((v, "; ".join(firmware.backend_problem(board, src, k) or "" for k in board.backends)))
+                    continue
+                reqs = [firmware.requirement(board, src, k) for k in backends]
+            except EdgeDigitError as e:
+                excluded.append((v, str(e)))
+                continue
+            ok = [r for r in reqs if r.fits]
+            if ok:
+                fits.append((float(acc), v, ok[0]))
+            else:
+                excluded.append((v, reqs[0].shortfall()))
+        if not fits:
+            recs.append(Recommendation(b.id, None, excluded=excluded))
+            continue
+        fits.sort(key=lambda t: (t[0], t[1]), reverse=True)
+        acc, v, req = fits[0]
+        for other_acc, other, _ in fits[1:]:
+            excluded.append((other, f"fits, less accurate ({100 * other_acc:.2f} %)"))
+        recs.append(Recommendation(b.id, v, acc, req.flash, req.ram, excluded, note=f"backend {req.backend}"))
     return recs, ""
 
 
@@ -401,8 +433,10 @@ def _recommendation_section(data: ReportData) -> str:
         if r.variant is None:
             rows.append([r.board, f"nothing fits{': ' + r.note if r.note else ''}", "-", "-", "-", left_out])
         else:
-            rows.append([r.board, f"**{r.variant}**", _pct(r.accuracy), _int(r.flash_bytes), _int(r.ram_bytes), left_out])
-    text.append(_table(["board", "recommended", "int8 accuracy", "flash (B)", "RAM (B)", "left out (why)"], rows))
+            rows.append([r.board, f"**{r.variant}**" + (f" ({r.note})" if r.note else ""), _pct(r.accuracy),
+                         _int(r.flash_bytes), _int(r.ram_bytes), left_out])
+    text.append(_table(["board", "recommended", "int8 accuracy", "flash needed (B)", "RAM needed (B)",
+                        "left out (why)"], rows))
     return "\n".join(text) + "\n"
 
 
@@ -440,19 +474,22 @@ def _stress_section(data: ReportData) -> str:
     rows = []
     for r in data.stress:
         if r.get("status") != "ok":
-            rows.append([r["variant"], r["runtime"], f"{MISSING}: {r.get('reason', '')}"] + ["-"] * 6)
+            rows.append([r["variant"], r["runtime"], f"{MISSING}: {r.get('reason', '')}"] + ["-"] * 7)
             continue
         lat = r["latency_ms"]
         cpu = f"{r['cpu_drift_pct']:+.2f} %" if isinstance(r.get("cpu_drift_pct"), (int, float)) else "-"
+        mean = f"{r['drift_mean_pct']:+.2f} %" if isinstance(r.get("drift_mean_pct"), (int, float)) else "-"
         rows.append([r["variant"], r["runtime"], f"{r['iterations']} x {r['batch']}",
-                     f"{lat['median']:.3f} / {lat['p95']:.3f} / {lat['p99']:.3f}", f"{r['drift_pct']:+.2f} %", cpu,
+                     f"{lat['median']:.3f} / {lat['p95']:.3f} / {lat['p99']:.3f}", f"{r['drift_pct']:+.2f} %", mean, cpu,
                      f"{r['growth_mb']:+.2f}", str(r["errors"]),
                      r["verdict"] + (f" ({'; '.join(r['verdict_reasons'])})" if r.get("verdict_reasons") else "")])
     text.append(_table(["variant", "runtime", "iterations x batch", "ms per batch p50 / p95 / p99",
-                        "drift (wall)", "drift (CPU time)", "memory growth (MB)", "errors", "verdict"], rows))
-    text.append("\nDrift: mean of the last 100 iterations vs the first 100 (wall clock; the CPU-time drift is "
-                "shown because other processes share this machine). Stable: |drift| < 5 %, growth < 10 MB, "
-                "no errors.")
+                        "drift (wall, medians)", "drift (wall, means)", "drift (CPU time)", "memory growth (MB)",
+                        "errors", "verdict"], rows))
+    text.append("\nDrift: the last 100 iterations against the first 100, in percent. The verdict uses the medians "
+                "of wall-clock times (robust to an iteration delayed by another process on a shared machine); the "
+                "seed's mean-based figure and the CPU-time drift are shown beside it. Stable: |drift| < 5 %, "
+                "memory growth < 10 MB, no errors.")
     return "\n".join(text) + "\n"
 
 

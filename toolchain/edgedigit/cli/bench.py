@@ -111,18 +111,17 @@ def _host_table(summary: dict) -> None:
     m = summary["machine"]
     t = Table(title=f"bench host on {m['cpu']} ({m['cores_logical']} cores), {dataset_label(summary['dataset'])}, "
                     f"{summary['settings']['runs']} runs after {summary['settings']['warmup']} warm-up")
-    for col in ("variant", "runtime", "accuracy", "size B", "params", "MACs", "median µs", "p95 µs", "p99 µs",
-                "img/s", "RSS before/after/peak MB", "CPU µs/img"):
+    for col in ("variant", "runtime", "accuracy", "median µs", "p95 µs", "p99 µs", "img/s", "peak RSS MB",
+                "CPU µs/img"):
         t.add_column(col, justify="left" if col in ("variant", "runtime") else "right")
     for r in summary["results"]:
         if r["status"] != "ok":
-            t.add_row(r["variant"], r["runtime"], f"missing: {r['reason']}", *[""] * 9)
+            t.add_row(r["variant"], r["runtime"], f"missing: {r['reason']}", *[""] * 6)
             continue
-        lat, rss = r["latency_us"], r["rss_mb"]
-        t.add_row(r["variant"], r["runtime"], f"{100 * r['accuracy']:.2f} %", f"{r['size_bytes'] or 0:,}",
-                  f"{r['params'] or 0:,}", f"{r['macs'] or 0:,}", f"{lat['median']:,.1f}", f"{lat['p95']:,.1f}",
-                  f"{lat['p99']:,.1f}", f"{r['throughput_ips']:,.0f}",
-                  f"{rss['before']:.0f}/{rss['after']:.0f}/{rss['peak']:.0f}", f"{r['cpu_us_per_image']:,.1f}")
+        lat = r["latency_us"]
+        t.add_row(r["variant"], r["runtime"], f"{100 * r['accuracy']:.2f} %", f"{lat['median']:,.1f}", f"{lat['p95']:,.1f}",
+                  f"{lat['p99']:,.1f}", f"{r['throughput_ips']:,.0f}", f"{r['rss_mb']['peak']:,.0f}",
+                  f"{r['cpu_us_per_image']:,.1f}")
     _console().print(t)
 
 
