@@ -59,55 +59,14 @@ def _card(variant: str) -> dict[str, Any]:
 
 
 def export_project(board: Any, variant: str, backend: str, tflite: Path) -> Path:
-    """The firmware project for ``board`` (COMMON contract 6), through ``edgedigit.firmware`` when present.
+    """Export the firmware project for ``board`` through ``edgedigit.firmware`` (COMMON contract 6).
 
     Returns:
         The project root (holds the Makefile).
     """
-    try:
-        from .. import firmware  # H3's export stage
-    except ImportError:
-        firmware = None  # type: ignore[assignment]
-    if firmware is not None and hasattr(firmware, "export"):
-        return Path(firmware.export(board.id, variant=variant, backend=backend).path)
-    return _assemble(board, variant, backend, tflite)
+    from .. import firmware
 
-
-def _assemble(board: Any, variant: str, backend: str, tflite: Path) -> Path:
-    """A minimal export (runtime + platform + native backend) used until ``edgedigit.firmware`` lands."""
-    import shutil
-
-    from .. import __version__
-    from ..codegen import native
-    from ..codegen.render import banner, render
-    from ..fsutil import staged_dir
-    from ..graph import load_graph
-    from ..paths import firmware_dir, templates_dir
-
-    if backend != "native":
-        raise EdgeDigitError(f"bench device can build backend native for board {board.id}, not {backend}")
-    graph = load_graph(tflite)
-    files = native.generate(graph, variant=variant, source_name=tflite.name)
-    tdir = templates_dir()
-    final = firmware_dir() / board.id / f"{variant}-{backend}"
-    with staged_dir(final) as tmp:
-        src = tmp / "src"
-        src.mkdir()
-        for f in [*(tdir / "runtime").iterdir(), *(tdir / "platform" / board.platform / "src").iterdir()]:
-            if f.is_file():
-                shutil.copy(f, src / f.name)
-        for name, content in files.items():
-            (src / name).write_bytes(content if isinstance(content, bytes) else content.encode())
-        ctx = dict(board=board.as_dict(), model=dict(variant=variant, backend=backend, sha256=graph.sha256,
-                                                      source=tflite.name),
-                   sources=sorted(p.name for p in src.iterdir()), banner_c=banner(tflite.name, graph.sha256, "c"),
-                   banner_hash=banner(tflite.name, graph.sha256, "hash"), edgedigit_version=__version__)
-        for f in (tdir / "platform" / board.platform / "root").iterdir():
-            if f.suffix == ".j2":
-                (tmp / f.stem).write_text(render(f"platform/{board.platform}/root/{f.name}", **ctx))
-            else:
-                shutil.copy(f, tmp / f.name)
-    return final
+    return Path(firmware.export(board.id, variant=variant, backend=backend).path)
 
 
 def _read_results(path: Path) -> tuple[dict[str, Any] | None, dict[int, dict[str, Any]]]:
