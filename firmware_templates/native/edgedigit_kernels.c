@@ -5,7 +5,6 @@
 #include "edgedigit_kernels.h"
 
 #include <stddef.h>
-#include <string.h>
 
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
 #include <arm_acle.h>
@@ -21,8 +20,9 @@ int32_t edgedigit_srdhm(int32_t a, int32_t b)
     const int overflow = (a == b) && (a == INT32_MIN);
     const int64_t ab = (int64_t)a * (int64_t)b;
     const int32_t nudge = ab >= 0 ? ((int32_t)1 << 30) : (1 - ((int32_t)1 << 30));
-    /* C99 division truncates toward zero, like C++'s. */
-    const int32_t high = (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+    const int64_t v = ab + nudge;
+    /* gemmlowp divides by 2^31 truncating toward zero; shifts do the same without a 64-bit division call */
+    const int32_t high = (int32_t)(v >= 0 ? v >> 31 : -((-v) >> 31));
     return overflow ? INT32_MAX : high;
 }
 
@@ -67,7 +67,8 @@ static int8_t requantize(int32_t acc, int32_t multiplier, int32_t shift, int32_t
 static uint32_t load4(const int8_t *p)
 {
     uint32_t v;
-    memcpy(&v, p, sizeof v); /* one LDR: Cortex-M4 allows unaligned word loads */
+    /* one LDR (Cortex-M4 allows unaligned word loads); the builtin also under -ffreestanding/-fno-builtin */
+    __builtin_memcpy(&v, p, sizeof v);
     return v;
 }
 

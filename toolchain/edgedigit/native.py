@@ -155,3 +155,71 @@ class NativeModel:
 def run_native(tflite_path: str | Path, x: np.ndarray) -> np.ndarray:
     """The runtimes signature (``edgedigit.runtimes``): int8 inputs (N, ...) -> int8 outputs (N, C)."""
     return NativeModel(tflite_path).run(x)
+
+
+# ---- the same C on an emulated Cortex-M4 (ARMv7E-M DSP path) ---------------------------------------------------
+
+M4_FLAGS = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-O2", "-std=c99", "-Wall",
+            "-Wextra", "-Werror", "-ffunction-sections", "-fdata-sections", "-ffreestanding")
+TICK_INSTRUCTIONS = 40  # mps2-an386 SysTick runs at 25 MHz; -icount shift=0 is 1 ns per instruction
+
+
+def run_qemu_m4(tflite_path: str | Path, x_int8: np.ndarray, work_dir: Path, timeout: float = 600.0
+                ) -> tuple[np.ndarray, float]:
+    """Run the native C for ``tflite_path`` on int8 inputs in QEMU (mps2-an386, Cortex-M4F, -icount).
+
+    The graph is built with arm-none-eabi-gcc, so the SMLAD/SXTB16 path of the kernels is the one that runs.
+
+    Args:
+        tflite_path: the int8 model.
+        x_int8: N inputs (N, *input_shape[1:]), embedded in the firmware image.
+        work_dir: where sources, the ELF and QEMU's output go.
+        timeout: seconds for QEMU.
+
+    Returns:
+        The int8 outputs (N, *output_shape[1:]) and the emulated instructions per inference spent in
+        ``edgedigit_native_run`` (SysTick ticks x 40, resolution 40 instructions per run).
+
+    Raises:
+        ToolError: arm-none-eabi-gcc or qemu-system-arm missing or failing.
+    """
+    from .codegen import native as codegen
+    from .codegen.render import c_array_body
+
+    graph = load_graph(tflite_path)
+    x = np.ascontiguousarray(np.asarray(x_int8, np.int8))
+    if tuple(x.shape[1:]) != tuple(graph.input.shape[1:]):
+        raise ModelError(f"{graph.path}: inputs of shape {x.shape} do not match the model's {graph.input.shape}")
+    cc, qemu = shutil.which("arm-none-eabi-gcc"), shutil.which("qemu-system-arm")
+    if cc is None or qemu is None:
+        raise ToolError("run_qemu_m4 needs arm-none-eabi-gcc and qemu-system-arm (Debian: gcc-arm-none-eabi, "
+                        "libnewlib-arm-none-eabi, qemu-system-arm)")
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    files = codegen.generate_graph(graph, variant=graph.path.stem, source_name=graph.path.name)
+    harness = templates_dir() / "native" / "m4check"
+    files["m4check_main.c"] = (harness / "m4check_main.c").read_text()
+    files["m4check_data.h"] = (f"#define M4CHECK_COUNT {len(x)}u\nstatic const int8_t g_m4check_inputs[] = {{\n"
+                               f"{c_array_body(x.reshape(-1))}\n}};\n")
+    for name, text in files.items():
+        write_atomic(work / name, text)
+    elf = work / "m4check.elf"
+    cmd = [cc, *M4_FLAGS, "-nostdlib", "-nostartfiles", "-Wl,--gc-sections", "-T", str(harness / "m4check.ld"),
+           "-o", str(elf), *sorted(n for n in files if n.endswith(".c")),
+           "-Wl,--start-group", "-lc_nano", "-lgcc", "-Wl,--end-group"]
+    res = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=300)
+    if res.returncode != 0:
+        raise ToolError(f"{graph.path}: arm-none-eabi-gcc failed on the native C: {res.stderr.strip()[:500]}")
+    try:
+        run = subprocess.run([qemu, "-M", "mps2-an386", "-nographic", "-monitor", "none", "-serial", "null",
+                              "-icount", "shift=0", "-semihosting-config", "enable=on,target=native",
+                              "-kernel", str(elf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise ToolError(f"{graph.path}: QEMU did not finish the check harness in {timeout:.0f} s") from None
+    lines = run.stdout.split()  # semihosting writes to QEMU's stderr, merged here
+    if run.returncode != 0 or len(lines) != len(x) + 2 or lines[-2] != "ticks":
+        raise ToolError(f"{graph.path}: QEMU exited {run.returncode} with unexpected output {run.stdout[-300:]!r}")
+    out = np.array([np.frombuffer(bytes.fromhex(h), np.int8) for h in lines[:len(x)]], np.int8)
+    per_inference = int(lines[-1], 16) * TICK_INSTRUCTIONS / max(len(x), 1)
+    return out.reshape((len(x), *graph.output.shape[1:])), per_inference
