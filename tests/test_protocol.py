@@ -363,3 +363,57 @@ def test_loop_url_round_trip():
 def test_cannot_open_port():
     with pytest.raises(DeviceError, match=r"cannot open port /dev/does-not-exist-edgedigit"):
         Device("/dev/does-not-exist-edgedigit")
+
+
+# ---- the same parser behind the emulated Cortex-M4 UART ----------------------------------------------------
+
+@pytest.mark.tool
+@pytest.mark.slow
+def test_qemu_m4_uart_protocol_and_hostile_line(tmp_path):
+    require_tool("arm-none-eabi-gcc")
+    require_tool("qemu-system-arm")
+    proj = assemble(tmp_path / "qemu", "qemu-m4")
+    devices.make(proj)
+    elf = proj / "build" / "firmware.elf"
+    assert devices.heap_symbols(elf) == []
+    sizes = devices.elf_size(elf)
+    assert sizes["flash"] == sizes["text"] + sizes["data"] and sizes["ram"] == sizes["data"] + sizes["bss"]
+    with devices.start(proj, load_board("qemu-m4")) as running:
+        d = devices.open_device(running)
+        try:
+            assert d.name() == "edgedigit qemu-m4"
+            info = d.info()
+            assert (info.platform, info.counter_unit, info.model_sha256) == ("qemu-m4", "instructions", SHA)
+            px = image(11)
+            r = d.classify(px)
+            assert list(r.raw) == expected(px)[1] and r.predicted == expected(px)[0]
+            assert r.counter > 0 and r.counter % 40 == 0  # SysTick ticks x 40 instructions
+            d._ser.write(bytes(range(1, 256)).replace(b"%", b""))
+            d.sync()
+            assert raw_exchange(d, "y" * 2000 + "%") == [f"e-[command longer than {7 + 2 * 784} bytes discarded]"]
+            assert raw_exchange(d, "db load 4000%") == ["e-[db load of 4000 bytes exceeds the buffer of 784 bytes]"]
+            d.load(px, frame_bytes=31)
+            res = d.infer(2, 1)
+            assert res.results == tuple((v + 128) * 0.5 for v in expected(px)[1])
+        finally:
+            d.close()
+
+
+@pytest.mark.tool
+def test_heap_check_finds_malloc(tmp_path):
+    gcc = require_tool("arm-none-eabi-gcc")
+    import subprocess
+
+    src = tmp_path / "m.c"
+    src.write_text("#include <stdlib.h>\nint main(void) { return malloc(4) != 0; }\n")
+    elf = tmp_path / "m.elf"
+    subprocess.run([gcc, "-mcpu=cortex-m4", "-mthumb", "--specs=nosys.specs", str(src), "-o", str(elf)], check=True)
+    assert "malloc" in devices.heap_symbols(elf)
+
+
+def test_board_without_run_table_is_refused():
+    from edgedigit.errors import BoardError
+
+    with pytest.raises(BoardError, match=r"board esp32dev cannot be started here \(no \[run\] in .*esp32dev.toml\); "
+                                         r"connect the board and pass --port"):
+        devices.run_spec(load_board("esp32dev"))
