@@ -95,7 +95,7 @@ def run_board(board_id: str, variant: str, tflite: Path, dataset: Any, total: in
     streamed_idx = rng.integers(0, n_test, (batches, stream))
     need = np.unique(np.concatenate([loaded_idx, streamed_idx.ravel(), [0]]))
     ref_raw = np.asarray(RUNTIMES["tflm"](tflite, quantize_images(dataset.x_test[need], in_scale, in_zp)))
-    reference = {int(i): tuple(int(v) for v in r.ravel()) for i, r in zip(need, ref_raw.reshape(len(need), -1))}
+    reference = {int(i): tuple(int(v) for v in r.ravel()) for i, r in zip(need, ref_raw.reshape(len(need), -1), strict=True)}
 
     project = export_project(board, variant, "native", tflite)
     print(f"{board.id}: building {project}")
