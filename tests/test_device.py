@@ -125,3 +125,21 @@ def test_real_board_port_that_does_not_exist(trained_build):
                                    "--samples", "1"])
     assert res.exit_code == 1
     assert "cannot open port /dev/ttyNOPE9" in res.output
+
+
+def test_port_option_talks_to_a_running_firmware(trained_build):
+    """The real-board path (--port): nothing is built or started, the given port is opened and checked."""
+    require_tool("cc")
+    from edgedigit import devices
+    from edgedigit.boards import load_board
+    from edgedigit.firmware import export
+
+    project = export("host", variant="mlp", backend="native").path
+    devices.make(project)
+    with devices.start(project, load_board("host")) as running:
+        out = _invoke(["bench", "device", "--board", "host", "--port", running.url, "--samples", "5"])
+    assert "raw outputs identical to TFLM: 5/5 images" in out
+    s = json.loads((trained_build / "results" / "device-host-mlp.json").read_text())
+    assert s["firmware"] == {} and s["samples"] == 5
+    header = _jsonl(trained_build / "results" / "device-host-mlp.jsonl")[0]
+    assert header["type"] == "session" and header["port"] == running.url
