@@ -1,0 +1,209 @@
+"""The tflm backend's generated files: golden files, the model bytes, the op list, the arena, the LUT, the
+start-up self-check, refusals, and the files that need no TFLM headers compiled with gcc and g++."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgedigit.boards import load_board
+from edgedigit.codegen import tflm
+from edgedigit.errors import UnsupportedOpError
+from edgedigit.firmware import LOCK_FILE, export
+from edgedigit.graph import load_graph
+from edgedigit.paths import templates_dir
+from edgedigit.quantize import input_lut, quantize_images
+from edgedigit.runtimes import run_tflm, tflm_arena_bytes
+
+GOLDEN = Path(__file__).parent / "golden"
+TINY = GOLDEN / "tiny.tflite"
+FLAGS = ["-Wall", "-Wextra", "-Werror"]
+
+
+@pytest.fixture(scope="module")
+def tiny_project(tmp_path_factory):
+    """tests/golden/tiny.tflite exported for esp32dev with the tflm backend."""
+    out = tmp_path_factory.mktemp("export") / "esp32dev-tiny-tflm"
+    export("esp32", model=TINY, backend="tflm", out=out)
+    return out
+
+
+def _src(project: Path, name: str) -> str:
+    return (project / "src" / name).read_text()
+
+
+def _c_numbers(text: str, name: str) -> list[int]:
+    """The numbers of the initializer of C array ``name`` (nested braces flattened, comments dropped)."""
+    m = re.search(rf"{re.escape(name)}(\[[^\]]*\])+\s*(EDGEDIGIT_ROM\s*)?=\s*\{{", text)
+    assert m, f"array {name} not found"
+    depth, i = 1, m.end()
+    while depth:
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        i += 1
+    body = re.sub(r"/\*.*?\*/", "", text[m.end():i - 1], flags=re.S)
+    return [int(tok, 0) for tok in re.findall(r"-?(?:0x[0-9a-fA-F]+|\d+)", body)]
+
+
+def test_golden_files(tiny_project):
+    """Every rendered file equals tests/golden/esp32dev-tiny-tflm/ (EDGEDIGIT_REGEN_GOLDEN=1 rewrites them).
+
+    The hand-written runtime files (protocol, interfaces) are copied verbatim: they are compared with
+    firmware_templates/runtime/ instead, so a protocol change does not touch the golden files.
+    """
+    golden = GOLDEN / "esp32dev-tiny-tflm"
+    runtime = templates_dir() / "runtime"
+    rendered = {}
+    for p in sorted(tiny_project.rglob("*")):
+        if not p.is_file() or p.name == LOCK_FILE:
+            continue
+        if p.parent.name == "src" and (runtime / p.name).is_file():
+            assert p.read_bytes() == (runtime / p.name).read_bytes(), p.name
+            continue
+        rendered[p.relative_to(tiny_project).as_posix()] = p.read_text()
+    if os.environ.get("EDGEDIGIT_REGEN_GOLDEN") == "1":
+        for rel, text in rendered.items():
+            (golden / rel).parent.mkdir(parents=True, exist_ok=True)
+            (golden / rel).write_text(text)
+    expected = {p.relative_to(golden).as_posix(): p.read_text() for p in sorted(golden.rglob("*")) if p.is_file()}
+    assert sorted(rendered) == sorted(expected)
+    for rel, text in rendered.items():
+        assert text == expected[rel], f"{rel} differs from its golden file (regenerate with EDGEDIGIT_REGEN_GOLDEN=1)"
+
+
+def test_every_generated_file_has_the_banner(tiny_project):
+    sha = load_graph(TINY).sha256
+    for p in (tiny_project / "src").iterdir():
+        text = p.read_text()
+        if "edgedigit_model_" in p.name or p.name.startswith(("edgedigit_input_lut", "edgedigit_op_resolver",
+                                                              "edgedigit_main", "edgedigit_platform_arduino")):
+            assert "DO NOT EDIT" in text.splitlines()[1] and f"Source sha256: {sha}" in text, p.name
+    assert "DO NOT EDIT" in (tiny_project / "platformio.ini").read_text().splitlines()[0]
+
+
+def test_model_array_bytes_equal_the_tflite(tiny_project):
+    raw = TINY.read_bytes()
+    text = _src(tiny_project, "edgedigit_model_data.cc")
+    assert "_Alignas(16)" in text and "alignas(16)" in text
+    assert bytes(_c_numbers(text, "g_tiny_model_data")) == raw
+    assert re.search(rf"g_tiny_model_data_len = {len(raw)}u;", text)
+
+
+def test_op_resolver_registers_exactly_the_models_ops(tiny_project):
+    text = _src(tiny_project, "edgedigit_op_resolver.h")
+    ops = load_graph(TINY).op_names()
+    assert ops == ["RESHAPE", "AVERAGE_POOL_2D", "FULLY_CONNECTED", "SOFTMAX"]
+    assert re.findall(r"resolver\.(Add\w+)\(\)", text) == ["AddReshape", "AddAveragePool2D", "AddFullyConnected",
+                                                           "AddSoftmax"]
+    assert f"#define EDGEDIGIT_TFLM_OP_COUNT {len(ops)}" in text
+    assert "MicroMutableOpResolver<EDGEDIGIT_TFLM_OP_COUNT>" in text
+
+
+def test_op_resolver_for_the_cnn_ops(tflite_models):
+    graph = load_graph(tflite_models["cnn"])
+    files = tflm.generate(graph, variant="cnn", source_name="cnn.tflite", measured_arena=1000)
+    methods = re.findall(r"resolver\.(Add\w+)\(\)", files["edgedigit_op_resolver.h"])
+    assert methods == [tflm.add_method(op) for op in graph.op_names()]
+    assert {"AddConv2D", "AddDepthwiseConv2D", "AddMaxPool2D", "AddAveragePool2D"} <= set(methods)
+
+
+def test_add_method_names():
+    assert tflm.add_method("FULLY_CONNECTED") == "AddFullyConnected"
+    assert tflm.add_method("DEPTHWISE_CONV_2D") == "AddDepthwiseConv2D"
+    assert tflm.add_method("RELU6") == "AddRelu6"
+    assert tflm.add_method("SPACE_TO_BATCH_ND") == "AddSpaceToBatchNd"
+    assert tflm.add_method("BATCH_MATMUL") == "AddBatchMatMul"
+    assert tflm.add_method("UNIDIRECTIONAL_SEQUENCE_LSTM") == "AddUnidirectionalSequenceLSTM"
+
+
+def test_arena_constant_is_measured_allocation_plus_margin(tiny_project):
+    text = _src(tiny_project, "edgedigit_model_tflm.cc")
+    arena = int(re.search(r"#define EDGEDIGIT_ARENA_BYTES (\d+)u", text).group(1))
+    measured = tflm_arena_bytes(TINY)
+    margin = max(2048, -(-measured * 25 // 100))
+    assert arena == (measured + margin + 15) // 16 * 16
+    assert arena % 16 == 0 and arena >= measured + 2048
+    assert f"TFLM allocated {measured} B" in text
+    lock = (tiny_project / LOCK_FILE).read_text()
+    assert f'"arena_measured": {measured}' in lock and f'"arena": {arena}' in lock
+
+
+def test_arena_rounding():
+    assert tflm.arena_bytes(100) == 2160  # 100 + 2048 -> 2148 -> 2160
+    assert tflm.arena_bytes(16_000) == 20_000
+    assert tflm.arena_bytes(16_001) == 20_016  # 16,001 + 4,001 = 20,002 -> 20,016
+
+
+def test_input_lut_and_quantization_constants(tiny_project):
+    graph = load_graph(TINY)
+    scale, zp = float(graph.input.scale[0]), int(graph.input.zero_point[0])
+    text = _src(tiny_project, "edgedigit_input_lut.h")
+    assert _c_numbers(text, "kEdgedigitInputLut") == input_lut(scale, zp).tolist()
+    assert f"#define EDGEDIGIT_INPUT_ZERO_POINT ({zp})" in text
+    value = re.search(r"#define EDGEDIGIT_INPUT_SCALE (\S+)f", text).group(1)
+    assert np.float32(value) == np.float32(scale)
+
+
+def test_self_check_vectors_are_tflm_outputs_on_the_host(tiny_project):
+    graph = load_graph(TINY)
+    text = _src(tiny_project, "edgedigit_model_tflm.cc")
+    images = np.array(_c_numbers(text, "kSelfCheckImages"), np.uint8).reshape(-1, 28, 28)
+    expected = np.array(_c_numbers(text, "kSelfCheckExpected"), np.int8).reshape(len(images), 10)
+    np.testing.assert_array_equal(images, tflm.self_check_images())
+    x = quantize_images(images, float(graph.input.scale[0]), int(graph.input.zero_point[0]))
+    np.testing.assert_array_equal(expected, run_tflm(TINY, x))
+    assert len({tuple(r) for r in expected}) > 1  # the images tell the classes apart, so the check can fail
+
+
+def test_files_without_tflm_headers_compile_with_gcc_and_gpp(tiny_project, tmp_path):
+    """Model data and LUT compile warning-free as C and C++; the linked array equals the file and is aligned."""
+    src = tiny_project / "src"
+    main = tmp_path / "dump.c"
+    main.write_text(
+        '#include <stdint.h>\n#include <stdio.h>\n#include "edgedigit_model_data.h"\n#include "edgedigit_input_lut.h"\n'
+        "int main(void) {\n"
+        "    if (((uintptr_t)g_tiny_model_data) % 16 != 0) return 2;\n"
+        "    fwrite(g_tiny_model_data, 1, g_tiny_model_data_len, stdout);\n"
+        "    fwrite(kEdgedigitInputLut, 1, sizeof kEdgedigitInputLut, stdout);\n"
+        "    return 0;\n}\n")
+    raw = TINY.read_bytes()
+    graph = load_graph(TINY)
+    lut = input_lut(float(graph.input.scale[0]), int(graph.input.zero_point[0])).tobytes()
+    for cc, lang in (("gcc", ["-x", "c", "-std=c11", "-pedantic"]), ("g++", ["-x", "c++", "-std=c++17"])):
+        exe = tmp_path / f"dump_{cc}"
+        subprocess.run([cc, *lang, *FLAGS, f"-I{src}", str(src / "edgedigit_model_data.cc"), str(main), "-o", str(exe)],
+                       check=True)
+        out = subprocess.run([str(exe)], capture_output=True, check=True).stdout
+        assert out == raw + lut
+
+
+def test_tflm_runner_parses_against_its_declared_interface(tiny_project):
+    """The runner implements exactly the functions edgedigit_model.h declares, with C linkage."""
+    text = _src(tiny_project, "edgedigit_model_tflm.cc")
+    for fn in ("edgedigit_model_info(void)", "edgedigit_model_init(void)",
+               "edgedigit_model_invoke(const uint8_t *pixels, int32_t *raw_out)"):
+        assert re.search(r'extern "C" [^\n]*' + re.escape(fn), text), fn
+    assert "kEdgedigitInputLut[pixels[i]]" in text  # input quantized on the device from raw pixels
+
+
+def test_per_channel_fc_refused_where_the_library_computes_it_wrong():
+    nano = load_board("nano33ble")
+    with pytest.raises(UnsupportedOpError) as e:
+        export("nano33ble", model=TINY, backend="tflm")
+    msg = str(e.value)
+    assert "per channel" in msg and "nano33ble" in msg and "wrong without an error" in msg
+    assert "_experimental_disable_per_channel_quantization_for_dense_layers" in msg and "--backend native" in msg
+    assert nano.tflm.per_channel_fully_connected is False
+
+
+def test_op_missing_from_the_library_is_refused_by_name():
+    board = load_board("esp32")
+    lib = dataclasses.replace(board.tflm, ops=frozenset({"RESHAPE", "FULLY_CONNECTED", "SOFTMAX"}))
+    graph = load_graph(TINY)
+    with pytest.raises(UnsupportedOpError, match=r"does not provide AVERAGE_POOL_2D"):
+        tflm.check_ops(graph, lib.ops, "esp32dev's TFLM library")
