@@ -281,3 +281,21 @@ def test_pack_fc_weights_layout():
     packed = codegen.pack_fc_weights(w)
     block = [0, 1, 2, 3, 6, 7, 8, 9, 12, 13, 14, 15, 18, 19, 20, 21, 4, 5, 10, 11, 16, 17, 22, 23]
     assert packed.tolist() == block + list(range(24, 36))
+
+
+# ---- the ARMv7E-M DSP path on an emulated Cortex-M4 ----------------------------------------------------------
+
+@pytest.mark.tool
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mlp_pertensor", "dw_mult"])
+def test_dsp_path_on_qemu_m4_equals_tflm(tflite_models, tmp_path, name):
+    """SMLAD/SXTB16 kernels (row blocks, input tails: dw_mult's FC has 54 inputs and 10 rows) == TFLM."""
+    from edgedigit.native import run_qemu_m4
+
+    require_tool("arm-none-eabi-gcc")
+    require_tool("qemu-system-arm")
+    path = tflite_models[name]
+    x = _int8_inputs(path, random_images(60, seed=11))
+    got, instructions = run_qemu_m4(path, x, tmp_path)
+    np.testing.assert_array_equal(got, run_tflm(path, x))
+    assert instructions > 0
