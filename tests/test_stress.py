@@ -33,11 +33,11 @@ def _images(n=4):
     return np.arange(n * 784, dtype=np.uint32).reshape(n, 28, 28).astype(np.uint8)
 
 
-def _run(predict, durations, rss_values, iterations=1000, warmup=2):
-    cfg = StressConfig(iterations=iterations, batch=4, warmup=warmup)
+def _run(predict, durations, rss_values, iterations=1000, warmup=2, cpu_durations=None, clock="cpu"):
+    cfg = StressConfig(iterations=iterations, batch=4, warmup=warmup, clock=clock)
     rss = iter(rss_values)
     return stress_loop(predict, _images(), cfg, rss=lambda: next(rss), clock=ScriptedClock(durations),
-                       cpu_clock=ScriptedClock(durations))
+                       cpu_clock=ScriptedClock(cpu_durations or durations))
 
 
 def _constant(images):
@@ -68,6 +68,20 @@ def test_drift_and_growth_make_it_unstable():
     assert r["growth_mb"] == 12.0
     assert r["verdict"] == "unstable"
     assert r["verdict_reasons"] == ["drift +20.00 % (limit +-5 %)", "memory growth 12.00 MB (limit 10 MB)"]
+
+
+def test_verdict_clock_cpu_or_wall():
+    # the machine got busy: wall time +30 % at the end, the runtime's own CPU time unchanged
+    wall = [0.010] * 100 + [0.013] * 100
+    cpu = [0.008] * 200
+    r = _run(_constant, wall, [MB] * 201, iterations=200, cpu_durations=cpu)
+    assert r["drift_clock"] == "cpu" and r["drift_pct"] == 0.0 and r["verdict"] == "stable"
+    assert r["wall_drift_pct"] == pytest.approx(30.0)
+    assert r["cpu_ms"]["median"] == pytest.approx(8.0) and r["latency_ms"]["median"] == pytest.approx(11.5)
+    r = _run(_constant, wall, [MB] * 201, iterations=200, cpu_durations=cpu, clock="wall")
+    assert r["drift_pct"] == pytest.approx(30.0) and r["verdict"] == "unstable"
+    with pytest.raises(EdgeDigitError, match="--clock tick"):
+        StressConfig(clock="tick").check()
 
 
 def test_errors_raised_and_nondeterminism_are_counted():

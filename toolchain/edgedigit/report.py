@@ -471,25 +471,39 @@ def _stress_section(data: ReportData) -> str:
     if not data.stress:
         text.append(f"{_miss('edgedigit bench stress')}: no stress.jsonl.")
         return "\n".join(text) + "\n"
+
+    def pct(x) -> str:
+        return f"{x:+.2f} %" if isinstance(x, (int, float)) else "-"
+
     rows = []
     for r in data.stress:
         if r.get("status") != "ok":
-            rows.append([r["variant"], r["runtime"], f"{MISSING}: {r.get('reason', '')}"] + ["-"] * 7)
+            rows.append([r["variant"], r["runtime"], f"{MISSING}: {r.get('reason', '')}"] + ["-"] * 8)
             continue
         lat = r["latency_ms"]
-        cpu = f"{r['cpu_drift_pct']:+.2f} %" if isinstance(r.get("cpu_drift_pct"), (int, float)) else "-"
-        mean = f"{r['drift_mean_pct']:+.2f} %" if isinstance(r.get("drift_mean_pct"), (int, float)) else "-"
+        cpu = r.get("cpu_ms", {}).get("median")
         rows.append([r["variant"], r["runtime"], f"{r['iterations']} x {r['batch']}",
-                     f"{lat['median']:.3f} / {lat['p95']:.3f} / {lat['p99']:.3f}", f"{r['drift_pct']:+.2f} %", mean, cpu,
-                     f"{r['growth_mb']:+.2f}", str(r["errors"]),
+                     f"{lat['median']:.3f} / {lat['p95']:.3f} / {lat['p99']:.3f}",
+                     f"{cpu:.3f}" if isinstance(cpu, (int, float)) else "-",
+                     f"{pct(r['drift_pct'])} ({r.get('drift_clock', 'wall')})", pct(r.get("wall_drift_pct")),
+                     pct(r.get("drift_mean_pct")), f"{r['growth_mb']:+.2f}", str(r["errors"]),
                      r["verdict"] + (f" ({'; '.join(r['verdict_reasons'])})" if r.get("verdict_reasons") else "")])
-    text.append(_table(["variant", "runtime", "iterations x batch", "ms per batch p50 / p95 / p99",
-                        "drift (wall, medians)", "drift (wall, means)", "drift (CPU time)", "memory growth (MB)",
-                        "errors", "verdict"], rows))
-    text.append("\nDrift: the last 100 iterations against the first 100, in percent. The verdict uses the medians "
-                "of wall-clock times (robust to an iteration delayed by another process on a shared machine); the "
-                "seed's mean-based figure and the CPU-time drift are shown beside it. Stable: |drift| < 5 %, "
-                "memory growth < 10 MB, no errors.")
+    text.append(_table(["variant", "runtime", "iterations x batch", "wall ms per batch p50 / p95 / p99",
+                        "CPU ms per batch p50", "drift (verdict clock)", "wall-clock drift", "drift of means",
+                        "memory growth (MB)", "errors", "verdict"], rows))
+    text.append("\nDrift: the last 100 iterations against the first 100, in percent, on their medians. The verdict "
+                "uses the process CPU time per iteration unless the run was made with `--clock wall`: on a machine "
+                "shared with other work the wall clock measures the other processes too (the wall-clock drift and "
+                "the seed's mean-based drift are shown beside it). Stable: |drift| < 5 %, memory growth < 10 MB, "
+                "no errors.")
+    dev = latest(read_jsonl(results_dir() / "stress-device.jsonl"), ("board", "variant"))
+    if dev:
+        text.append("\nLong runs on devices (`edgedigit bench stress --board B`), drift from the device's own counter:\n")
+        text.append(_table(["board", "variant", "inferences", "median counter", "drift (medians)", "drift (means)",
+                            "verdict"],
+                           [[d.get("board"), d.get("variant"), str(d.get("samples")),
+                             f"{d.get('median', 0):,.0f} {d.get('counter_unit', '')}", pct(d.get("drift_pct")),
+                             pct(d.get("drift_mean_pct")), d.get("verdict", MISSING)] for d in dev]))
     return "\n".join(text) + "\n"
 
 

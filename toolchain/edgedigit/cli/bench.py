@@ -132,6 +132,8 @@ def bench_stress_cmd(
     iterations: Annotated[int, typer.Option("--iterations", min=2, help="Timed iterations per runtime.")] = 1000,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Test images per iteration.")] = 100,
     warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed iterations first.")] = 10,
+    clock: Annotated[str, typer.Option("--clock", help="Time the verdict's drift uses: cpu (this process's CPU "
+                                                       "time; robust on a shared machine) or wall.")] = "cpu",
     board: Annotated[str | None, typer.Option("--board", help="Instead: a long run on this device (bench device), "
                                                               "drift from the device's own counters.")] = None,
     variant: Annotated[str, typer.Option("--variant", help="With --board: the variant on the device.")] = "mlp",
@@ -141,7 +143,7 @@ def bench_stress_cmd(
 ) -> None:
     """The seed's stress test: N iterations of a batch per runtime; drift, memory growth, errors, verdict.
 
-    Stable: |drift| < 5 % (last 100 vs first 100 iterations), memory growth < 10 MB, no errors.
+    Stable: |drift| < 5 % (medians of the last 100 vs first 100 iterations), memory growth < 10 MB, no errors.
     """
     if board:
         _device_stress(board, variant, samples, data, json)
@@ -149,7 +151,7 @@ def bench_stress_cmd(
     from ..bench.stress import StressConfig, stress
 
     ds = _dataset(data)
-    cfg = StressConfig(iterations=iterations, batch=batch, warmup=warmup, runtimes=_runtimes(runtime))
+    cfg = StressConfig(iterations=iterations, batch=batch, warmup=warmup, runtimes=_runtimes(runtime), clock=clock)
     console = _console(stderr=json)
 
     def show(r: dict) -> None:
@@ -158,8 +160,9 @@ def bench_stress_cmd(
             return
         color = "green" if r["verdict"] == "stable" else "red"
         why = f" ({'; '.join(r['verdict_reasons'])})" if r["verdict_reasons"] else ""
-        console.print(f"{r['variant']} {r['runtime']}: [{color}]{r['verdict']}[/]{why}: drift {r['drift_pct']:+.2f} %, "
-                      f"growth {r['growth_mb']:+.2f} MB, {r['errors']} errors, p50/p95/p99 "
+        console.print(f"{r['variant']} {r['runtime']}: [{color}]{r['verdict']}[/]{why}: drift {r['drift_pct']:+.2f} % "
+                      f"({r['drift_clock']} time; wall {r['wall_drift_pct']:+.2f} %), "
+                      f"growth {r['growth_mb']:+.2f} MB, {r['errors']} errors, wall p50/p95/p99 "
                       f"{r['latency_ms']['median']:.3f}/{r['latency_ms']['p95']:.3f}/{r['latency_ms']['p99']:.3f} ms "
                       f"per {r['batch']}-image batch")
 
