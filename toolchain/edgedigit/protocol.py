@@ -18,6 +18,7 @@ from typing import Any
 from .errors import DeviceError, SerialTimeoutError
 
 READY = "m-ready"
+POLL_S = 0.05  # read timeout of the port: how often a waiting read checks its deadline
 IMAGE_BYTES = 784
 
 RE_READY = re.compile(r"^m-ready$")
@@ -154,8 +155,7 @@ class Device:
             if left <= 0:
                 raise SerialTimeoutError(f"port {self.port}: no answer to {waiting_for} in time; "
                                          f"last line received: {self._describe_last()}")
-            try:
-                self._ser.timeout = min(left, 0.5)
+            try:  # the port's own read timeout is short (POLL_S); the deadline is kept here
                 waiting = getattr(self._ser, "in_waiting", 0) or 1
                 chunk = self._ser.read(min(waiting, 4096))
             except (serial.SerialException, OSError) as e:
@@ -398,7 +398,7 @@ def _open(port: str, baud: int, open_timeout: float) -> Any:
     deadline = time.monotonic() + open_timeout
     while True:
         try:
-            return serial.serial_for_url(port, baudrate=baud, timeout=0.5, write_timeout=10)
+            return serial.serial_for_url(port, baudrate=baud, timeout=POLL_S, write_timeout=10)
         except (serial.SerialException, OSError, ValueError) as e:
             if time.monotonic() >= deadline:
                 raise DeviceError(f"cannot open port {port}: {e}") from None
