@@ -133,7 +133,8 @@ def bench_device(board_name: str, variant: str = "mlp", *, backend: str = "nativ
         variant: trained variant whose ``model_int8.tflite`` is on (or goes to) the device.
         backend: firmware backend for the boards built here.
         port: serial port or pyserial URL of a real board (then nothing is built or started).
-        samples: number of test images streamed (the first N of the test set).
+        samples: number of inferences streamed: the first N test images (beyond the test set's size the
+            images repeat from the start, for long runs).
         resume: continue the results file on disk instead of starting it again.
         data: dataset path (default: ``$EDGEDIGIT_DATA`` / the usual resolution).
         progress: show a progress bar.
@@ -162,13 +163,14 @@ def bench_device(board_name: str, variant: str = "mlp", *, backend: str = "nativ
     tflite = _model_file(variant)
     host_sha = sha256_file(tflite)
     dataset = load_dataset(data)
-    n = min(samples, len(dataset.x_test))
-    images, labels = dataset.x_test[:n], dataset.y_test[:n]
+    n = samples  # more samples than test images cycle through the test set (long runs)
+    m = min(n, len(dataset.x_test))
+    images, labels = dataset.x_test[:m], dataset.y_test[:m]
     graph = load_graph(tflite)
     scale, zp = graph.input.scale, graph.input.zero_point
     scale = float(np.asarray(scale).ravel()[0])
     zp = int(np.asarray(zp).ravel()[0])
-    reference = np.asarray(RUNTIMES["tflm"](tflite, quantize_images(images, scale, zp))).reshape(n, -1)
+    reference = np.asarray(RUNTIMES["tflm"](tflite, quantize_images(images, scale, zp))).reshape(m, -1)
 
     out = results_dir() / f"{results_name(board.id, variant)}.jsonl"
     header, done = _read_results(out) if resume else (None, {})
@@ -203,9 +205,10 @@ def bench_device(board_name: str, variant: str = "mlp", *, backend: str = "nativ
             try:
                 with _progress(progress, len(todo), f"{board.id}: streaming {len(todo)} images") as advance:
                     for i in todo:
-                        r = dev.classify(images[i].tobytes())
-                        ref = [int(v) for v in reference[i]]
-                        rec = {"type": "sample", "index": i, "label": int(labels[i]), "predicted": r.predicted,
+                        r = dev.classify(images[i % m].tobytes())
+                        ref = [int(v) for v in reference[i % m]]
+                        rec = {"type": "sample", "index": i, "image": i % m, "label": int(labels[i % m]),
+                               "predicted": r.predicted,
                                "raw": list(r.raw), "tflm": ref, "agree": list(r.raw) == ref, "counter": r.counter,
                                "us": r.us}
                         f.write(json.dumps(rec, sort_keys=True) + "\n")
