@@ -53,7 +53,7 @@ def run_litert(tflite_path: str | Path, x: np.ndarray) -> np.ndarray:
     except (ValueError, RuntimeError) as e:
         raise ModelError(f"{path}: LiteRT cannot load it ({e})") from None
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    x = _check_input(path, x, inp["dtype"], tuple(inp["shape"]))
+    x = _check_input(path, x, inp["dtype"], tuple(int(d) for d in inp["shape"]))
     res = np.empty((len(x), *out["shape"][1:]), dtype=out["dtype"])
     for i in range(len(x)):
         interp.set_tensor(inp["index"], x[i:i + 1])
@@ -97,7 +97,7 @@ def run_tflm(tflite_path: str | Path, x: np.ndarray) -> np.ndarray:
     path, raw = _read(tflite_path)
     interp = _tflm(raw, path, tflm_arena_bytes(path))
     inp, out = interp.get_input_details(0), interp.get_output_details(0)
-    x = _check_input(path, x, inp["dtype"], tuple(inp["shape"]))
+    x = _check_input(path, x, inp["dtype"], tuple(int(d) for d in inp["shape"]))
     res = np.empty((len(x), *out["shape"][1:]), dtype=out["dtype"])
     for i in range(len(x)):
         interp.set_input(x[i:i + 1], 0)
