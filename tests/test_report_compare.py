@@ -1,0 +1,46 @@
+"""bench compare: callgrind parsing, and the native harness under callgrind on a small int8 model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import require_tool
+from edgedigit.bench import compare
+from edgedigit.errors import ToolError
+
+
+def test_callgrind_totals_are_parsed(tmp_path):
+    f = tmp_path / "callgrind.out"
+    f.write_text("# callgrind format\nversion: 1\nevents: Ir\nfn=main\n3 10\nsummary: 123456\ntotals: 123456\n")
+    assert compare.callgrind_total(f) == 123456
+    f.write_text("events: Ir\n")
+    with pytest.raises(ToolError, match="no totals"):
+        compare.callgrind_total(f)
+
+
+@pytest.mark.tool
+def test_native_harness_counts_only_the_graph_and_matches_tflm(tflite_models, tmp_path):
+    require_tool("valgrind")
+    from tflite_factory import random_images
+
+    from edgedigit.graph import load_graph
+    from edgedigit.quantize import quantize_images
+    from edgedigit.runtimes import run_tflm
+
+    path = tflite_models["mlp"]
+    g = load_graph(path)
+    x = quantize_images(random_images(3), float(g.input.scale[0]), int(g.input.zero_point[0])).reshape(3, -1)
+    counts = []
+    for k in range(2):
+        work = tmp_path / f"w{k}"
+        work.mkdir()
+        total, out = compare.native_instructions(path, x[: 2 + k], work)
+        counts.append(total)
+        np.testing.assert_array_equal(out, run_tflm(path, x[: 2 + k].reshape(2 + k, 28, 28)).reshape(2 + k, -1))
+    # deterministic and proportional to the number of inferences: only edgedigit_native_run is counted
+    # (start-up, file reading and the rest of main are outside the toggle)
+    per_image = counts[0] / 2
+    assert counts[1] == pytest.approx(3 * per_image, rel=0.02)
+    macs = 784 * 32 + 32 * 10
+    assert macs < per_image < 200 * macs
