@@ -22,11 +22,10 @@ def test_callgrind_totals_are_parsed(tmp_path):
 @pytest.mark.tool
 def test_native_harness_counts_only_the_graph_and_matches_tflm(tflite_models, tmp_path):
     require_tool("valgrind")
-    from tflite_factory import random_images
-
     from edgedigit.graph import load_graph
     from edgedigit.quantize import quantize_images
     from edgedigit.runtimes import run_tflm
+    from tflite_factory import random_images
 
     path = tflite_models["mlp"]
     g = load_graph(path)

@@ -334,8 +334,9 @@ def _render(data: ReportData, tmp: Path) -> str:
         parts.append("\n**Warning: the results come from more than one dataset; compare rows with care.**")
     machine = next((r["machine"] for r in data.host + data.stress if r.get("machine")), None)
     if machine:
+        load = f", load average {machine['loadavg_1min']} when measured" if "loadavg_1min" in machine else ""
         parts.append(f"\nHost: {machine.get('cpu')} ({machine.get('cores_logical')} logical cores), "
-                     f"{machine.get('os')}, Python {machine.get('python')}.")
+                     f"{machine.get('os')}, Python {machine.get('python')}{load}.")
     parts.append("")
 
     parts.append(_comparison_section(data))

@@ -270,6 +270,7 @@ def machine_info() -> dict:
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "hostname": platform.node(),
+        "loadavg_1min": round(os.getloadavg()[0], 2),  # other work on the machine while this was measured
     }
 
 
