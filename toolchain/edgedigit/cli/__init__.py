@@ -64,7 +64,8 @@ def _root(
 
 
 # Register the commands of each area (each module only imports typer at the top).
-from . import bench, device, firmware, models  # noqa: E402,F401
+# Import order = order in --help: the pipeline from data to report.
+from . import models, firmware, device, bench  # noqa: E402,F401,I001
 
 
 def main() -> None:
