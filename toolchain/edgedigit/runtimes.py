@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 import sys
 import tempfile
 from collections.abc import Callable
@@ -67,7 +68,7 @@ def _tflm(raw: bytes, path: Path, arena_size: int) -> Any:
 
     try:
         return runtime.Interpreter.from_bytes(raw, arena_size=arena_size)
-    except (RuntimeError, ValueError) as e:
+    except (RuntimeError, ValueError, struct.error) as e:  # struct.error: TFLM's Python schema on bad offsets
         raise ModelError(f"{path}: TFLM cannot load it with a {arena_size}-byte arena ({e})") from None
 
 
