@@ -207,6 +207,8 @@ def requirement(board: Board, src: ModelSource, backend: str, measured_arena: in
         if measured_arena is None:
             from .runtimes import tflm_arena_bytes
 
+            tflm.model_facts(src.graph)  # a float or dynamic-range model: say so, not "TFLM cannot load it"
+
             measured_arena = tflm_arena_bytes(src.path)
         classes = int(np.prod(src.graph.output.shape))
         extra = 256 + 3 * (784 + classes)  # input LUT + start-up self-check vectors
