@@ -130,8 +130,9 @@ def test_confusion_of_the_recommended_model(synthetic, monkeypatch):
 
     monkeypatch.setattr(plots, "confusion_matrix", fake_confusion)
     md = write_report(collect(board="esp32dev", boards=BOARDS, recommend=_recommend)).read_text()
-    assert "![confusion matrix of cnn (tflm-int8) on mnist test (10,000)](confusion.png)" in md
-    assert seen["m"].shape == (10, 10) and seen["m"].sum() == 500 and seen["ds"] == LABEL
+    # the confusion matrix was computed on 500 test images: its title says so
+    assert "![confusion matrix of cnn (tflm-int8) on mnist test (first 500 of 10,000)](confusion.png)" in md
+    assert seen["m"].shape == (10, 10) and seen["m"].sum() == 500
     # for uno the recommendation is rfe-lr, which has no host run
     md = write_report(collect(board="uno", boards=BOARDS, recommend=_recommend)).read_text()
     assert "Confusion matrix of rfe-lr: missing (`edgedigit bench host rfe-lr`)" in md

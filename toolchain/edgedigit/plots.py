@@ -20,12 +20,17 @@ def _plt():
     return plt
 
 
-def dataset_label(describe: dict | None) -> str:
-    """``Dataset.label()`` from a recorded ``Dataset.describe()`` dict (cards and results hold those)."""
+def dataset_label(describe: dict | None, used: int | None = None) -> str:
+    """``Dataset.label()`` from a recorded ``Dataset.describe()`` dict (cards and results hold those).
+
+    With ``used`` smaller than the test set: ``mnist test (first 1,000 of 10,000)``.
+    """
     if not describe:
         return "unknown dataset"
     tag = "FALLBACK " if describe.get("fallback") else ""
-    return f"{tag}{describe.get('name', '?')} test ({int(describe.get('test', 0)):,})"
+    total = int(describe.get("test", 0))
+    count = f"first {used:,} of {total:,}" if used is not None and used < total else f"{total:,}"
+    return f"{tag}{describe.get('name', '?')} test ({count})"
 
 
 def train_label(describe: dict | None) -> str:
@@ -54,7 +59,8 @@ def accuracy_vs_size(path: Path, variants: Sequence[dict], flash_limits: Sequenc
 
     Args:
         variants: dicts with ``variant``, ``size_bytes``, ``accuracy`` (0..1).
-        flash_limits: (board name, flash bytes available to the application) drawn as vertical lines.
+        flash_limits: (board name, flash bytes available to the application) drawn as vertical lines
+            (the caller leaves out boards whose limit is not a microcontroller's, e.g. ``host``).
     """
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
@@ -65,19 +71,19 @@ def accuracy_vs_size(path: Path, variants: Sequence[dict], flash_limits: Sequenc
     front = pareto_front(pts)
     if front:
         fx, fy = zip(*[pts[i] for i in front], strict=True)
-        ax.step(fx, fy, where="post", color="tab:red", lw=1.5, label="Pareto front (smallest for its accuracy)",
-                zorder=2)
-    ymin = min([y for _, y in pts], default=80.0)
-    for k, (name, flash) in enumerate(flash_limits):
+        ax.step(fx, fy, where="post", color="tab:red", lw=1.5, marker="o", mfc="none", ms=11,
+                label="Pareto front (most accurate up to each size)", zorder=2)
+    ys = [y for _, y in pts] or [90.0]
+    lo, hi = min(ys) - 1.0, min(100.0, max(ys) + 0.8)
+    ax.set_ylim(lo, hi)
+    for name, flash in flash_limits:
         ax.axvline(flash, color="gray", ls="--", lw=1)
-        ax.text(flash, ymin - 0.4 - 0.35 * (k % 3), f" {name} flash", rotation=0, fontsize=8, color="gray",
-                va="top")
+        ax.text(flash, hi, f"{name} flash ", rotation=90, fontsize=8, color="dimgray", ha="right", va="top")
     ax.set_xscale("log")
     ax.set_xlabel("model size in flash (bytes, log scale; int8 .tflite or C tables)")
     ax.set_ylabel("int8 accuracy (%)")
-    if pts:
-        ax.set_ylim(ymin - 1.6, min(100.0, max(y for _, y in pts) + 0.8))
-        xs = [x for x, _ in pts] + [f for _, f in flash_limits]
+    xs = [x for x, _ in pts] + [f for _, f in flash_limits]
+    if xs:
         ax.set_xlim(min(xs) / 2, max(xs) * 2)
     title = f"int8 accuracy vs model size, measured on {dataset}"
     ax.set_title(title)

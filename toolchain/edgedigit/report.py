@@ -26,6 +26,7 @@ from .paths import models_dir, reports_dir, results_dir
 
 DEPLOYED_ORDER = ("tflm-int8", "native-int8", "litert-int8", "fixed-point")
 MISSING = "missing"
+MCU_FLASH_MAX = 16 * 2**20  # boards with more flash (the host) are not drawn as limits
 
 
 @dataclass
@@ -571,9 +572,13 @@ def _plots_section(data: ReportData, tmp: Path, ds_label: str, machine: dict | N
            for v, c in data.cards.items() if isinstance(c.get("size_bytes"), (int, float))
            and isinstance(c.get("int8_accuracy"), (int, float))]
     if pts:
-        limits = [(b.id, b.flash_bytes) for b in data.boards]
+        limits = [(b.id, b.flash_bytes) for b in data.boards if b.flash_bytes <= MCU_FLASH_MAX]
         link("accuracy_vs_size.png", plots.accuracy_vs_size(tmp / "accuracy_vs_size.png", pts, limits, ds_label))
-        if not limits:
+        big = [b.id for b in data.boards if b.flash_bytes > MCU_FLASH_MAX]
+        if big:
+            text.append(f"Not drawn: {', '.join(big)} (more than {MCU_FLASH_MAX // 2**20} MiB of flash: every model "
+                        "fits).\n")
+        if not data.boards:
             text.append(f"Boards' flash limits: {MISSING} (edgedigit.boards not available).\n")
     else:
         text.append(f"Accuracy vs size: {_miss('edgedigit train && edgedigit quantize')}\n")
@@ -596,7 +601,7 @@ def _plots_section(data: ReportData, tmp: Path, ds_label: str, machine: dict | N
     if conf:
         name = f"{rec} ({conf['runtime']})"
         link("confusion.png", plots.confusion_matrix(tmp / "confusion.png", np.asarray(conf["confusion"]), name,
-                                                     plots.dataset_label(conf["dataset"])))
+                                                     plots.dataset_label(conf["dataset"], conf.get("n_test"))))
     elif rec:
         text.append(f"Confusion matrix of {rec}: {_miss(f'edgedigit bench host {rec}')}\n")
     else:
