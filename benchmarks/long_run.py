@@ -59,10 +59,16 @@ def _rss(pid: int) -> int:
     return int(psutil.Process(pid).memory_info().rss)
 
 
-def _expected_results(raw: tuple[int, ...], scale: float, zp: int) -> tuple[float, ...]:
-    """What ``m-results`` prints for raw int8 outputs: (raw - zp) * scale in float32, 3 decimals."""
-    vals = (np.asarray(raw, np.int32) - zp).astype(np.float32) * np.float32(scale)
-    return tuple(float(f"{v:.3f}") for v in vals.astype(np.float64))
+def _milli(raw: tuple[int, ...], scale: float, zp: int) -> tuple[int, ...]:
+    """What ``m-results`` prints for raw int8 outputs, in thousandths, computed as the device C does:
+    ``(float)(raw - zp) * scale``, times 1000.0f, rounded half away from zero, all in float32."""
+    out = []
+    for r in raw:
+        v = np.float32(r - zp) * np.float32(scale)
+        v = np.clip(v, np.float32(-2.0e6), np.float32(2.0e6))
+        scaled = v * np.float32(1000.0)
+        out.append(int(scaled - np.float32(0.5)) if scaled < 0 else int(scaled + np.float32(0.5)))
+    return tuple(out)
 
 
 def run_board(board_id: str, variant: str, tflite: Path, dataset: Any, total: int, batch: int, stream: int,
@@ -145,7 +151,9 @@ def run_board(board_id: str, variant: str, tflite: Path, dataset: Any, total: in
                     run = dev.run()
                     rec.update(elapsed_us=res.elapsed_us, counter=run.counter,
                                raw_ok=run.raw == reference[idx],
-                               results_ok=res.results == _expected_results(run.raw, out_scale, out_zp))
+                               results=list(res.results),
+                               results_ok=tuple(round(v * 1000) for v in res.results)
+                               == _milli(run.raw, out_scale, out_zp))
                     done += count
                     results_ok += int(rec["results_ok"] and rec["raw_ok"])
                     per_inference_us.append(res.elapsed_us / count)
