@@ -128,13 +128,20 @@ def load_fixed_lr(path: Path) -> Any:
     """
     if not path.is_file():
         raise ModelError(f"{path}: no such file")
+    from .codegen import linear
+
     try:
         with np.load(path) as z:
-            return types.SimpleNamespace(**{k: np.asarray(z[k]) for k in ("pixels", "weights", "bias", "scale")})
+            fixed = types.SimpleNamespace(**{k: np.asarray(z[k]) for k in ("pixels", "weights", "bias", "scale")})
     except KeyError as e:
         raise ModelError(f"{path}: missing array {e} (needs pixels, weights, bias, scale)") from None
-    except (OSError, ValueError) as e:
-        raise ModelError(f"{path}: not a readable .npz ({e})") from None
+    except (OSError, ValueError, EOFError) as e:  # EOFError: an empty file (click would print "Aborted.")
+        raise ModelError(f"{path}: not a readable .npz ({e or 'the file is empty'})") from None
+    try:
+        linear.tables(fixed)
+    except ModelError as e:
+        raise ModelError(f"{path}: {e}") from None
+    return fixed
 
 
 def resolve_model(variant: str | None = None, model: Path | None = None) -> ModelSource:
