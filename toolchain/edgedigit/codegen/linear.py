@@ -30,6 +30,9 @@ def tables(model: Any) -> dict[str, np.ndarray | float]:
         scale = float(model.scale)
     except AttributeError as e:
         raise ModelError(f"not a fixed-point LR model (needs pixels, weights, bias, scale): {e}") from None
+    if not all(np.issubdtype(a.dtype, np.integer) for a in (pixels, weights, bias)):
+        raise ModelError(f"fixed-point LR tables must be integers: pixels {pixels.dtype}, weights {weights.dtype}, "
+                         f"bias {bias.dtype}")
     if pixels.ndim != 1 or weights.ndim != 2 or weights.shape[1] != pixels.size or bias.shape != (weights.shape[0],):
         raise ModelError(f"fixed-point LR shapes do not agree: pixels {pixels.shape}, weights {weights.shape}, "
                          f"bias {bias.shape}")
