@@ -344,12 +344,13 @@ def build_stages(cfg: PipelineConfig, dataset_loader: Callable[[], Any]) -> list
 
 def run_pipeline(board: str, *, variants: list[str] | None = None, force: bool = False, samples: int = 1000,
                  epochs: int | None = None, seed: int = 0, data: Path | None = None,
-                 echo: Callable[[str], None] = print, stress_iterations: int = 1000) -> list[StageResult]:
+                 echo: Callable[[str], None] = print, stress_iterations: int = 1000,
+                 bench_runs: int = 200) -> list[StageResult]:
     """Build the stages for ``board`` and run them (see the module docstring)."""
     from .data import FALLBACK_WARNING, load_dataset
 
     cfg = PipelineConfig(board=board, variants=list(variants or []), seed=seed, epochs=epochs, samples=samples,
-                         stress_iterations=stress_iterations, data=data)
+                         stress_iterations=stress_iterations, bench_runs=bench_runs, data=data)
 
     def loader() -> Any:
         ds = load_dataset(data)

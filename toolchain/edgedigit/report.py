@@ -525,7 +525,7 @@ def _device_section(data: ReportData) -> str:
         drift = f"{dr['drift_pct']:+.2f} % ({dr['verdict']})" if dr else MISSING
         n = f"{r.get('samples', 0)}/{r.get('expected', '?')}"
         rows.append([r.get("board", "?"), r.get("variant", "?"), r.get("backend") or "-", n, _pct(f.get("accuracy")),
-                     lat, cnt, agree_s, drift, plots.dataset_label(r.get("dataset")), r.get("_file", "")])
+                     lat, cnt, agree_s, drift, plots.dataset_label(r.get("dataset"), r.get("samples")), r.get("_file", "")])
     text.append(_table(["board", "variant", "backend", "samples", "accuracy", "latency µs (median)",
                         "counter (median)", "raw outputs vs host TFLM", "counter drift (last vs first 100)",
                         "images from", "file"], rows))

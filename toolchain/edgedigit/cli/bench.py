@@ -252,6 +252,10 @@ def pipeline(
     force: Annotated[bool, typer.Option("--force", help="Re-run every stage even when up to date.")] = False,
     samples: Annotated[int, typer.Option("--samples", min=1, help="Test images streamed to the device.")] = 1000,
     epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Override every variant's epochs.")] = None,
+    stress_iterations: Annotated[int, typer.Option("--stress-iterations", min=2,
+                                                   help="Stress-test iterations per runtime.")] = 1000,
+    bench_runs: Annotated[int, typer.Option("--bench-runs", min=1, help="Timed single-image runs per runtime "
+                                                                         "in bench host.")] = 200,
     seed: SeedOpt = 0,
     data: DataOpt = None,
 ) -> None:
@@ -262,4 +266,4 @@ def pipeline(
     from ..pipeline import run_pipeline
 
     run_pipeline(board, variants=variants, force=force, samples=samples, epochs=epochs, seed=seed, data=data,
-                 echo=typer.echo)
+                 echo=typer.echo, stress_iterations=stress_iterations, bench_runs=bench_runs)
