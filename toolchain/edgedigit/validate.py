@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import card as cardlib
-from .errors import EdgeDigitError, NotTrainedError
+from .errors import EdgeDigitError, ModelError, NotTrainedError
 from .fsutil import sha256_file, write_json
 from .paths import model_dir, models_dir, results_dir
 from .variants import REGISTRY, Reporter, Variant, get_variant
@@ -46,6 +46,9 @@ def neural_runners(folder: Path) -> dict[str, Callable[[np.ndarray], np.ndarray]
         raise NotTrainedError(f"variant '{folder.name}' is not quantized ({path} missing): "
                               f"run `edgedigit quantize {folder.name}` first")
     g = load_graph(path)
+    if not g.is_full_int8():  # a float model has no input scale: say so instead of an IndexError
+        raise ModelError(f"{path}: not a full-int8 model (input {g.input.dtype}, output {g.output.dtype}); "
+                         f"run `edgedigit quantize {folder.name}`")
     scale, zp = float(g.input.scale[0]), int(g.input.zero_point[0])
     names = [REFERENCE] + [n for n in RUNTIMES if n != REFERENCE]
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DeviceError, EdgeDigitError, NotTrainedError, ToolError
+from ..errors import DeviceError, EdgeDigitError, ModelError, NotTrainedError, ToolError
 
 WARMUP_RUNS = 5
 
@@ -167,6 +167,9 @@ def bench_device(board_name: str, variant: str = "mlp", *, backend: str = "nativ
     m = min(n, len(dataset.x_test))
     images, labels = dataset.x_test[:m], dataset.y_test[:m]
     graph = load_graph(tflite)
+    if not graph.is_full_int8():  # a float model has no input scale: say so instead of an IndexError
+        raise ModelError(f"{tflite}: not a full-int8 model (input {graph.input.dtype}, output {graph.output.dtype}); "
+                         f"run `edgedigit quantize {variant}`")
     scale, zp = graph.input.scale, graph.input.zero_point
     scale = float(np.asarray(scale).ravel()[0])
     zp = int(np.asarray(zp).ravel()[0])
