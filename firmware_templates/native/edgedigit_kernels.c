@@ -196,42 +196,57 @@ void edgedigit_fully_connected(const edgedigit_fc_t *p, const int8_t *input, int
 
 /* ---- CONV_2D / DEPTHWISE_CONV_2D (reference_integer_ops::ConvPerChannel / DepthwiseConvPerChannel) ---- */
 
+/* First and one-past-last filter tap whose input row/column lies inside the image (zero padding: TFLM
+ * omits the taps outside, which is what skipping them does). */
+static void tap_range(int32_t origin, int32_t dilation, int32_t taps, int32_t size, int32_t *first, int32_t *end)
+{
+    int32_t f = 0;
+    int32_t e = taps;
+    while (f < taps && origin + dilation * f < 0) {
+        ++f;
+    }
+    while (e > f && origin + dilation * (e - 1) >= size) {
+        --e;
+    }
+    *first = f;
+    *end = e;
+}
+
 void edgedigit_conv2d(const edgedigit_conv_t *p, const int8_t *input, int8_t *output)
 {
+    const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c, out_h = p->out_h, out_w = p->out_w;
+    const int32_t out_c = p->out_c, k_h = p->k_h, k_w = p->k_w, dil_h = p->dil_h, dil_w = p->dil_w;
+    const int32_t input_offset = p->input_offset;
+    const int8_t *const weights = p->weights;
     int32_t b, oy, ox, oc, fy, fx, ic;
     for (b = 0; b < p->batches; ++b) {
-        const int8_t *in = input + b * p->in_h * p->in_w * p->in_c;
-        int8_t *out = output + b * p->out_h * p->out_w * p->out_c;
-        for (oy = 0; oy < p->out_h; ++oy) {
+        const int8_t *in = input + b * in_h * in_w * in_c;
+        int8_t *out = output + b * out_h * out_w * out_c;
+        for (oy = 0; oy < out_h; ++oy) {
             const int32_t y0 = oy * p->stride_h - p->pad_h;
-            for (ox = 0; ox < p->out_w; ++ox) {
+            int32_t fy0, fy1;
+            tap_range(y0, dil_h, k_h, in_h, &fy0, &fy1);
+            for (ox = 0; ox < out_w; ++ox) {
                 const int32_t x0 = ox * p->stride_w - p->pad_w;
-                for (oc = 0; oc < p->out_c; ++oc) {
-                    const int8_t *w = p->weights + oc * p->k_h * p->k_w * p->in_c;
+                int32_t fx0, fx1;
+                tap_range(x0, dil_w, k_w, in_w, &fx0, &fx1);
+                for (oc = 0; oc < out_c; ++oc) {
+                    const int8_t *w = weights + oc * k_h * k_w * in_c;
                     int32_t acc = 0;
-                    for (fy = 0; fy < p->k_h; ++fy) {
-                        const int32_t y = y0 + p->dil_h * fy;
-                        if (y < 0 || y >= p->in_h) {
-                            continue; /* zero padding: the area outside the image is omitted */
-                        }
-                        for (fx = 0; fx < p->k_w; ++fx) {
-                            const int32_t x = x0 + p->dil_w * fx;
-                            const int8_t *px;
-                            const int8_t *pw;
-                            if (x < 0 || x >= p->in_w) {
-                                continue;
-                            }
-                            px = in + (y * p->in_w + x) * p->in_c;
-                            pw = w + (fy * p->k_w + fx) * p->in_c;
-                            for (ic = 0; ic < p->in_c; ++ic) {
-                                acc += (int32_t)pw[ic] * ((int32_t)px[ic] + p->input_offset);
+                    for (fy = fy0; fy < fy1; ++fy) {
+                        const int8_t *row = in + (y0 + dil_h * fy) * in_w * in_c;
+                        for (fx = fx0; fx < fx1; ++fx) {
+                            const int8_t *px = row + (x0 + dil_w * fx) * in_c;
+                            const int8_t *pw = w + (fy * k_w + fx) * in_c;
+                            for (ic = 0; ic < in_c; ++ic) {
+                                acc += (int32_t)pw[ic] * ((int32_t)px[ic] + input_offset);
                             }
                         }
                     }
                     if (p->bias != NULL) {
                         acc += p->bias[oc];
                     }
-                    out[(oy * p->out_w + ox) * p->out_c + oc] =
+                    out[(oy * out_w + ox) * out_c + oc] =
                         requantize(acc, p->multiplier[oc], p->shift[oc], p->output_offset, p->act_min, p->act_max);
                 }
             }
@@ -241,36 +256,37 @@ void edgedigit_conv2d(const edgedigit_conv_t *p, const int8_t *input, int8_t *ou
 
 void edgedigit_depthwise_conv2d(const edgedigit_conv_t *p, const int8_t *input, int8_t *output)
 {
+    const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c, out_h = p->out_h, out_w = p->out_w;
+    const int32_t out_c = p->out_c, k_w = p->k_w, dil_h = p->dil_h, dil_w = p->dil_w;
+    const int32_t depth_multiplier = p->depth_multiplier, input_offset = p->input_offset;
+    const int8_t *const weights = p->weights;
     int32_t b, oy, ox, ic, m, fy, fx;
     for (b = 0; b < p->batches; ++b) {
-        const int8_t *in = input + b * p->in_h * p->in_w * p->in_c;
-        int8_t *out = output + b * p->out_h * p->out_w * p->out_c;
-        for (oy = 0; oy < p->out_h; ++oy) {
+        const int8_t *in = input + b * in_h * in_w * in_c;
+        int8_t *out = output + b * out_h * out_w * out_c;
+        for (oy = 0; oy < out_h; ++oy) {
             const int32_t y0 = oy * p->stride_h - p->pad_h;
-            for (ox = 0; ox < p->out_w; ++ox) {
+            int32_t fy0, fy1;
+            tap_range(y0, dil_h, p->k_h, in_h, &fy0, &fy1);
+            for (ox = 0; ox < out_w; ++ox) {
                 const int32_t x0 = ox * p->stride_w - p->pad_w;
-                for (ic = 0; ic < p->in_c; ++ic) {
-                    for (m = 0; m < p->depth_multiplier; ++m) {
-                        const int32_t oc = m + ic * p->depth_multiplier;
+                int32_t fx0, fx1;
+                tap_range(x0, dil_w, k_w, in_w, &fx0, &fx1);
+                for (ic = 0; ic < in_c; ++ic) {
+                    for (m = 0; m < depth_multiplier; ++m) {
+                        const int32_t oc = m + ic * depth_multiplier;
                         int32_t acc = 0;
-                        for (fy = 0; fy < p->k_h; ++fy) {
-                            const int32_t y = y0 + p->dil_h * fy;
-                            if (y < 0 || y >= p->in_h) {
-                                continue;
-                            }
-                            for (fx = 0; fx < p->k_w; ++fx) {
-                                const int32_t x = x0 + p->dil_w * fx;
-                                if (x < 0 || x >= p->in_w) {
-                                    continue;
-                                }
-                                acc += (int32_t)p->weights[(fy * p->k_w + fx) * p->out_c + oc] *
-                                       ((int32_t)in[(y * p->in_w + x) * p->in_c + ic] + p->input_offset);
+                        for (fy = fy0; fy < fy1; ++fy) {
+                            const int8_t *row = in + (y0 + dil_h * fy) * in_w * in_c + ic;
+                            const int8_t *wrow = weights + fy * k_w * out_c + oc;
+                            for (fx = fx0; fx < fx1; ++fx) {
+                                acc += (int32_t)wrow[fx * out_c] * ((int32_t)row[(x0 + dil_w * fx) * in_c] + input_offset);
                             }
                         }
                         if (p->bias != NULL) {
                             acc += p->bias[oc];
                         }
-                        out[(oy * p->out_w + ox) * p->out_c + oc] = requantize(
+                        out[(oy * out_w + ox) * out_c + oc] = requantize(
                             acc, p->multiplier[oc], p->shift[oc], p->output_offset, p->act_min, p->act_max);
                     }
                 }
