@@ -87,30 +87,33 @@ class Reporter:
             yield lambda n=1: None
             return
         tid = self.progress.add_task(description, total=total)
-        try:
-            yield lambda n=1: self.progress.advance(tid, n)
-        finally:
-            self.progress.update(tid, visible=True)
+        yield lambda n=1: self.progress.advance(tid, n)
 
     def keras_callback(self, epochs: int, description: str) -> Any:
-        """A tf-keras callback advancing a bar of ``epochs`` epochs (batch-level detail in the text)."""
+        """A tf-keras callback driving one bar over all batches of ``epochs`` epochs, logging each epoch."""
         import tf_keras as keras
 
         reporter = self
 
         class _Epochs(keras.callbacks.Callback):
             def on_train_begin(self, logs=None):
-                self._cm = reporter.task(f"{description}: epochs", epochs)
+                self._steps = int(self.params.get("steps") or 1)
+                self._cm = reporter.task(f"{description}: epoch 1/{epochs}", epochs * self._steps)
                 self._advance = self._cm.__enter__()
+                self._task = reporter.progress.tasks[-1].id if reporter.progress is not None else None
+
+            def on_epoch_begin(self, epoch, logs=None):
+                if self._task is not None:
+                    reporter.progress.update(self._task, description=f"{description}: epoch {epoch + 1}/{epochs}")
+
+            def on_train_batch_end(self, batch, logs=None):
+                self._advance()
 
             def on_epoch_end(self, epoch, logs=None):
-                self._advance()
-                if reporter.progress is not None and logs:
-                    acc = logs.get("val_accuracy", logs.get("accuracy"))
-                    if acc is not None:
-                        reporter.progress.console.log(f"{description} epoch {epoch + 1}/{epochs}: "
-                                                      f"loss {logs.get('loss', float('nan')):.4f}, "
-                                                      f"{'val_' if 'val_accuracy' in logs else ''}accuracy {acc:.4f}")
+                if reporter.progress is None or not logs:
+                    return
+                parts = [f"{k} {v:.4f}" for k, v in logs.items() if isinstance(v, float | int)]
+                reporter.progress.console.log(f"{description} epoch {epoch + 1}/{epochs}: {', '.join(parts)}")
 
             def on_train_end(self, logs=None):
                 self._cm.__exit__(None, None, None)
