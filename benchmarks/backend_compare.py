@@ -29,11 +29,13 @@ def main() -> None:
     ds = load_dataset(args.data)
     print(f"dataset: {ds.label()}; {args.images} images per side")
     summary = compare(args.variants, ds, images=args.images)
-    print(f"{'variant':<11} {'instr native':>12} {'instr TFLM':>11} {'ratio':>7} {'instr/MAC':>9} {'RAM plan':>8} "
-          f"{'bound':>6} {'ratio':>6} {'TFLM arena':>10} {'flash nat':>9} {'flash TFLM':>10} {'ratio':>6} identical")
+    print(f"{'variant':<11} {'instr native':>12} {'instr TFLM':>11} {'ratio':>7} {'-O3':>10} {'ratio':>7} {'instr/MAC':>9} "
+          f"{'RAM plan':>8} {'bound':>6} {'ratio':>6} {'TFLM arena':>10} {'flash nat':>9} {'flash TFLM':>10} {'ratio':>6} "
+          "identical")
     for r in summary["results"]:
         i, m, f = r["instructions"], r["ram"], r["flash"]
-        print(f"{r['variant']:<11} {i['native']:>12,} {i['tflm']:>11,} {i['ratio']:>6.3f}x {i['native_per_mac'] or 0:>9.2f} "
+        print(f"{r['variant']:<11} {i['native']:>12,} {i['tflm']:>11,} {i['ratio']:>6.3f}x {i['native_O3']:>10,} "
+              f"{i['ratio_O3']:>6.3f}x {i['native_per_mac'] or 0:>9.2f} "
               f"{m['native_plan']:>8,} {m['lower_bound']:>6,} {m['ratio_to_lower_bound']:>5.3f}x {m['tflm_arena']:>10,} "
               f"{f['native']:>9,} {f['tflm']:>10,} {f['ratio']:>5.3f}x {'yes' if r['outputs_mismatch'] == 0 else 'NO'}")
     print("goals: instructions ratio <= 0.5x, RAM plan <= 1.1x lower bound")

@@ -550,10 +550,12 @@ def _compare_section(data: ReportData) -> str:
             return fmt.format(v) if isinstance(v, (int, float)) else MISSING
         ins, ram, flash = r.get("instructions", {}), r.get("ram", {}), r.get("flash", {})
         rows.append([r.get("variant"), cell(ins, "native"), cell(ins, "tflm"), cell(ins, "ratio", "{:.3f}x"),
+                     cell(ins, "ratio_O3", "{:.3f}x"),
                      cell(ram, "native_plan"), cell(ram, "lower_bound"), cell(ram, "tflm_arena"),
                      cell(ram, "ratio_to_lower_bound", "{:.3f}x"), cell(flash, "native"), cell(flash, "tflm"),
                      cell(flash, "ratio", "{:.3f}x")])
-    text.append(_table(["variant", "instr./inference native", "TFLM", "ratio (goal <= 0.5x)", "RAM native plan (B)",
+    text.append(_table(["variant", "instr./inference native (-O2)", "TFLM", "ratio (goal <= 0.5x)", "ratio with -O3",
+                        "RAM native plan (B)",
                         "liveness lower bound (B)", "TFLM arena (B)", "native / bound (goal <= 1.1x)",
                         "flash native (B)", "flash TFLM (B)", "flash ratio"], rows))
     if c.get("method"):

@@ -4,7 +4,8 @@ Instructions per inference (valgrind callgrind on this host, deterministic: the 
 on other processes):
 
 - native: the generated graph code + kernel library compiled with the host compiler (same flags as the
-  host runner, ``-O2``) into a small harness; callgrind counts only inside ``edgedigit_native_run``
+  host runner, ``-O2``; and a second build with ``-O3``, which lets the compiler vectorize the portable
+  dot products) into a small harness; callgrind counts only inside ``edgedigit_native_run``
   (``--collect-atstart=no --toggle-collect=edgedigit_native_run``), i.e. the graph on an int8 input;
 - TFLM: the ``tflite-micro`` package's interpreter (TFLM's reference kernels, as compiled in its wheel)
   driven by a small Python script; callgrind counts only inside
@@ -134,28 +135,34 @@ def _inputs(card: dict, dataset, n: int) -> np.ndarray:
     return lut[dataset.x_test[:n]].reshape(n, -1).astype(np.int8)
 
 
-def native_instructions(tflite: Path, x: np.ndarray, work: Path) -> tuple[int, np.ndarray]:
-    """Total callgrind instructions inside ``edgedigit_native_run`` for the inputs ``x``, and the outputs."""
+def native_instructions(tflite: Path, x: np.ndarray, work: Path, opt: str | None = None) -> tuple[int, np.ndarray]:
+    """Total callgrind instructions inside ``edgedigit_native_run`` for the inputs ``x``, and the outputs.
+
+    ``opt`` replaces the host runner's optimization flag (``-O2``), e.g. ``-O3``.
+    """
     from ..codegen import native as cg
     from ..graph import load_graph
     from ..native import CFLAGS, host_compiler
 
     g = load_graph(tflite)
-    src = work / "native"
+    tag = f"native{opt or ''}"
+    src = work / tag
     src.mkdir()
     for name, text in cg.generate_graph(g, variant=tflite.parent.name, source_name=tflite.name).items():
         (src / name).write_text(text)
     (src / "harness.c").write_text(_HARNESS_C)
     flags = [f for f in CFLAGS if f not in ("-shared", "-fPIC", "-pedantic")]
+    if opt:
+        flags = [opt if f.startswith("-O") else f for f in flags]
     exe = src / "harness"
     res = subprocess.run([host_compiler(), *flags, "-g", "-o", str(exe), *sorted(str(p) for p in src.glob("*.c"))],
                          capture_output=True, text=True)
     if res.returncode != 0:
         raise ToolError(f"compiling the native harness failed: {(res.stderr.splitlines() or [''])[0]}")
     (work / "inputs.bin").write_bytes(np.ascontiguousarray(x).tobytes())
-    total = _callgrind([str(exe), str(work / "inputs.bin"), str(work / "native_out.bin"), str(len(x))],
-                       NATIVE_RUN, work, "native")
-    out = np.frombuffer((work / "native_out.bin").read_bytes(), np.int8).reshape(len(x), -1)
+    total = _callgrind([str(exe), str(work / "inputs.bin"), str(work / f"{tag}_out.bin"), str(len(x))],
+                       NATIVE_RUN, work, tag)
+    out = np.frombuffer((work / f"{tag}_out.bin").read_bytes(), np.int8).reshape(len(x), -1)
     return total, out
 
 
@@ -223,6 +230,7 @@ def compare_variant(variant: str, dataset, images: int = 10, work: Path | None =
     tmp = Path(work) if work else Path(tempfile.mkdtemp(prefix="edgedigit-compare-"))
     try:
         n_total, n_out = native_instructions(tflite, x, tmp)
+        o3_total, o3_out = native_instructions(tflite, x, tmp, opt="-O3")
         t_total, t_out = tflm_instructions(tflite, x, tmp, arena + 1024)
         flash = native_flash(tflite, tmp)
     finally:
@@ -235,10 +243,13 @@ def compare_variant(variant: str, dataset, images: int = 10, work: Path | None =
         "variant": variant,
         "images": images,
         "dataset": dataset.describe(),
-        "outputs_mismatch": int(np.sum(n_out.reshape(images, -1) != t_out.reshape(images, -1))),
+        "outputs_mismatch": int(np.sum(n_out.reshape(images, -1) != t_out.reshape(images, -1))
+                                + np.sum(o3_out.reshape(images, -1) != t_out.reshape(images, -1))),
         "instructions": {"native": round(native_ipi), "tflm": round(tflm_ipi), "ratio": native_ipi / tflm_ipi,
+                         "native_O3": round(o3_total / images), "ratio_O3": o3_total / t_total,
                          "goal": "<= 0.5x", "macs": card.get("macs"),
-                         "native_per_mac": native_ipi / card["macs"] if card.get("macs") else None},
+                         "native_per_mac": native_ipi / card["macs"] if card.get("macs") else None,
+                         "tflm_per_mac": tflm_ipi / card["macs"] if card.get("macs") else None},
         "ram": {"native_plan": mp.arena_bytes, "lower_bound": mp.lower_bound, "tflm_arena": arena,
                 "ratio_to_lower_bound": mp.arena_bytes / mp.lower_bound if mp.lower_bound else None,
                 "ratio_to_tflm": mp.arena_bytes / arena, "goal": "<= 1.1x lower bound"},
@@ -250,8 +261,8 @@ def compare_variant(variant: str, dataset, images: int = 10, work: Path | None =
 
 METHOD = {
     "instructions": (f"valgrind callgrind on this host, counting only inside {NATIVE_RUN} (native, host C compiler "
-                     f"-O2) and inside {TFLM_INVOKE} (the tflite-micro wheel's reference kernels); same int8 "
-                     "inputs, outputs compared element for element."),
+                     f"with the host runner's -O2, and again with -O3) and inside {TFLM_INVOKE} (the tflite-micro "
+                     "wheel's reference kernels as shipped); same int8 inputs, outputs compared element for element."),
     "ram": "native static arena from the lifetime plan vs the liveness lower bound vs TFLM's arena total "
            "(print_allocations).",
     "flash": "native: text+data of the graph and kernel objects from arm-none-eabi-gcc -mcpu=cortex-m4 -Os "

@@ -219,8 +219,8 @@ def bench_compare_cmd(
         i, ram, fl = r["instructions"], r["ram"], r["flash"]
         console.print(f"[bold]{r['variant']}[/] ({r['images']} images, outputs identical: "
                       f"{'yes' if r['outputs_mismatch'] == 0 else 'NO, ' + str(r['outputs_mismatch']) + ' elements differ'})")
-        console.print(f"  instructions / inference: native {i['native']:,} vs TFLM {i['tflm']:,} -> "
-                      f"ratio {i['ratio']:.3f}x (goal <= 0.5x)")
+        console.print(f"  instructions / inference: native {i['native']:,} (-O2) vs TFLM {i['tflm']:,} -> "
+                      f"ratio {i['ratio']:.3f}x (goal <= 0.5x); native -O3 {i['native_O3']:,} -> {i['ratio_O3']:.3f}x")
         console.print(f"  RAM: native plan {ram['native_plan']:,} B, liveness lower bound {ram['lower_bound']:,} B "
                       f"-> {ram['ratio_to_lower_bound']:.3f}x (goal <= 1.1x); TFLM arena {ram['tflm_arena']:,} B "
                       f"-> native/TFLM {ram['ratio_to_tflm']:.3f}x")
