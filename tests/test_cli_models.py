@@ -56,7 +56,7 @@ def test_train_quantize_validate_end_to_end(build_dir, small_npz, monkeypatch):
 
     r = runner.invoke(app, ["validate", "mlp", "--data", str(small_npz)])
     assert r.exit_code == 0, r.output
-    assert "accuracy on mnist test (300)" in r.stdout and "runtime agreement" in r.stdout
+    assert "accuracy on mnist test (300)" in r.stdout and "int8 runtime agreement" in r.stdout
     assert "tflm" in r.stdout and "litert" in r.stdout
     assert (build_dir / "results" / "validate.json").is_file()
 

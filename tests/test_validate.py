@@ -93,6 +93,8 @@ def test_validate_trained_build(trained_build, mnist_small):
             conf = np.array(form["confusion"])
             assert conf.sum() == 500 and np.trace(conf) == form["correct"]
             assert conf.sum(axis=1).tolist() == np.bincount(mnist_small.y_test, minlength=10).tolist()
+        runtimes = list(r["quantized"])
+        assert set(r["pairwise"]) == {f"{a} vs {b}" for i, a in enumerate(runtimes[1:], 1) for b in runtimes[i + 1:]}
         fvq = r["float_vs_quantized"]["litert"]
         assert fvq["accuracy_delta_points"] == pytest.approx(
             100 * (r["quantized"]["litert"]["accuracy"] - r["float"]["accuracy"]), abs=1e-3)

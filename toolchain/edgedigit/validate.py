@@ -4,8 +4,9 @@ For each variant: accuracy, per-class precision/recall/F1 and the confusion matr
 and of the quantized model on every runtime (neural: ``edgedigit.runtimes.RUNTIMES`` on
 ``model_int8.tflite``, LiteRT's reference kernels first; linear: the variant's ``quantized_runners``
 hook, e.g. the fixed-point form), then the agreement of every runtime with the reference (int8 output
-elements that differ, the largest difference, predictions that differ) and of each quantized form with
-the float model. Results: ``build/results/validate.jsonl`` (one line per variant as it finishes),
+elements that differ, the largest difference, predictions that differ; ``pairwise`` for the other
+pairs, e.g. native vs tflm) and of each quantized form with the float model.
+Results: ``build/results/validate.jsonl`` (one line per variant as it finishes),
 ``validate_<variant>.json`` and the summary ``validate.json``, each with the dataset, machine and model hash.
 """
 
@@ -125,6 +126,8 @@ def validate_one(variant: Variant, dataset: Any, reporter: Reporter | None = Non
         "reference": ref_name,
         "agreement": {name: {"vs": ref_name, **agreement(raw[ref_name], out)}
                       for name, out in raw.items() if name != ref_name},
+        "pairwise": {f"{a} vs {b}": {"vs": a, **agreement(raw[a], raw[b])}
+                     for i, a in enumerate(raw) for b in list(raw)[i + 1:] if a != ref_name},
         "float_vs_quantized": {
             name: {"predictions_differ": int(np.count_nonzero(np.argmax(out, axis=1) != float_pred)),
                    "accuracy_delta_points": round(100 * (quantized[name]["accuracy"]

@@ -254,12 +254,14 @@ def _print_validation(summary: dict) -> None:
             t.add_row("", rt, _pct(q["accuracy"]), f"{fvq['accuracy_delta_points']:+.2f}",
                       str(fvq["predictions_differ"]), f"{min(f1):.3f} ({f1.index(min(f1))})")
     console.print(t)
-    a = Table(title=f"runtime agreement with the reference on {label}")
+    a = Table(title=f"int8 runtime agreement on {label} (reference first)")
     for col in ("variant", "runtime", "vs", "elements differing", "max |diff|", "images differing",
                 "predictions differing", "prediction agreement"):
         a.add_column(col)
     for name, r in summary["variants"].items():
-        for rt, g in r["agreement"].items():
+        pairs = [(rt, g) for rt, g in r["agreement"].items()]
+        pairs += [(key.split(" vs ")[1], g) for key, g in r.get("pairwise", {}).items()]
+        for rt, g in pairs:
             a.add_row(name, rt, g["vs"], f"{g['elements_differ']:,} / {g['elements']:,}", str(g["max_abs_diff"]),
                       f"{g['images_with_any_difference']:,} / {g['images']:,}", f"{g['predictions_differ']:,}",
                       f"{100 * g['prediction_agreement']:.2f} %")
