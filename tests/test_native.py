@@ -62,6 +62,15 @@ def test_trained_models_equal_tflm(trained_build, native_cache, mnist, variant):
     _assert_same_as_tflm(trained_build / "models" / variant / "model_int8.tflite", mnist.x_test[:300], native_cache)
 
 
+def test_registered_runtime_builds_into_the_build_tree(tflite_models, build_dir):
+    from edgedigit.runtimes import RUNTIMES
+
+    path = tflite_models["mlp_pertensor"]
+    x = _int8_inputs(path, random_images(20, seed=5))
+    np.testing.assert_array_equal(RUNTIMES["native"](path, x), run_tflm(path, x))
+    assert len(list((build_dir / "cache" / "native").glob("*/libedgedigit_native.so"))) == 1
+
+
 def test_firmware_runner_quantizes_pixels_and_picks_first_max(tflite_models, native_cache):
     """``edgedigit_model_invoke`` (the firmware entry point) on raw pixels == TFLM on the LUT's int8."""
     path = tflite_models["dw_mult"]
