@@ -114,3 +114,33 @@ def test_device_drift_uses_the_counters():
     d = device_drift([1000] * 100 + [1020] * 100)
     assert d["drift_pct"] == pytest.approx(2.0) and d["verdict"] == "stable" and d["n"] == 200
     assert device_drift([1000] * 100 + [1100] * 100)["verdict"] == "unstable"
+
+
+def test_device_long_run_drift_through_the_cli(build_dir, monkeypatch):
+    """`bench stress --board B`: a long device run (bench device, faked at its boundary) -> counter drift."""
+    import json
+
+    from typer.testing import CliRunner
+
+    import edgedigit.bench.device as device
+    from edgedigit.bench.host import read_jsonl
+    from edgedigit.cli import app
+
+    def fake_bench_device(board, variant, samples, data=None, progress=True, log=print):
+        path = build_dir / "results" / f"device-{board}-{variant}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = [{"type": "session", "board": board, "variant": variant, "backend": "native", "samples": samples,
+                  "counter_unit": "instructions", "counter_note": "emulated instructions, not cycles", "dataset": {}}]
+        lines += [{"type": "sample", "index": i, "label": 1, "predicted": 1, "agree": True, "us": 0.0,
+                   "counter": 100_000 if i < samples // 2 else 106_000} for i in range(samples)]
+        path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+        return {}
+
+    monkeypatch.setattr(device, "bench_device", fake_bench_device)
+    res = CliRunner().invoke(app, ["bench", "stress", "--board", "qemu-m4", "--variant", "mlp", "--samples", "400"])
+    assert res.exit_code == 0, res.output
+    assert "mlp on qemu-m4: unstable" in res.output and "+6.00 %" in res.output
+    assert "(emulated instructions, not cycles)" in res.output
+    rec = read_jsonl(build_dir / "results" / "stress-device.jsonl")[-1]
+    assert (rec["board"], rec["samples"], rec["drift_window"], rec["verdict"]) == ("qemu-m4", 400, 100, "unstable")
+    assert rec["drift_pct"] == pytest.approx(6.0)
