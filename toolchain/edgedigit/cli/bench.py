@@ -259,7 +259,7 @@ def pipeline(
     seed: SeedOpt = 0,
     data: DataOpt = None,
 ) -> None:
-    """train -> quantize -> validate -> export -> (device bench on host/qemu-m4) -> report, in one command.
+    """train -> quantize -> validate -> bench host -> stress -> export -> (device bench on host/qemu-m4) -> report.
 
     Each stage is skipped when its outputs are up to date with its inputs (hash stamps in build/stamps).
     """
