@@ -1,0 +1,365 @@
+"""The reliability table (issue 7): every bad input category through every command that takes it, with the
+behaviour observed, written to ``docs/reliability.md``.
+
+    nice .venv/bin/python benchmarks/reliability_table.py [--out docs/reliability.md] [--flip-seeds 20]
+
+Bad models (tests/reliability_cases.py) go through graph loading, ``export`` (native, tflm, linear),
+``build``, ``validate``, ``bench device`` and ``bench host``; bad datasets through ``data`` and ``train``;
+a hostile serial line is played against the host firmware (the protocol with a stand-in model runner) and
+the host side of the protocol. For each row: how many variants were tried, the exit codes seen, how many
+gave one error line naming the file and the problem, tracebacks, files left behind, and one example
+message. Everything runs in a temporary folder; nothing is read from or written to ./build. Deterministic
+(fixed seeds). Exit code 1 if any variant misbehaved (traceback, wrong exit code, unnamed file, leftovers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+import reliability_cases as rc  # noqa: E402
+
+
+class Table:
+    """Rows keyed by (section, kind, command), each accumulating the outcomes of its variants."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str, str], dict] = {}
+        self.bad = 0
+
+    def add(self, section: str, kind: str, command: str, outcome: rc.Outcome, verdict: str | None,
+            case: rc.Case | None = None) -> None:
+        row = self.rows.setdefault((section, kind, command), {"n": 0, "codes": set(), "clean": 0, "worked": 0,
+                                                               "tb": 0, "left": 0, "bad": [], "example": ""})
+        row["n"] += 1
+        row["codes"].add(outcome.exit_code)
+        row["tb"] += outcome.traceback
+        row["left"] += bool(outcome.left)
+        if verdict is None and outcome.exit_code == 0:
+            row["worked"] += 1
+        elif verdict is None:
+            row["clean"] += 1
+        else:
+            row["bad"].append(f"{case.label if case else ''}: {verdict}")
+            self.bad += 1
+        if outcome.exit_code != 0 and not row["example"]:
+            row["example"] = _short(outcome.message)
+
+    def markdown(self, section: str) -> list[str]:
+        out = ["| bad input | command | variants | exit codes | one clean line (file + problem) | accepted | "
+               "tracebacks | left behind | example message |", "|---|---|---|---|---|---|---|---|---|"]
+        for (sec, kind, command), r in self.rows.items():
+            if sec != section:
+                continue
+            codes = ", ".join(str(c) for c in sorted(r["codes"]))
+            out.append(f"| {kind} | `{command}` | {r['n']} | {codes} | {r['clean']} | {r['worked']} | {r['tb']} | "
+                       f"{r['left']} | {r['example'].replace('|', '/')} |")
+        return out
+
+
+def _short(message: str) -> str:
+    m = re.sub(r"/\S*/(tmp\w*|build)/", "…/", message)
+    m = re.sub(r"/tmp/\S+?/([^/\s]+)", r"…/\1", m)
+    return m[:180] + ("…" if len(m) > 180 else "")
+
+
+def models_section(table: Table, root: Path, flip_seeds: int) -> None:
+    from edgedigit.errors import ModelError
+    from edgedigit.graph import load_graph
+    from tflite_factory import build_all
+
+    good = build_all(_mk(root / "good"))
+    wrong = rc.convert_wrong_models(root / "converted")
+    cases = rc.model_cases(root / "cases", good["mlp"], wrong, flip_seeds=flip_seeds)
+    data = rc._npz(root / "small.npz", **rc._good_arrays())
+    g = load_graph(good["mlp"])  # the card a quantized variant has (bench host reads the input scale there)
+    card = {"quantization": {"input_scale": float(g.input.scale[0]), "input_zero_point": int(g.input.zero_point[0]),
+                             "output_scale": float(g.output.scale[0]), "output_zero_point": int(g.output.zero_point[0])}}
+    for case in cases:
+        if case.kind not in ("float model where int8 is needed", "uint8 input/output", "op the backend lacks"):
+            try:
+                load_graph(case.path)
+                out = rc.Outcome(0, [], "", False)
+            except ModelError as e:
+                out = rc.Outcome(1, [f"error: {e}"], "", False)
+            table.add("models", case.kind, "load_graph(path)", out, rc.judge(out, case, [str(case.path)]), case)
+        commands = [("export --board host --backend native", ["export", "--board", "host", "--backend", "native"]),
+                    ("export --board esp32dev --backend tflm", ["export", "--board", "esp32dev", "--backend", "tflm"]),
+                    ("build --board host", ["build", "--board", "host"])]
+        for name, args in commands:
+            if case.kind == "op the backend lacks" and "tflm" in name:
+                continue  # every board's TFLM library has TANH: exporting it is right
+            if name.startswith("build") and case.kind == "random byte flips":
+                continue  # a flip that survives export would start a C build: export rows cover flips
+            build = root / "build"
+            out = rc.run_cli([*args, "--model", case.path], build)
+            table.add("models", case.kind, name + " --model M", out, rc.judge(out, case, [str(case.path)]), case)
+            shutil.rmtree(build, ignore_errors=True)
+        build = root / "build"
+        target = build / "models" / "mlp" / "model_int8.tflite"
+        problems = {"float model where int8 is needed": r"not a full-int8", "uint8 input/output": r"not a full-int8"}
+        vcase = rc.Case(case.kind, case.label, target, problems.get(case.kind, case.problem), case.may_work)
+        for name, args in (("validate mlp", ["validate", "mlp", "--data", data]),
+                           ("bench device --board host --variant mlp",
+                            ["bench", "device", "--board", "host", "--variant", "mlp", "--data", data, "--samples", "2"]),
+                           ("bench host mlp", ["bench", "host", "mlp", "--data", data, "--runs", "2", "--warmup", "0",
+                                               "--limit", "4"])):
+            if case.kind == "random byte flips" and not name.startswith("bench host"):
+                continue
+            _variant(build, "mlp", "neural", "model_int8.tflite", case.path, card)
+            if name == "validate mlp":  # validate reads the float model first: give it a real one
+                _copy_keras(root, build)
+            out = rc.run_cli(args, build)
+            if name.startswith("bench host"):
+                out, verdict = _bench_host_outcome(out, build, target)
+            else:
+                verdict = rc.judge(out, vcase, [str(target)])
+            table.add("models", case.kind, name + " (M as the variant's model_int8.tflite)", out, verdict, case)
+            shutil.rmtree(build, ignore_errors=True)
+    out = rc.run_cli(["export", "--board", "uno", "--model", good["mlp"], "--backend", "native"], root / "build")
+    big = rc.Case("model larger than the board", "mlp (32-unit) on uno", good["mlp"], r"> uno's [\d,]+ B flash")
+    table.add("models", big.kind, "export --board uno --backend native --model M", out,
+              rc.judge(out, big, [good["mlp"].stem]), big)
+    shutil.rmtree(root / "build", ignore_errors=True)
+    for case in rc.linear_cases(root / "fixed"):
+        build = root / "build"
+        target = _variant(build, "rfe-lr", "linear", "model_fixed.npz", case.path)
+        out = rc.run_cli(["export", "--board", "qemu-m4", "--variant", "rfe-lr", "--backend", "linear"], build)
+        lcase = rc.Case(case.kind, case.label, target, case.problem)
+        table.add("models", f"rfe-lr tables: {case.label}", "export --board qemu-m4 --backend linear "
+                  "(M as model_fixed.npz)", out, rc.judge(out, lcase, [str(target)]), case)
+        shutil.rmtree(build, ignore_errors=True)
+
+
+_KERAS: dict[str, Path] = {}
+
+
+def _copy_keras(root: Path, build: Path) -> None:
+    """A tiny float model.keras for validate (so it reaches the int8 file)."""
+    if "path" not in _KERAS:
+        import tf_keras as keras
+        from tf_keras import layers as L
+
+        m = keras.Sequential([L.Flatten(batch_input_shape=(1, 28, 28)), L.Dense(10)])
+        _KERAS["path"] = root / "float.keras"
+        m.save(_KERAS["path"])
+    shutil.copy(_KERAS["path"], build / "models" / "mlp" / "model.keras")
+
+
+def _bench_host_outcome(out: rc.Outcome, build: Path, target: Path) -> tuple[rc.Outcome, str | None]:
+    """bench host records a broken runtime as an error row in its results and goes on (exit 0): check that
+    the int8 rows say so and name the file."""
+    if out.traceback:
+        return out, "traceback"
+    summary = build / "results" / "bench-host.json"
+    if not summary.is_file():
+        return out, None if out.exit_code == 1 and len(out.stderr) == 1 else f"exit {out.exit_code}, no results"
+    rows = json.loads(summary.read_text()).get("results", [])
+    int8 = [r for r in rows if r.get("runtime", "").endswith("int8") or r.get("runtime") == "native-int8"]
+    reasons = [str(r.get("reason", "")) for r in int8 if r.get("status") != "ok"]
+    ok_rows = [r for r in int8 if r.get("status") == "ok"]
+    msg = f"results: {len(reasons)} int8 runtime(s) recorded as not run: {reasons[0] if reasons else ''}"
+    shown = rc.Outcome(out.exit_code, [msg], out.stdout, False, out.left)
+    if ok_rows and reasons:
+        return shown, None  # a byte flip some runtimes accept: each runtime's row says what happened
+    if not reasons:
+        return shown, None  # every runtime ran the (flipped but valid) model
+    if not all(str(target) in r or target.name in r for r in reasons):
+        return shown, f"a results row does not name the file: {reasons}"
+    return rc.Outcome(1, [msg], out.stdout, False, []), None
+
+
+def _variant(build: Path, name: str, kind: str, artifact: str, content: Path, card: dict | None = None) -> Path:
+    d = build / "models" / name
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "card.json").write_text(json.dumps({"variant": name, "kind": kind, **(card or {})}))
+    shutil.copy(content, d / artifact)
+    return d / artifact
+
+
+def _mk(p: Path) -> Path:
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def data_section(table: Table, root: Path) -> None:
+    for case in rc.data_cases(root / "data"):
+        for name, args in (("data --data D", ["data"]), ("train mlp --data D", ["train", "mlp", "--epochs", "1"])):
+            build = root / "build"
+            out = rc.run_cli([*args, "--data", case.path], build)
+            table.add("data", case.kind, name, out, rc.judge(out, case, [str(case.path)]), case)
+            shutil.rmtree(build, ignore_errors=True)
+
+
+def serial_section(root: Path) -> list[str]:
+    """Play each hostile-line category against the host firmware; one row per category."""
+    from edgedigit import devices
+    from edgedigit.boards import load_board
+    from edgedigit.errors import DeviceError, SerialTimeoutError
+    from edgedigit.protocol import Device
+    from test_protocol import assemble, expected, image
+
+    proj = assemble(root / "fw", "host")
+    devices.make(proj)
+    rows = ["| hostile line | variants | device answer (first variant) | next valid command | firmware alive |",
+            "|---|---|---|---|---|"]
+
+    def raw(d: Device, data: bytes, timeout: float = 10.0) -> list[str]:
+        """Send ``data``; the lines answering its last command (after one m-ready per earlier '%')."""
+        d._ser.write(data)
+        deadline = time.monotonic() + timeout
+        lines: list[str] = []
+        for _ in range(data.count(b"%")):
+            lines = []
+            while (line := d.read_line(deadline, "m-ready")) != "m-ready":
+                lines.append(line)
+        return lines
+
+    with devices.start(proj, load_board("host")) as running:
+        d = devices.open_device(running)
+
+        def check_next() -> bool:
+            px = image(5)
+            return d.name() == "edgedigit host" and list(d.classify(px).raw) == expected(px)[1]
+
+        def row(what: str, variants: list[bytes], pause: float = 0.0) -> None:
+            answers, nexts = [], 0
+            for v in variants:
+                if pause:
+                    d._ser.write(v)
+                    time.sleep(pause)
+                    answers.append(raw(d, b"%"))
+                else:
+                    answers.append(raw(d, v))
+                d.sync()
+                nexts += check_next()
+            first = "; ".join(answers[0]) or "(only m-ready)"
+            rows.append(f"| {what} | {len(variants)} | {first[:150]} | {nexts}/{len(variants)} answered right | "
+                        f"{'yes' if running.alive() else 'NO'} |")
+
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        garbage = [bytes(rng.integers(0, 256, 300, dtype=np.uint8)).replace(b"%", b"") + b"%" for _ in range(20)]
+        row("random garbage between commands", garbage)
+        row("command longer than the buffer", [b"x" * n + b"%" for n in (1576, 1577, 5000, 20000)])
+        row("db load larger than the buffer", [b"db load 785%", b"db load 4000%", b"db load 99999999999%"])
+        row("hex with odd length", [b"db load 784%db 123%", b"ed-run z%", b"ed-run 0%"])
+        row("non-hex characters", [b"db load 784%db 12g4%", b"ed-run zq0%", b"db load 4%db xx%"])
+        row("non-printable bytes in a command", [b"na\x01me%", b"\xffinfer 1%"])
+        row("a frame cut in the middle (2.3 s of silence, then '%')", [b"db load 78", b"ed-run 0a0b"], pause=2.3)
+        t0 = time.monotonic()
+        for ch in b"ed-echo slow%":
+            d._ser.write(bytes([ch]))
+            time.sleep(0.15)
+        deadline = time.monotonic() + 5
+        slow = [d.read_line(deadline, "slow"), d.read_line(deadline, "slow")]
+        rows.append(f"| a very slow sender (0.15 s per byte, {time.monotonic() - t0:.1f} s per command) | 1 | "
+                    f"{'; '.join(slow)} | {'1/1 answered right' if check_next() else 'NO'} | "
+                    f"{'yes' if running.alive() else 'NO'} |")
+        # silence: the firmware stops answering (SIGSTOP), the host side times out naming port and last line
+        running.process.send_signal(signal.SIGSTOP)
+        d.timeout, d.retries = 1.0, 1
+        try:
+            d.name()
+            silence = "no error"
+        except SerialTimeoutError as e:
+            silence = _short(str(e))
+        running.process.send_signal(signal.SIGCONT)
+        d.sync()
+        rows.append(f"| silence (firmware stopped; host side, 1 retry) | 1 | host: `{silence}` | "
+                    f"{'1/1 answered right' if check_next() else 'NO'} after it resumes | yes |")
+        d.load(image(3))
+        killer = time.monotonic()
+        import threading
+
+        threading.Timer(1.0, running.kill).start()
+        try:
+            d.infer(100_000_000, 0)
+            vanished = "no error"
+        except DeviceError as e:
+            vanished = _short(str(e))
+        rows.append(f"| the port vanishing mid-run (process killed during infer) | 1 | host: `{vanished}` "
+                    f"after {time.monotonic() - killer:.1f} s | (device gone) | no (killed) |")
+        d.close()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build the table, write the doc; exit code 1 if any variant misbehaved."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, default=REPO / "docs" / "reliability.md")
+    p.add_argument("--flip-seeds", type=int, default=20)
+    args = p.parse_args(argv)
+    table = Table()
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="edgedigit-reliability-") as tmp:
+        root = Path(tmp)
+        models_section(table, root, args.flip_seeds)
+        data_section(table, root)
+        serial = serial_section(root)
+    from edgedigit.fsutil import write_atomic
+
+    variants = defaultdict(int)
+    for (sec, _, _), r in table.rows.items():
+        variants[sec] += r["n"]
+    lines = [
+        "# Reliability: bad inputs and what edgedigit does with them",
+        "",
+        "Generated by `benchmarks/reliability_table.py` (re-run it to refresh this page; deterministic inputs,",
+        "everything in a temporary folder). Tests: `tests/test_reliability_*.py`. The bar (issue 7): exit code 1,",
+        "one line naming the file or port and the problem, no traceback, nothing half-written.",
+        "",
+        f"Variants run: {variants['models']} bad-model, {variants['data']} bad-data; misbehaving: **{table.bad}**.",
+        "Columns: *one clean line* = exit 1, a single stderr line naming the file and the problem, nothing left",
+        "behind; *accepted* = exit 0, which is right only for byte flips that leave a valid (different) model:",
+        "then the export's `edgedigit.lock.json` records the flipped file's sha256 and the device handshake",
+        "(`ed-info` model hash vs the host file) refuses it later; a .tflite has no checksum, so it cannot be",
+        "told apart from a real model before that.",
+        "",
+        "## Bad models",
+        "",
+        *table.markdown("models"),
+        "",
+        "`bench host` keeps going when a runtime cannot load a model (it benchmarks the others): the broken",
+        "runtime is recorded in `bench-host.json(l)` with its reason naming the file, and the exit code is 0.",
+        "",
+        "## Bad data",
+        "",
+        *table.markdown("data"),
+        "",
+        "## A hostile serial line (host firmware, protocol with a stand-in model runner)",
+        "",
+        *serial,
+        "",
+        "The device-side parser is also fuzzed (libFuzzer + ASan + UBSan, `benchmarks/fuzz_protocol.sh`; a",
+        "20-second run in CI in `tests/test_reliability_fuzz.py`) and played random hostile sessions on the",
+        "host and qemu-m4 firmware (`tests/test_reliability_serial.py`).",
+        "",
+    ]
+    bad_rows = [(k, r["bad"]) for k, r in table.rows.items() if r["bad"]]
+    if bad_rows:
+        lines += ["## Misbehaviour found", ""] + [f"- {k[1]} / `{k[2]}`: {b}" for k, bs in bad_rows for b in bs] + [""]
+    lines.append(f"_{time.strftime('%Y-%m-%d', time.gmtime())}, {time.monotonic() - t0:.0f} s._")
+    write_atomic(args.out, "\n".join(lines) + "\n")
+    print(f"wrote {args.out}: {variants['models']} bad-model and {variants['data']} bad-data variants, "
+          f"{len(serial) - 2} hostile-line rows; misbehaving: {table.bad}")
+    for k, bs in bad_rows:
+        for b in bs:
+            print(f"  {k[1]} / {k[2]}: {b}")
+    return 1 if table.bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
