@@ -87,7 +87,7 @@ def test_validate_trained_build(trained_build, mnist_small):
         a = r["agreement"]["tflm"]
         assert a["vs"] == "litert" and a["images"] == 500 and a["elements"] == 5000
         # LiteRT rounds once, TFLM twice: a logit one step apart moves a softmax output by a few steps.
-        assert a["elements_differ"] < 0.01 * a["elements"] and a["max_abs_diff"] <= 8
+        assert a["elements_differ"] < 0.01 * a["elements"] and a["max_abs_diff"] <= 16
         assert a["prediction_agreement"] >= 0.99
         for form in [r["float"], *r["quantized"].values()]:
             conf = np.array(form["confusion"])
