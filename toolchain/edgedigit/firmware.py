@@ -447,6 +447,13 @@ def _plain(o: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
 
+def _make_readable(folder: Path) -> None:
+    """Temporary files and folders are private (0600/0700); a project is ordinary source: 0644/0755."""
+    folder.chmod(0o755)
+    for p in folder.rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+
+
 def project_dir(board: Board, name: str, backend: str) -> Path:
     """``build/firmware/<board>/<variant>-<backend>/``."""
     return firmware_dir() / board.id / f"{name}-{backend}"
@@ -480,4 +487,5 @@ def export(board: str, variant: str | None = None, model: Path | None = None, ba
         for rel, content in files.items():
             write_atomic(tmp / rel, content)
         write_json(tmp / LOCK_FILE, lock)
+        _make_readable(tmp)
     return ExportResult(target, b, src, req.backend, req, lock["files"], lock)
