@@ -106,3 +106,18 @@ def test_knob_parsing():
     assert _parse_knobs(["width=16", "augment=true", "lr=0.5", "teacher=cnn", "x=False"]) == {
         "width": 16, "augment": True, "lr": 0.5, "teacher": "cnn", "x": False}
     assert _parse_knobs(None) == {}
+
+
+def test_fallback_data_is_announced_and_recorded_in_the_card(build_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.delenv("EDGEDIGIT_DATA", raising=False)
+    monkeypatch.setattr("edgedigit.data._try_download", lambda: None)
+    r = runner.invoke(app, ["train", "mlp", "--epochs", "1"])
+    assert r.exit_code == 0, r.output
+    assert "warning: MNIST not found" in r.stderr and "NOT MNIST figures" in r.stderr
+    r = runner.invoke(app, ["quantize", "mlp", "--calibration-samples", "32", "--json"])
+    assert r.exit_code == 0, r.output
+    (card,) = json.loads(r.stdout)
+    assert card["dataset"]["fallback"] is True and card["dataset"]["name"] == "sklearn-digits-28x28"
+    assert card["quantization"]["calibration_dataset"]["fallback"] is True
+    assert card["float_accuracy"] > 0.5 and card["int8_accuracy"] > 0.5  # 1,438 upscaled 8x8 digits, 1 epoch
