@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import card as cardlib
-from .errors import EdgeDigitError, ModelError
+from .errors import EdgeDigitError, ModelError, NotTrainedError
 from .fsutil import staged_dir, write_atomic, write_json
 from .paths import model_dir, models_dir
 from .variants import QuantizeContext, Reporter, Variant, get_variant
@@ -158,7 +158,7 @@ def quantize_variants(names: list[str] | tuple[str, ...] | None, dataset: Any, c
 
         variants = [v for v in REGISTRY.values() if cardlib.card_path(v.name).is_file()]
         if not variants:
-            raise EdgeDigitError(f"no trained variant in {models_dir()}: run `edgedigit train` first")
+            raise NotTrainedError(f"no trained variant in {models_dir()}: run `edgedigit train` first")
     cards = [cardlib.read_card(v.name) for v in variants]  # every one trained, before any work
     reporter = reporter or Reporter()
     out = []
