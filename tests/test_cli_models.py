@@ -73,6 +73,9 @@ def test_not_trained_is_one_line_naming_the_command(build_dir):
     assert "variant 'mlp-pruned' is not trained" in line and "`edgedigit train mlp-pruned`" in line
     line = _one_error_line(runner.invoke(app, ["validate", "mlp"]))
     assert "`edgedigit train mlp`" in line
+    for cmd in ("quantize", "validate"):  # checked before the (here missing) data is loaded
+        line = _one_error_line(runner.invoke(app, [cmd, "--data", "/nonexistent.npz"]))
+        assert line == f"error: no trained variant in {build_dir / 'models'}: run `edgedigit train` first"
 
 
 @pytest.mark.mnist

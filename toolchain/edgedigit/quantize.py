@@ -151,15 +151,8 @@ def quantize_variants(names: list[str] | tuple[str, ...] | None, dataset: Any, c
     if unknown:
         raise EdgeDigitError(f"format '{unknown[0]}' unknown; choose from: {', '.join(FORMATS)}")
     formats = ("int8",) + tuple(f for f in dict.fromkeys(formats) if f != "int8")
-    if names:
-        variants = [get_variant(n) for n in dict.fromkeys(names)]
-    else:
-        from .variants import REGISTRY
-
-        variants = [v for v in REGISTRY.values() if cardlib.card_path(v.name).is_file()]
-        if not variants:
-            raise NotTrainedError(f"no trained variant in {models_dir()}: run `edgedigit train` first")
-    cards = [cardlib.read_card(v.name) for v in variants]  # every one trained, before any work
+    variants = select_trained(names)
+    cards = [cardlib.read_card(v.name) for v in variants]
     reporter = reporter or Reporter()
     out = []
     with reporter.task("quantize", len(variants)) as advance:
@@ -167,6 +160,25 @@ def quantize_variants(names: list[str] | tuple[str, ...] | None, dataset: Any, c
             out.append(_quantize_one(variant, card, dataset, calibration_samples, seed, granularity, formats))
             advance()
     return out
+
+
+def select_trained(names: list[str] | tuple[str, ...] | None) -> list[Variant]:
+    """The variants ``names`` (all trained ones when empty), each checked to be trained.
+
+    Raises:
+        UnknownVariantError: unknown name. NotTrainedError: a variant (or every one) is not trained.
+    """
+    from .variants import REGISTRY
+
+    if names:
+        variants = [get_variant(n) for n in dict.fromkeys(names)]
+    else:
+        variants = [v for v in REGISTRY.values() if cardlib.card_path(v.name).is_file()]
+        if not variants:
+            raise NotTrainedError(f"no trained variant in {models_dir()}: run `edgedigit train` first")
+    for v in variants:
+        cardlib.read_card(v.name)
+    return variants
 
 
 def _quantize_one(variant: Variant, card: dict, dataset: Any, samples: int, seed: int, granularity: str,

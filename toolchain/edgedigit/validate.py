@@ -24,8 +24,8 @@ import numpy as np
 from . import card as cardlib
 from .errors import EdgeDigitError, ModelError, NotTrainedError
 from .fsutil import sha256_file, write_json
-from .paths import model_dir, models_dir, results_dir
-from .variants import REGISTRY, Reporter, Variant, get_variant
+from .paths import model_dir, results_dir
+from .variants import Reporter, Variant
 
 RESULT_NAME = "validate"
 
@@ -137,6 +137,21 @@ def validate_one(variant: Variant, dataset: Any, reporter: Reporter | None = Non
     }
 
 
+def select_validatable(names: list[str] | tuple[str, ...] | None) -> list[Variant]:
+    """The variants ``names`` (all trained ones when empty), each checked to be trained and quantized.
+
+    Raises:
+        UnknownVariantError, NotTrainedError (names the command to run).
+    """
+    from .quantize import select_trained
+
+    variants = select_trained(names)
+    for v in variants:
+        if v.quantized_runners is None:
+            neural_runners(model_dir(v.name))
+    return variants
+
+
 def validate_variants(names: list[str] | tuple[str, ...] | None, dataset: Any, limit: int | None = None,
                       reporter: Reporter | None = None) -> dict:
     """Validate variants (all trained ones when ``names`` is empty) and write the result files.
@@ -159,16 +174,7 @@ def validate_variants(names: list[str] | tuple[str, ...] | None, dataset: Any, l
         if limit < 1:
             raise EdgeDigitError(f"--limit {limit}: need at least 1 test image")
         dataset = dataset.subset(None, limit)
-    if names:
-        variants = [get_variant(n) for n in dict.fromkeys(names)]
-    else:
-        variants = [v for v in REGISTRY.values() if cardlib.card_path(v.name).is_file()]
-        if not variants:
-            raise NotTrainedError(f"no trained variant in {models_dir()}: run `edgedigit train` first")
-    for v in variants:  # fail before any work
-        cardlib.read_card(v.name)
-        if v.quantized_runners is None:
-            neural_runners(model_dir(v.name))
+    variants = select_validatable(names)
     out_dir = results_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = {"dataset": dataset.describe(), "label": dataset.label(), "machine": machine(), "variants": {}}

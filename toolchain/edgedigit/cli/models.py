@@ -178,13 +178,9 @@ def quantize(
     json: JsonOpt = False,
 ) -> None:
     """Quantize trained variants to full int8 (model_int8.tflite) calibrated on training images."""
-    from ..card import read_card
-    from ..quantize import quantize_variants
-    from ..variants import get_variant
+    from ..quantize import quantize_variants, select_trained
 
-    for name in variants or []:
-        get_variant(name)
-        read_card(name)
+    select_trained(variants)  # unknown or untrained variants fail before the data is loaded
     ds = _dataset(data)
     formats = ("int8",) + tuple(f.value for f in fmt or [])
     with _reporter(not json) as rep:
@@ -219,12 +215,9 @@ def validate(
     json: JsonOpt = False,
 ) -> None:
     """Accuracy of float and int8 models on every host runtime, and how the runtimes agree."""
-    from ..validate import validate_variants
+    from ..validate import select_validatable, validate_variants
 
-    for name in variants or []:
-        from ..variants import get_variant
-
-        get_variant(name)
+    select_validatable(variants)  # unknown, untrained or unquantized variants fail before the data is loaded
     ds = _dataset(data)
     with _reporter(not json) as rep:
         summary = validate_variants(variants, ds, limit=limit, reporter=rep)
