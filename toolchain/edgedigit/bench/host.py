@@ -96,6 +96,12 @@ def _int8_file(variant: str) -> Path:
     path = model_dir(variant) / "model_int8.tflite"
     if not path.is_file():
         raise RuntimeMissing(f"{path} missing", f"edgedigit quantize {variant}")
+    from ..graph import load_graph
+
+    graph = load_graph(path)  # a broken file: one ModelError line naming it, not an interpreter traceback
+    if not graph.is_full_int8():
+        raise ModelError(f"{path}: not a full-int8 model (input {graph.input.dtype}, output {graph.output.dtype}); "
+                         f"run `edgedigit quantize {variant}`")
     return path
 
 
@@ -144,8 +150,11 @@ def _litert_runner(variant: str, card: dict) -> Runner:
     lut = _lut(card)
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    it = Interpreter(model_path=str(path), num_threads=1, experimental_op_resolver_type=OpResolverType.BUILTIN)
-    it.allocate_tensors()
+    try:
+        it = Interpreter(model_path=str(path), num_threads=1, experimental_op_resolver_type=OpResolverType.BUILTIN)
+        it.allocate_tensors()
+    except (ValueError, RuntimeError) as e:  # a corrupted model LiteRT refuses: one line, not a traceback
+        raise ModelError(f"{path}: LiteRT cannot load it ({' '.join(str(e).split())})") from None
     i_idx, o_idx = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
     shape = tuple(it.get_input_details()[0]["shape"])
 
