@@ -366,7 +366,7 @@ class FixedPointLR:
                 if missing:
                     raise ModelError(f"{path}: missing array '{missing[0]}' (needs {', '.join(cls.FIELDS)})")
                 arrays = {k: np.asarray(z[k]) for k in cls.FIELDS}
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, EOFError) as e:  # EOFError: an empty file (click would print "Aborted.")
             raise ModelError(f"{path}: not a readable .npz ({e})") from None
         if arrays["scale"].shape != () or arrays["scale"].dtype != np.float64:
             raise ModelError(f"{path}: scale must be a float64 scalar, got {arrays['scale'].dtype.name} "
