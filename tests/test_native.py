@@ -117,6 +117,36 @@ def _tiny_model(activation: str | None, quantize: bool) -> bytes:
     return tf.lite.TFLiteConverter.from_keras_model(m).convert()
 
 
+@pytest.fixture(scope="module")
+def wide_softmax_model(tmp_path_factory):
+    """Per-tensor FCs with odd sizes (37 inputs, 13 outputs: both kernel tails) into a softmax with a wide
+    input range (large weights), so that differences below diff_min occur."""
+    import tf_keras as keras
+    from tf_keras import layers as L
+
+    from tflite_factory import convert
+
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([L.Flatten(batch_input_shape=(1, 28, 28)), L.Dense(37, activation="relu"), L.Dense(13),
+                          L.Softmax()])
+    rng = np.random.default_rng(0)
+    m.layers[2].set_weights([rng.normal(0, 2, (37, 13)).astype(np.float32), rng.normal(0, 2, 13).astype(np.float32)])
+    path = tmp_path_factory.mktemp("wide") / "wide_softmax.tflite"
+    path.write_bytes(convert(m, random_images(64, seed=4).astype(np.float32) / 255, per_channel_dense=False))
+    return path
+
+
+def test_odd_fc_and_softmax_edges_equal_tflm(wide_softmax_model, native_cache):
+    g = load_graph(wide_softmax_model)
+    sm = next(op for op in g.ops if op.opcode == "SOFTMAX")
+    _, _, diff_min = codegen.softmax_params(1.0, float(g.tensors[sm.inputs[0]].scale[0]))
+    assert diff_min > -255  # some differences fall below diff_min: that branch runs
+    edges = np.stack([np.zeros((28, 28), np.uint8), np.full((28, 28), 255, np.uint8),
+                      np.tile(np.array([0, 255], np.uint8), (28, 14))])
+    images = np.concatenate([edges, random_images(400, seed=9), 255 - random_images(100, seed=10)])
+    _assert_same_as_tflm(wide_softmax_model, images, native_cache)
+
+
 def test_unsupported_op_is_refused_by_name(tmp_path):
     path = tmp_path / "tanh.tflite"
     path.write_bytes(_tiny_model("tanh", quantize=True))
@@ -283,6 +313,20 @@ def test_quantize_multiplier_like_tflm():
     assert codegen.quantize_multiplier(1.0 - 2.0 ** -33) == (1 << 30, 1)
     m, s = codegen.quantize_multiplier(0.0123)
     assert (1 << 30) <= m < (1 << 31) and abs(m * 2.0 ** s / 2 ** 31 - 0.0123) < 1e-9
+
+
+def test_per_tensor_fc_multiplier_multiplies_scales_in_float32(tflite_models):
+    """TFLM's GetQuantizedConvolutionMultipler: double(input_scale * filter_scale) with a float32 product."""
+    g = load_graph(tflite_models["mlp_pertensor"])
+    files = codegen.generate_graph(g, variant="m", source_name="m.tflite")
+    for n, op in enumerate(g.ops):
+        if op.opcode != "FULLY_CONNECTED":
+            continue
+        t_in, w, t_out = (g.tensors[op.inputs[0]], g.tensors[op.inputs[1]], g.tensors[op.outputs[0]])
+        assert w.scale.size == 1
+        real = float(np.float32(t_in.scale[0]) * np.float32(w.scale[0])) / float(np.float32(t_out.scale[0]))
+        m, _ = codegen.quantize_multiplier(real)
+        assert f"g_op{n}_multiplier[{w.shape[0]}] = {{\n    {m}, {m}," in files["edgedigit_native_model.c"]
 
 
 def test_pack_fc_weights_layout():

@@ -160,7 +160,11 @@ def _qparams(t: Tensor) -> tuple[float, int]:
 
 
 def _multipliers(graph: Graph, op: Op, t_in: Tensor, w: Tensor, t_out: Tensor, channels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel (or broadcast per-tensor) multipliers and shifts, as PopulateConvolutionQuantizationParams."""
+    """Per-channel (or broadcast per-tensor) multipliers and shifts, as TFLM's Prepare computes them.
+
+    Convolutions (PopulateConvolutionQuantizationParams) and per-channel FC multiply the scales in double;
+    a per-tensor FC (GetQuantizedConvolutionMultipler) multiplies input and filter scale in float32 first.
+    """
     if w.scale.size not in (1, channels):
         raise ModelError(f"{_where(graph, op)}: weight tensor {w.name} has {w.scale.size} scales for "
                          f"{channels} output channels")
@@ -169,9 +173,11 @@ def _multipliers(graph: Graph, op: Op, t_in: Tensor, w: Tensor, t_out: Tensor, c
                          "must be symmetric")
     in_scale, out_scale = float(np.float32(t_in.scale[0])), float(np.float32(t_out.scale[0]))
     mult, shift = np.zeros(channels, np.int64), np.zeros(channels, np.int64)
+    float32_product = op.opcode == "FULLY_CONNECTED" and w.scale.size == 1
     for c in range(channels):
-        f_scale = float(np.float32(w.scale[c if w.scale.size > 1 else 0]))
-        mult[c], shift[c] = quantize_multiplier(in_scale * f_scale / out_scale)
+        f_scale = np.float32(w.scale[c if w.scale.size > 1 else 0])
+        product = float(np.float32(t_in.scale[0]) * f_scale) if float32_product else in_scale * float(f_scale)
+        mult[c], shift[c] = quantize_multiplier(product / out_scale)
     return mult, shift
 
 
