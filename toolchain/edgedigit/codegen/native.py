@@ -321,6 +321,9 @@ def _lower_softmax(graph: Graph, op: Op) -> _Step:
     if t_in.size != t_out.size or not t_in.shape:
         raise ModelError(f"{_where(graph, op)}: input {t_in.shape} and output {t_out.shape} differ")
     depth = t_in.shape[-1]
+    if depth > 511:  # the sum of 512 exps reaches 2^28 in Q12.19: TFLM's exponent check (<= 31) fails
+        raise UnsupportedOpError(f"{_where(graph, op)}: an int8 softmax over {depth} values (more than 511) is not "
+                                 "supported (TFLM's fixed-point sum overflows its range)")
     mult, shift, diff_min = softmax_params(float(op.options.get("beta", 1.0)), float(t_in.scale[0]))
     return _Step("softmax", op, {"outer": t_in.size // depth, "depth": depth, "input_multiplier": mult,
                                  "input_left_shift": shift, "diff_min": diff_min}, [])
