@@ -406,9 +406,15 @@ def _comparison_section(data: ReportData) -> str:
             d = [r for r in data.device if r.get("board") == b and r.get("variant") == v]
             if d:
                 f = _device_figures(d[-1])
-                lat = f"{f['latency_us']:,.1f} µs" if "latency_us" in f else (
-                    f"{f['counter']:,.0f} {f.get('counter_unit', '')}".strip() if "counter" in f else MISSING)
+                if "counter" in f and f.get("counter_unit") == "instructions":  # qemu: say what is counted
+                    lat = f"{f['counter']:,.0f} emulated instructions"
+                elif "latency_us" in f:
+                    lat = f"{f['latency_us']:,.1f} µs"
+                else:
+                    lat = f"{f['counter']:,.0f} {f.get('counter_unit', '')}".strip() if "counter" in f else MISSING
                 row.append(f"{_pct(f.get('accuracy'))} / {lat}")
+            elif card and card.get("kind") == "linear":
+                row.append("not measured (bench device runs neural variants)")
             else:
                 row.append(_miss(f"edgedigit bench device --board {b} --variant {v}"))
         rows.append(row)
