@@ -137,3 +137,39 @@ def test_export_linear_refuses_broken_tables(build_dir, tmp_path):
         out = run_cli(["export", "--board", "qemu-m4", "--variant", "rfe-lr", "--backend", "linear"], build_dir)
         assert judge(out, case, [str(target)]) is None, (case.label, out.stderr)
     assert not (build_dir / "firmware").exists()
+
+
+def test_bench_host_on_a_broken_variant(bad_models, tflite_models, build_dir, tmp_path):
+    from reliability_cases import _good_arrays, _npz
+
+    data = _npz(tmp_path / "small.npz", **_good_arrays())
+    g = load_graph(tflite_models["mlp"])
+    quant = {"input_scale": float(g.input.scale[0]), "input_zero_point": int(g.input.zero_point[0])}
+    kinds = STRUCTURAL | {"float model where int8 is needed"}
+    chosen = [c for c in bad_models if c.kind in kinds and c == next(d for d in bad_models if d.kind == c.kind)]
+    chosen += [c for c in bad_models if c.kind == "random byte flips"][:4]
+    for case in chosen:
+        target = _variant(build_dir, "mlp", "neural", "model_int8.tflite", case.path)
+        card = json.loads((target.parent / "card.json").read_text())
+        (target.parent / "card.json").write_text(json.dumps({**card, "quantization": quant}))
+        out = run_cli(["bench", "host", "mlp", "--data", data, "--runs", "2", "--warmup", "0", "--limit", "4"],
+                      build_dir)
+        out.left = [f for f in out.left if not f.startswith("results/bench-host")]  # rows measured before it
+        problem = r"not a full-int8 model" if case.kind.startswith("float") else case.problem + "|LiteRT cannot load it"
+        assert judge(out, Case(case.kind, case.label, target, problem, case.may_work), [str(target)]) is None, (
+            case.label, out.stderr)
+
+
+def test_validate_and_bench_host_refuse_broken_linear_tables(build_dir, tmp_path):
+    from reliability_cases import _good_arrays, _npz
+
+    data = _npz(tmp_path / "small.npz", **_good_arrays())
+    cases = [c for c in linear_cases(tmp_path / "fixed") if c.label != "one class"]  # the host runs 1 class
+    for case in cases:
+        target = _variant(build_dir, "rfe-lr", "linear", "model_fixed.npz", case.path)
+        for args in (["validate", "rfe-lr", "--data", data],
+                     ["bench", "host", "rfe-lr", "--data", data, "--runs", "2", "--warmup", "0", "--limit", "4"]):
+            out = run_cli(args, build_dir)
+            out.left = [f for f in out.left if not f.startswith("results/bench-host")]
+            assert judge(out, Case(case.kind, case.label, target, case.problem), [str(target)]) is None, (
+                args[:2], case.label, out.stderr)
