@@ -25,7 +25,7 @@ from edgedigit.codegen.native import _wrap_int32, pack_fc_weights, quantize_mult
 
 KERNELS = REPO / "firmware_templates" / "native"
 I8P, I32P = ctypes.POINTER(ctypes.c_int8), ctypes.POINTER(ctypes.c_int32)
-SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 class FC(ctypes.Structure):
