@@ -259,3 +259,56 @@ def _print_validation(summary: dict) -> None:
                       f"{g['images_with_any_difference']:,} / {g['images']:,}", f"{g['predictions_differ']:,}",
                       f"{100 * g['prediction_agreement']:.2f} %")
     console.print(a)
+    for name, r in summary["variants"].items():
+        ref = r["reference"]
+        q, f = r["quantized"][ref]["per_class"], r["float"]["per_class"]
+        pc = Table(title=f"{name} per class ({ref} int8) on {label}")
+        for col in ("class", "precision", "recall", "F1", "F1 float", "support"):
+            pc.add_column(col, justify="right")
+        conf = r["quantized"][ref]["confusion"]
+        for k in range(len(q["f1"])):
+            pc.add_row(str(k), f"{q['precision'][k]:.4f}", f"{q['recall'][k]:.4f}", f"{q['f1'][k]:.4f}",
+                       f"{f['f1'][k]:.4f}", f"{sum(conf[k]):,}")
+        console.print(pc)
+        cm = Table(title=f"{name} confusion ({ref} int8): rows true, columns predicted")
+        cm.add_column("true")
+        for k in range(len(conf)):
+            cm.add_column(str(k), justify="right")
+        for k, row in enumerate(conf):
+            cm.add_row(str(k), *[f"[bold]{v}[/bold]" if j == k else (str(v) if v else ".") for j, v in enumerate(row)])
+        console.print(cm)
+
+
+@app.command()
+def select(
+    board: Annotated[str, typer.Option("--board", help="Board id or alias (see `edgedigit boards`).")],
+    min_accuracy: Annotated[float | None, typer.Option(
+        "--min-accuracy", help="Leave out variants below this int8 accuracy: a fraction (0.985) or percent (98.5).")
+    ] = None,
+    json: JsonOpt = False,
+) -> None:
+    """The most accurate int8 variant whose flash and RAM fit the board, and why each other one is left out."""
+    from ..select import parse_min_accuracy, require
+    from ..select import select as select_variant
+
+    sel = select_variant(board, parse_min_accuracy(min_accuracy))
+    if json:
+        print_json(sel.as_dict())
+    else:
+        from rich.table import Table
+
+        b = sel.board
+        t = Table(title=f"{b.id}: {b.flash_bytes:,} B flash, {b.ram_bytes:,} B RAM"
+                        + (f", int8 accuracy >= {_pct(sel.min_accuracy)}" if sel.min_accuracy is not None else ""))
+        for col in ("variant", "int8 accuracy", "backend", "flash (model + runtime)", "RAM (arena + runtime)", "verdict"):
+            t.add_column(col)
+        for c in sorted(sel.candidates, key=lambda c: -(c.int8_accuracy or 0)):
+            r = c.requirement or {}
+            flash = f"{r['flash']:,} ({r['model_flash']:,} + {r['runtime_flash']:,})" if r else "-"
+            ram = f"{r['ram']:,} ({r['arena']:,} + {r['runtime_ram']:,})" if r else "-"
+            verdict = "SELECTED" if c is sel.chosen else c.left_out
+            t.add_row(c.variant, _pct(c.int8_accuracy), c.backend or "-", flash, ram, verdict)
+        _stdout().print(t)
+    chosen = require(sel)  # nothing fits: one red line naming every reason, exit 1
+    if not json:
+        typer.echo(f"selected: {chosen.variant} ({chosen.backend}) for {sel.board.id}")
