@@ -58,6 +58,7 @@ def test_train_quantize_validate_end_to_end(build_dir, small_npz, monkeypatch):
     assert r.exit_code == 0, r.output
     assert "accuracy on mnist test (300)" in r.stdout and "int8 runtime agreement" in r.stdout
     assert "tflm" in r.stdout and "litert" in r.stdout
+    assert "mlp per class (litert int8)" in r.stdout and "mlp confusion (litert int8)" in r.stdout
     assert (build_dir / "results" / "validate.json").is_file()
 
 
