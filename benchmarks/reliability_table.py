@@ -45,7 +45,7 @@ class Table:
         row["n"] += 1
         row["codes"].add(outcome.exit_code)
         row["tb"] += outcome.traceback
-        row["left"] += bool(outcome.left)
+        row["left"] += bool(outcome.left) and outcome.exit_code != 0  # an accepted export is whole, not left
         if verdict is None and outcome.exit_code == 0:
             row["worked"] += 1
         elif verdict is None:
@@ -168,8 +168,8 @@ def _copy_keras(root: Path, build: Path) -> None:
 def _bench_host_outcome(out: rc.Outcome, case: rc.Case) -> str | None:
     """bench host appends each runtime's result as it arrives (contract 7): rows written before the broken
     model was reached are results, not half-written output."""
-    kept = [f for f in out.left if not f.startswith("results/bench-host")]
-    return rc.judge(rc.Outcome(out.exit_code, out.stderr, out.stdout, out.traceback, kept), case, [str(case.path)])
+    out.left = [f for f in out.left if not f.startswith("results/bench-host")]
+    return rc.judge(out, case, [str(case.path)])
 
 
 def _variant(build: Path, name: str, kind: str, artifact: str, content: Path, card: dict | None = None) -> Path:
@@ -353,6 +353,11 @@ def main(argv: list[str] | None = None) -> int:
         "everything in a temporary folder). Tests: `tests/test_reliability_*.py`. The bar (issue 7): exit code 1,",
         "one line naming the file or port and the problem, no traceback, nothing half-written.",
         "",
+        "Re-run: `nice .venv/bin/python benchmarks/reliability_table.py [--long-run build/results]",
+        "[--fuzz-log fuzz.log]`; the figures quoted at the end come from",
+        "`nice .venv/bin/python benchmarks/long_run.py` (100,000 inferences on host and qemu-m4) and",
+        "`sh benchmarks/fuzz_protocol.sh 600 > fuzz.log 2>&1` (10 minutes of libFuzzer on the protocol parser).",
+        "",
         f"Variants run: {variants['models']} bad-model, {variants['data']} bad-data; misbehaving: **{table.bad}**.",
         "Columns: *one clean line* = exit 1, a single stderr line naming the file and the problem, nothing left",
         "behind; *accepted* = exit 0, which is right only for byte flips that leave a valid (different) model:",
@@ -366,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "`bench host` appends each runtime's row to `bench-host.jsonl` as it is measured (contract 7), so the",
         "rows measured before a broken model file stopped it stay on disk; they are not counted as left behind.",
+        "*Left behind* counts failed commands that left any file in the build tree.",
         "",
         "## Bad data",
         "",
