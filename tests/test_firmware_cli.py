@@ -104,6 +104,22 @@ def test_build_runs_pio_run_in_the_project(small_build, fake_run):
     assert fake_run.calls[-1] == ([pio.find_pio(), "run"], project)
 
 
+def test_build_picks_the_variants_own_export(small_build, fake_run):
+    """`mlp-pruned-native` is not an export of `mlp`; two exports of one variant need --backend."""
+    add_variant(small_build, "tiny-x", "neural", 0.4, TINY)
+    assert invoke(["export", "--board", "esp32", "--variant", "tiny-x", "--backend", "native"]).exit_code == 0
+    result = invoke(["build", "--board", "esp32", "--variant", "tiny"])
+    assert result.exit_code == 0
+    assert fake_run.calls[-1][1] == small_build / "firmware" / "esp32dev" / "tiny-tflm"
+    assert invoke(["export", "--board", "esp32", "--variant", "tiny", "--backend", "native"]).exit_code == 0
+    result = invoke(["build", "--board", "esp32", "--variant", "tiny"])
+    assert result.exit_code == 1 and "several exports of tiny for esp32dev (tiny-tflm, tiny-native): pass --backend" \
+        in result.output
+    result = invoke(["build", "--board", "esp32", "--variant", "tiny", "--backend", "native"])
+    assert result.exit_code == 0
+    assert fake_run.calls[-1][1] == small_build / "firmware" / "esp32dev" / "tiny-native"
+
+
 def test_build_for_make_boards_runs_make(small_build, fake_run):
     result = invoke(["build", "--board", "host", "--variant", "rfe-lr"])
     assert result.exit_code == 0

@@ -97,12 +97,8 @@ def _project(board: str, variant: str | None, model: Path | None, backend: str |
     if variant is not None and model is not None:
         raise EdgeDigitError("give --variant or --model, not both")
     name = model.stem if model is not None else (variant or default_variant(b))
-    if backend is not None:
-        existing = [project_dir(b, name, backend)]
-    else:
-        parent = project_dir(b, name, "x").parent
-        existing = sorted(parent.glob(f"{name}-*/edgedigit.lock.json")) if parent.is_dir() else []
-        existing = [p.parent for p in existing]
+    candidates = [backend] if backend is not None else list(b.backends)
+    existing = [project_dir(b, name, c) for c in candidates]
     existing = [p for p in existing if (p / "edgedigit.lock.json").is_file()]
     if len(existing) > 1:
         raise EdgeDigitError(f"several exports of {name} for {b.id} ({', '.join(p.name for p in existing)}): pass --backend")
