@@ -162,45 +162,28 @@ def _boards() -> tuple[list[BoardInfo], str]:
 
 
 def _recommend(boards: list[BoardInfo], cards: dict[str, dict]) -> tuple[list[Recommendation], str]:
-    """Per board: the most accurate int8 variant whose flash and RAM fit, with the same budget check as
-    ``edgedigit export`` (``edgedigit.firmware``: model + arena + the board file's runtime estimate)."""
+    """Per board: ``edgedigit select`` (the most accurate int8 variant whose flash and RAM fit, with the
+    export budget numbers, and the reason every other variant was left out)."""
     try:
-        from . import firmware
-        from .boards import load_board
+        from .select import select
     except ImportError:
-        return [], "recommendation: edgedigit.firmware (the budget check) is not available"
+        return [], "recommendation: edgedigit.select is not available (run `edgedigit select --board B`)"
+    if not cards:
+        return [], "recommendation: no trained variant (`edgedigit train`)"
     recs = []
     for b in boards:
-        board = load_board(b.id)
-        fits, excluded = [], []
-        for v, card in sorted(cards.items()):
-            acc = card.get("int8_accuracy")
-            if not isinstance(acc, (int, float)):
-                excluded.append((v, f"not quantized (`edgedigit quantize {v}`)"))
-                continue
-            try:
-                src = firmware.resolve_model(variant=v)
-                backends = firmware.usable_backends(board, src)
-                if not backends:
-                    excluded.append((v, "; ".join(firmware.backend_problem(board, src, k) or "" for k in board.backends)))
-                    continue
-                reqs = [firmware.requirement(board, src, k) for k in backends]
-            except EdgeDigitError as e:
-                excluded.append((v, str(e)))
-                continue
-            ok = [r for r in reqs if r.fits]
-            if ok:
-                fits.append((float(acc), v, ok[0]))
-            else:
-                excluded.append((v, reqs[0].shortfall()))
-        if not fits:
+        try:
+            sel = select(b.id)
+        except EdgeDigitError as e:
+            return recs, f"recommendation: {e}"
+        excluded = [(c.variant, c.left_out or "") for c in sel.candidates if c is not sel.chosen]
+        if sel.chosen is None:
             recs.append(Recommendation(b.id, None, excluded=excluded))
             continue
-        fits.sort(key=lambda t: (t[0], t[1]), reverse=True)
-        acc, v, req = fits[0]
-        for other_acc, other, _ in fits[1:]:
-            excluded.append((other, f"fits, less accurate ({100 * other_acc:.2f} %)"))
-        recs.append(Recommendation(b.id, v, acc, req.flash, req.ram, excluded, note=f"backend {req.backend}"))
+        c = sel.chosen
+        req = c.requirement or {}
+        recs.append(Recommendation(b.id, c.variant, c.int8_accuracy, req.get("flash"), req.get("ram"), excluded,
+                                   note=f"backend {c.backend}"))
     return recs, ""
 
 
@@ -219,7 +202,7 @@ def collect(board: str | None = None, boards: list[BoardInfo] | None = None,
     Args:
         board: the board the report focuses on (its recommended model gets the confusion matrix).
         boards: the boards to draw and recommend for (default: every board file, via ``edgedigit.boards``).
-        recommend: ``(boards, cards) -> (recommendations, note)`` (default: ``edgedigit.select``).
+        recommend: ``(boards, cards) -> (recommendations, note)`` (default: ``edgedigit select`` per board).
     """
     notes = []
     cards = read_cards()
