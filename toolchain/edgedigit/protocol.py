@@ -307,12 +307,20 @@ class Device:
             if len(laps) != 2:
                 raise ProtocolError(f"port {self.port}: 'infer%' answered {len(laps)} m-lap-us lines, not 2")
             res = self._expect(lines, RE_RESULTS, "infer").group(1)
-            return InferResult(count, laps[0], laps[1], tuple(float(v) for v in res.split(",") if v))
+            return InferResult(count, laps[0], laps[1], self._floats(res, "infer"))
         return self._parsed(f"infer {count} {warmups}", parse, timeout=self.timeout * (1 + (count + warmups) / 100))
 
+    def _floats(self, text: str, command: str) -> tuple[float, ...]:
+        """The m-results values; a malformed number is a ProtocolError (retried), not a ValueError."""
+        try:
+            return tuple(float(v) for v in text.split(",") if v)
+        except ValueError:
+            raise ProtocolError(f"port {self.port}: answer to '{command}%' has a malformed number in "
+                                f"m-results-[{_short(text)}]") from None
+
     def results(self) -> tuple[float, ...]:
-        m = self._parsed("results", lambda ls: self._expect(ls, RE_RESULTS, "results"))
-        return tuple(float(v) for v in m.group(1).split(",") if v)
+        return self._parsed("results", lambda ls: self._floats(self._expect(ls, RE_RESULTS, "results").group(1),
+                                                               "results"))
 
     # ---- edgedigit's commands ----
     def info(self) -> DeviceInfo:
