@@ -383,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "The device-side parser is also fuzzed (libFuzzer + ASan + UBSan, `benchmarks/fuzz_protocol.sh`; a",
         "20-second run in CI in `tests/test_reliability_fuzz.py`) and played random hostile sessions on the",
-        "host and qemu-m4 firmware (`tests/test_reliability_serial.py`).",
+        "host and qemu-m4 firmware (`tests/test_reliability_serial.py`); the host side's parsers get random",
+        "and malformed device answers from hypothesis (`tests/test_reliability_hostside.py`).",
         "",
     ]
     lines += figures(args.long_run, args.fuzz_log)
