@@ -127,7 +127,8 @@ def heap_symbols(elf: Path, nm_tool: str = "arm-none-eabi-nm") -> list[str]:
     proc = subprocess.run([_tool(nm_tool, "list the firmware's symbols"), str(elf)], capture_output=True, text=True)
     if proc.returncode != 0:
         raise ToolError(f"{nm_tool} cannot read {elf}: {proc.stderr.strip()}")
-    names = {ln.split()[-1] for ln in proc.stdout.splitlines() if ln.strip()}
+    # a dynamically linked (host) binary lists versioned imports: "U malloc@GLIBC_2.2.5"
+    names = {ln.split()[-1].split("@")[0] for ln in proc.stdout.splitlines() if ln.strip()}
     return sorted(n for n in _HEAP_SYMBOLS if n in names)
 
 
