@@ -132,3 +132,16 @@ def test_random_hostile_sessions_and_slow_sender_qemu_m4(tmp_path):
             assert [d.read_line(deadline, "slow"), d.read_line(deadline, "slow")] == ["m-ed-echo-[slow1]", "m-ready"]
         finally:
             d.close()
+
+
+def test_zero_heap_check_works_on_host_binaries(host_firmware, tmp_path):
+    """The long run's heap check (nm) must see malloc in a dynamically linked host binary too, where nm prints
+    versioned imports ("U malloc@GLIBC_2.2.5"), and must find none in the host firmware."""
+    import subprocess
+
+    cc = require_tool("cc")
+    src = tmp_path / "m.c"
+    src.write_text("#include <stdlib.h>\nint main(void) { void *p = malloc(4); free(p); return p == 0; }\n")
+    subprocess.run([cc, str(src), "-o", str(tmp_path / "m")], check=True)
+    assert devices.heap_symbols(tmp_path / "m", "nm") == ["free", "malloc"]
+    assert devices.heap_symbols(host_firmware / load_board("host").run["binary"], "nm") == []
