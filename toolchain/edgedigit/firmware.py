@@ -483,6 +483,10 @@ def export(board: str, variant: str | None = None, model: Path | None = None, ba
     req = choose(b, src, backend)  # the budget check, before anything is rendered
     files, lock = render_project(b, src, req)
     target = Path(out) if out is not None else project_dir(b, src.name, req.backend)
+    if target.is_file() or (target.is_dir() and any(target.iterdir()) and not (target / LOCK_FILE).is_file()):
+        # the export replaces its folder whole: never a user's file or folder that is not an earlier export
+        raise EdgeDigitError(f"{target}: exists and is not an edgedigit firmware project (no {LOCK_FILE}); "
+                             "choose another --out or remove it")
     with staged_dir(target) as tmp:
         for rel, content in files.items():
             write_atomic(tmp / rel, content)
