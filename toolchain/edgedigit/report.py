@@ -296,6 +296,10 @@ def write_report(data: ReportData, out: Path | None = None) -> Path:
         raise EdgeDigitError(f"nothing to report: no card under {models_dir()} and no result under "
                              f"{results_dir()}; run `edgedigit pipeline --board host` or `edgedigit train` first")
     out = Path(out) if out else reports_dir()
+    if out.is_file() or (out.is_dir() and any(out.iterdir()) and not (out / "report.md").is_file()):
+        # the report replaces its folder whole: never a user's file or folder that is not an earlier report
+        raise EdgeDigitError(f"{out}: exists and is not an edgedigit report folder (no report.md); "
+                             "choose another --out or remove it")
     with staged_dir(out) as tmp:
         md = _render(data, tmp)
         (tmp / "report.md").write_text(md, encoding="utf-8")
