@@ -59,6 +59,8 @@ class Stage:
 
 @dataclass
 class StageResult:
+    """What happened to one stage; ``line()`` is what the pipeline prints."""
+
     name: str
     status: str  # ran | skipped | missing | not-applicable | blocked
     detail: str = ""
@@ -77,6 +79,7 @@ class StageResult:
 
 
 def stamps_dir() -> Path:
+    """``build/stamps``: one JSON stamp per stage (its inputs and output hashes when it last ran)."""
     return build_dir() / "stamps"
 
 
@@ -163,6 +166,8 @@ def run_stages(stages: Iterable[Stage], force: bool = False, echo: Callable[[str
 
 @dataclass
 class PipelineConfig:
+    """The settings every stage of one pipeline run shares."""
+
     board: str
     variants: list[str] = field(default_factory=list)
     seed: int = 0

@@ -54,6 +54,8 @@ class Recommendation:
 
 @dataclass
 class ReportData:
+    """Everything the report shows, as read from the build tree by :func:`collect`."""
+
     cards: dict[str, dict]
     host: list[dict]
     stress: list[dict]

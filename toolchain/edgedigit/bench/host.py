@@ -351,6 +351,8 @@ def cpu_seconds() -> float:
 
 @dataclass
 class HostBenchConfig:
+    """Settings of ``bench host`` (runs and warm-up per runtime, throughput batch, accuracy limit)."""
+
     runs: int = 200  # per-image latency measurements (after warm-up)
     warmup: int = 20
     batch: int = 100  # images per batched-throughput call

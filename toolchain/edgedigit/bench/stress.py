@@ -44,6 +44,8 @@ SEED_VARIANTS = ("mlp", "mlp-pruned", "rfe-lr")
 
 @dataclass
 class StressConfig:
+    """Settings of the stress test (the seed's 1,000 iterations of 100 images by default)."""
+
     iterations: int = 1000
     batch: int = 100
     warmup: int = 10
