@@ -1,0 +1,121 @@
+"""The generated TFLM runner linked against real TFLM sources on the host: it starts (self-check passes with
+the generated arena) and its int8 outputs equal the tflite-micro Python interpreter's, element for element.
+
+No registry package ships TFLM's C++ sources, so this needs a TFLM source tree: set ``EDGEDIGIT_TFLM_SRC``
+to a checkout of tensorflow/tflite-micro or espressif/esp-tflite-micro (the ESP32 boards' library; its
+reference kernels are used on the host). The library is built once into pytest's cache (a few minutes),
+or taken from ``EDGEDIGIT_TFLM_LIB`` (a ``libtflm.a`` built from that tree). Without the tree it skips,
+also in CI: this is a deeper, optional check of the same runner the golden files pin.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgedigit.firmware import export
+from edgedigit.graph import load_graph
+from edgedigit.quantize import quantize_images
+from edgedigit.runtimes import run_tflm
+from tflite_factory import random_images
+
+TINY = Path(__file__).parent / "golden" / "tiny.tflite"
+KERNELS = ("reshape", "fully_connected", "softmax", "pooling", "conv", "depthwise_conv", "kernel_util",
+           "micro_tensor_utils", "activations")
+
+_MAIN = r"""
+#include <cstdint>
+#include <cstdio>
+#include "edgedigit_model.h"
+int main(int, char **argv) {
+    int rc = edgedigit_model_init();
+    if (rc != 0) { std::printf("init %d\n", rc); return 1; }
+    FILE *in = std::fopen(argv[1], "rb");
+    FILE *out = std::fopen(argv[2], "wb");
+    uint8_t img[784];
+    int32_t raw[16];
+    const uint32_t n = edgedigit_model_info()->num_classes;
+    while (std::fread(img, 1, sizeof img, in) == sizeof img) {
+        if (edgedigit_model_invoke(img, raw) < 0) return 2;
+        for (uint32_t k = 0; k < n; ++k) { int8_t v = (int8_t)raw[k]; std::fwrite(&v, 1, 1, out); }
+    }
+    std::fclose(out);
+    return 0;
+}
+"""
+
+
+def _includes(src: Path) -> list[str]:
+    dirs = [src, src / "third_party" / "flatbuffers" / "include", src / "third_party" / "gemmlowp",
+            src / "third_party" / "ruy"]
+    return [arg for d in dirs for arg in ("-isystem", str(d))]
+
+
+def _sources(src: Path) -> list[Path]:
+    """The interpreter, allocator, planner and schema code, plus the reference kernels the test models use."""
+    out = []
+    for p in sorted((src / "tensorflow").rglob("*.cc")):
+        rel = p.relative_to(src).as_posix()
+        if any(s in rel for s in ("_test", "/examples/", "/esp_nn/", "/esp/", "/testing/", "/tools/", "/python/",
+                                  "benchmark", "test_helper", "/cmsis_nn/", "/xtensa/", "/arc_", "/ceva/")):
+            continue
+        if "/micro/kernels/" in rel and not any(Path(rel).name.startswith(k) for k in KERNELS):
+            continue
+        if "/micro/kernels/" in rel and Path(rel).parent.name != "kernels":
+            continue
+        out.append(p)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tflm_lib(request):
+    src = os.environ.get("EDGEDIGIT_TFLM_SRC")
+    if not src or not Path(src, "tensorflow", "lite", "micro").is_dir():
+        pytest.skip("set EDGEDIGIT_TFLM_SRC to a TFLM source tree (tflite-micro or esp-tflite-micro checkout)")
+    src = Path(src)
+    if os.environ.get("EDGEDIGIT_TFLM_LIB"):
+        return src, Path(os.environ["EDGEDIGIT_TFLM_LIB"])
+    cache = Path(request.config.cache.mkdir("edgedigit-tflm-" + hashlib.sha256(str(src).encode()).hexdigest()[:12]))
+    lib = cache / "libtflm.a"
+    if not lib.is_file():
+        flags = ["-std=c++17", "-O1", "-w", "-DTF_LITE_STATIC_MEMORY", "-fno-exceptions", *_includes(src)]
+
+        def compile_one(p: Path) -> Path:
+            obj = cache / (p.relative_to(src).as_posix().replace("/", "_") + ".o")
+            if not obj.is_file():
+                subprocess.run(["g++", *flags, "-c", str(p), "-o", str(obj) + ".tmp"], check=True)
+                os.replace(str(obj) + ".tmp", obj)
+            return obj
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            objects = list(pool.map(compile_one, _sources(src)))
+        subprocess.run(["ar", "rcs", str(lib), *map(str, objects)], check=True)
+    return src, lib
+
+
+@pytest.mark.parametrize("model", ["tiny", "cnn"])
+def test_generated_runner_on_real_tflm_equals_the_python_interpreter(tflm_lib, request, tmp_path, model):
+    src, lib = tflm_lib
+    path = TINY if model == "tiny" else request.getfixturevalue("tflite_models")[model]
+    project = export("esp32", model=path, backend="tflm", out=tmp_path / "project").path
+    main = tmp_path / "main.cc"
+    main.write_text(_MAIN)
+    exe = tmp_path / "runner"
+    s = project / "src"
+    subprocess.run(["g++", "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", "-DTF_LITE_STATIC_MEMORY",
+                    *_includes(src), f"-I{s}", str(main), str(s / "edgedigit_model_tflm.cc"),
+                    str(s / "edgedigit_model_data.cc"), str(lib), "-o", str(exe)], check=True)
+    images = random_images(500, seed=7)
+    images.tofile(tmp_path / "images.bin")
+    subprocess.run([str(exe), str(tmp_path / "images.bin"), str(tmp_path / "out.bin")], check=True)
+    graph = load_graph(path)
+    x = quantize_images(images, float(graph.input.scale[0]), int(graph.input.zero_point[0]))
+    expected = run_tflm(path, x).reshape(len(images), -1)
+    got = np.fromfile(tmp_path / "out.bin", np.int8).reshape(len(images), -1)
+    np.testing.assert_array_equal(got, expected)
