@@ -111,6 +111,7 @@ def _tiny_dataset():
 @pytest.fixture
 def fakes(build_dir, monkeypatch):
     """Every stage function replaced by a fake that writes the files the real one writes."""
+    import edgedigit.bench.compare as compare
     import edgedigit.bench.device as device
     import edgedigit.bench.host as host
     import edgedigit.bench.stress as stress
@@ -166,6 +167,10 @@ def fakes(build_dir, monkeypatch):
         calls.append(("stress", tuple(names), cfg.iterations))
         (results / "stress.json").write_text("{}")
 
+    def fake_compare(names, ds, images=10):
+        calls.append(("compare", tuple(names), images))
+        (results / "compare.json").write_text("{}")
+
     def fake_device(board, variant, samples=0, data=None, progress=True):
         calls.append(("device", board, variant, samples))
         (results / f"device-{board}-{variant}.json").write_text(json.dumps({"samples": samples}))
@@ -181,6 +186,7 @@ def fakes(build_dir, monkeypatch):
     monkeypatch.setattr(host, "bench_host", fake_bench_host)
     monkeypatch.setattr(stress, "stress", fake_stress)
     monkeypatch.setattr(device, "bench_device", fake_device)
+    monkeypatch.setattr(compare, "compare", fake_compare)
     monkeypatch.setattr(report, "report", fake_report)
     monkeypatch.setattr(data, "load_dataset", lambda path=None: _tiny_dataset())
     return calls
@@ -194,17 +200,18 @@ def test_real_stage_list_qemu(fakes):
     lines = [line.split(" (")[0] for line in res.output.splitlines()]
     assert lines[0] == "dataset: mnist test"
     assert lines[1:-1] == ["train mlp: ran", "train mlp-pruned: ran", "quantize mlp: ran", "quantize mlp-pruned: ran",
-                           "validate: ran", "bench host: ran", "bench stress: ran", "export qemu-m4 mlp native: ran",
+                           "validate: ran", "bench host: ran", "bench stress: ran", "bench compare: ran",
+                           "export qemu-m4 mlp native: ran",
                            "export qemu-m4 mlp-pruned native: ran", "bench device qemu-m4 mlp: ran",
                            "bench device qemu-m4 mlp-pruned: ran", "report: ran"]
     assert ("export", "mlp", "qemu-m4", "native") in fakes and ("device", "qemu-m4", "mlp-pruned", 50) in fakes
-    assert ("stress", ("mlp", "mlp-pruned"), 1000) in fakes
+    assert ("stress", ("mlp", "mlp-pruned"), 1000) in fakes and ("compare", ("mlp", "mlp-pruned"), 10) in fakes
     n = len(fakes)
 
     res = CliRunner().invoke(app, ["pipeline", "--board", "qemu-m4", "--variant", "mlp-pruned", "--samples", "50"])
     assert res.exit_code == 0, res.output
     assert all(line.endswith("skipped (up to date)") for line in res.output.splitlines()[1:-1]), res.output
-    assert "pipeline: 0 ran, 12 up to date, 0 not run" in res.output
+    assert "pipeline: 0 ran, 13 up to date, 0 not run" in res.output
     assert len(fakes) == n  # nothing ran
 
     # a different number of device samples re-runs only the device benches and the report
@@ -217,8 +224,8 @@ def test_boards_that_do_not_run_here_skip_the_device_stage(fakes):
     lines = []
     pipeline.run_pipeline("esp32dev", variants=["mlp"], echo=lines.append)
     names = [line.split(":")[0] for line in lines[1:-1]]
-    assert names == ["train mlp", "quantize mlp", "validate", "bench host", "bench stress", "export esp32dev mlp tflm",
-                     "report"]
+    assert names == ["train mlp", "quantize mlp", "validate", "bench host", "bench stress", "bench compare",
+                     "export esp32dev mlp tflm", "report"]
     assert not any(c[0] == "device" for c in fakes)
 
 
@@ -227,6 +234,17 @@ def test_model_too_large_is_not_applicable(fakes):
     pipeline.run_pipeline("uno", variants=["mlp"], echo=lines.append)
     assert "export uno mlp native: not applicable (mlp does not fit uno's 32,256 B flash)" in lines
     assert lines[-2].startswith("report: ran")
+
+
+def test_missing_tool_is_a_missing_part(fakes, monkeypatch):
+    import shutil
+
+    real = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name: None if name == "valgrind" else real(name))
+    lines = []
+    pipeline.run_pipeline("host", variants=["mlp"], echo=lines.append)
+    assert "bench compare: missing part (valgrind not installed)" in lines
+    assert not any(c[0] == "compare" for c in fakes)
 
 
 def test_unknown_board_is_one_line(build_dir):

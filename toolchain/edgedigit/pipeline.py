@@ -1,7 +1,8 @@
 """``edgedigit pipeline --board B``: every stage in order, each skipped when it is up to date.
 
 Stages: train -> quantize (per variant) -> validate -> bench host -> stress (the seed's variants) ->
-export -> device bench (per neural variant, on boards that run here: ``host``, ``qemu-m4``) -> report.
+bench compare (native vs TFLM, neural variants) -> export -> device bench (per neural variant, on boards
+that run here: ``host``, ``qemu-m4``) -> report.
 
 Up to date means: the stage's stamp file (``build/stamps/<stage>.json``) records the same inputs (sha256
 of the input files and the settings that shape the output) and every output file still has the sha256
@@ -176,6 +177,7 @@ class PipelineConfig:
     calibration_samples: int = 500
     stress_iterations: int = 1000
     bench_runs: int = 200
+    compare_images: int = 10
     data: Path | None = None
 
 
@@ -295,6 +297,22 @@ def build_stages(cfg: PipelineConfig, dataset_loader: Callable[[], Any]) -> list
         stages.append(Stage("bench stress", lambda: {**{k: h for k, h in quantized_inputs().items() if k in stress_names},
                                                      "dataset": ds_id(), "iterations": cfg.stress_iterations},
                             lambda: [results_dir() / "stress.json"], stress_run))
+
+    neural_names = [v.name for v in variants if v.kind == "neural"]
+    if neural_names:
+        def compare_run() -> None:
+            import shutil
+
+            from .bench.compare import compare
+
+            absent = [t for t in ("valgrind", "arm-none-eabi-gcc", "arm-none-eabi-size") if shutil.which(t) is None]
+            if absent:
+                raise MissingPart(f"{', '.join(absent)} not installed")
+            compare(neural_names, ds(), images=cfg.compare_images)
+
+        stages.append(Stage("bench compare", lambda: {**{k: h for k, h in quantized_inputs().items() if k in neural_names},
+                                                      "dataset": ds_id(), "images": cfg.compare_images},
+                            lambda: [results_dir() / "compare.json"], compare_run))
 
     board_hash = file_hash(board.path)
     runs_here = board.build == "make"
