@@ -177,7 +177,7 @@ class RFELRResult:
 
 
 def train_rfe_lr(x_train: np.ndarray, y_train: np.ndarray, *, seed: int = 0, n_pixels: int = N_PIXELS,
-                 rfe_samples: int = 10_000, rfe_C: float = 0.1, rfe_fine_step: int = 10,
+                 rfe_samples: int = 20_000, rfe_C: float = 0.1, rfe_fine_step: int = 5,
                  validation_fraction: float = 1 / 6,
                  Cs: Sequence[float] = (0.01, 0.03, 0.1, 0.3, 1.0),
                  advance: Callable[[], None] | None = None) -> RFELRResult:
@@ -271,7 +271,7 @@ def _train_rfe_lr(x_train, y_train, *, seed, n_pixels, rfe_samples, rfe_C, rfe_f
     return RFELRResult(model, info)
 
 
-def progress_steps(n_pixels: int = N_PIXELS, n_cs: int = 5, fine_step: int = 10) -> int:
+def progress_steps(n_pixels: int = N_PIXELS, n_cs: int = 5, fine_step: int = 5) -> int:
     """How many times :func:`train_rfe_lr` calls ``advance``."""
     return len(rfe_schedule(IMAGE_PIXELS, n_pixels, fine_step=fine_step)) + n_cs + 1
 

@@ -3,7 +3,7 @@
 Training, selection and the fixed-point form live in :mod:`edgedigit.linear`. The float model is saved as
 ``model.joblib`` (a :class:`edgedigit.linear.PixelLR`); ``edgedigit quantize rfe-lr`` writes
 ``model_fixed.npz`` (COMMON contract 4), whose integer scores are the variant's "int8" figures.
-Knobs: ``rfe_samples`` (training images the RFE ranks on, default 10,000).
+Knobs: ``rfe_samples`` (training images the RFE ranks on, default 20,000).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def train(ctx: TrainContext) -> TrainResult:
     """RFE to 100 pixels on a training subsample, C chosen on a validation split, refit on all training images."""
     from .. import linear
 
-    rfe_samples = int(ctx.knobs.get("rfe_samples", 10_000))
+    rfe_samples = int(ctx.knobs.get("rfe_samples", 20_000))
     with ctx.reporter.task("rfe-lr: RFE rounds + fits", linear.progress_steps()) as advance:
         result = linear.train_rfe_lr(ctx.dataset.x_train, ctx.dataset.y_train, seed=ctx.seed,
                                      rfe_samples=rfe_samples, advance=advance)

@@ -1,0 +1,55 @@
+"""``tiny``: a student distilled from the trained ``cnn``, aimed at <= 16 KB of model and small RAM.
+
+Conv -> pool -> conv -> pool -> one depthwise-separable block -> 7x7 average pool -> Dense(10) -> softmax
+(:func:`edgedigit.zoo.build_tiny`), trained by knowledge distillation with temperature from the teacher's
+logits on the same augmented batches (:func:`edgedigit.zoo.distill`). Knobs: ``width`` (default 12),
+``augment`` (default true), ``teacher`` (default ``cnn``: any trained neural variant ending in a ``logits``
+layer), ``temperature`` (default 4), ``alpha`` (weight of the label loss, default 0.1).
+"""
+
+from __future__ import annotations
+
+from ..errors import ModelError
+from . import TrainContext, TrainResult, Variant
+
+EPOCHS = 6
+WIDTH = 12
+TEACHER = "cnn"
+
+
+def train(ctx: TrainContext) -> TrainResult:
+    """Distill the teacher into the tiny student."""
+    from .. import zoo
+    from ..card import read_card
+
+    epochs = ctx.epochs_or(EPOCHS)
+    width = int(ctx.knobs.get("width", WIDTH))
+    augment = bool(ctx.knobs.get("augment", True))
+    teacher_name = str(ctx.knobs.get("teacher", TEACHER))
+    temperature = float(ctx.knobs.get("temperature", 4.0))
+    alpha = float(ctx.knobs.get("alpha", 0.1))
+    teacher_card = read_card(teacher_name)
+    teacher = ctx.load_model(teacher_name)
+    try:
+        teacher.get_layer("logits")
+    except ValueError:
+        raise ModelError(f"teacher '{teacher_name}' has no 'logits' layer to distill from; use --set teacher=cnn") from None
+    model = zoo.build_tiny(width)
+    info = zoo.distill(model, teacher, ctx.dataset.x_train, ctx.dataset.y_train, epochs=epochs, seed=ctx.seed,
+                       augment=augment, temperature=temperature, alpha=alpha,
+                       callbacks=[ctx.reporter.keras_callback(epochs, "tiny")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return TrainResult(model, extras={
+        "architecture": "conv-pool-conv-pool-separable-avgpool-dense", "width": width, "training": info,
+        "teacher": {"variant": teacher_name, "float_accuracy": teacher_card.get("float_accuracy"),
+                    "int8_accuracy": teacher_card.get("int8_accuracy"), "params": teacher_card.get("params")},
+    })
+
+
+VARIANT = Variant(
+    name="tiny",
+    kind="neural",
+    summary="tiny CNN distilled from cnn (knowledge distillation with temperature), for the smallest boards",
+    train=train,
+    requires=(TEACHER,),
+)

@@ -1,0 +1,236 @@
+"""Architectures and training helpers of the convolutional variants (``cnn``, ``tiny``).
+
+Every model takes ``(28, 28)`` float inputs in [0, 1] (``x / 255``) and ends in ``Dense(10)`` logits followed
+by a ``Softmax`` layer, so a teacher's logits are one layer away. Only layers whose int8 conversion uses the
+ops the device backends provide: CONV_2D, DEPTHWISE_CONV_2D (batch norm folded into both at conversion),
+MAX_POOL_2D, AVERAGE_POOL_2D over the whole map (instead of GlobalAveragePooling, which becomes MEAN),
+RESHAPE, FULLY_CONNECTED, SOFTMAX.
+
+Training (:func:`fit`): a validation split drawn from the training set (never the test set), optional
+augmentation (small random shifts and rotations, in the input pipeline, so the model holds no augmentation
+layer), Adam with a cosine learning-rate decay, early stopping on validation accuracy (best weights kept).
+Distillation (:class:`Distiller`): the seed tutorial's knowledge distillation, student loss
+``alpha * CE(y, student) + (1 - alpha) * T^2 * KL(softmax(teacher / T) || softmax(student / T))``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+VALIDATION_IMAGES = 5000
+BATCH_SIZE = 128
+BN_MOMENTUM = 0.9  # moving statistics settle within an epoch even on small slices
+
+
+def _sep_block(x: Any, filters: int, name: str) -> Any:
+    """Depthwise 3x3 + BN + ReLU, pointwise 1x1 + BN + ReLU (a MobileNet block)."""
+    from tf_keras import layers
+
+    x = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"{name}_dw")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_dw_bn")(x)
+    x = layers.ReLU(name=f"{name}_dw_relu")(x)
+    x = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_pw")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_pw_bn")(x)
+    return layers.ReLU(name=f"{name}_pw_relu")(x)
+
+
+def _conv_block(x: Any, filters: int, name: str) -> Any:
+    from tf_keras import layers
+
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=name)(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def _head(x: Any, dropout: float) -> Any:
+    from tf_keras import layers
+
+    x = layers.AveragePooling2D(pool_size=tuple(x.shape[1:3]), name="avg_pool")(x)  # 7x7 -> 1x1, not MEAN
+    x = layers.Flatten(name="flatten")(x)
+    if dropout:
+        x = layers.Dropout(dropout, name="dropout")(x)
+    x = layers.Dense(10, name="logits")(x)
+    return layers.Softmax(name="softmax")(x)
+
+
+def build_cnn(width: int = 16, name: str = "cnn") -> Any:
+    """Conv(w) -> pool -> Conv(2w) -> pool -> 2 separable blocks (4w) -> avg pool -> Dense(10) -> softmax.
+
+    ``width`` 16: ~13 k parameters, ~1.4 M MACs.
+    """
+    import tf_keras as keras
+    from tf_keras import layers
+
+    inp = keras.Input((28, 28), name="image")
+    x = layers.Reshape((28, 28, 1), name="to_hwc")(inp)
+    x = _conv_block(x, width, "conv1")
+    x = layers.MaxPooling2D(2, name="pool1")(x)
+    x = _conv_block(x, 2 * width, "conv2")
+    x = layers.MaxPooling2D(2, name="pool2")(x)
+    x = _sep_block(x, 4 * width, "sep3")
+    x = _sep_block(x, 4 * width, "sep4")
+    return keras.Model(inp, _head(x, 0.2), name=name)
+
+
+def build_tiny(width: int = 12, name: str = "tiny") -> Any:
+    """Conv(w) -> pool -> Conv(2w) -> pool -> 1 separable block (4w) -> avg pool -> Dense(10) -> softmax.
+
+    ``width`` 12: ~5 k parameters, ~0.7 M MACs.
+    """
+    import tf_keras as keras
+    from tf_keras import layers
+
+    inp = keras.Input((28, 28), name="image")
+    x = layers.Reshape((28, 28, 1), name="to_hwc")(inp)
+    x = _conv_block(x, width, "conv1")
+    x = layers.MaxPooling2D(2, name="pool1")(x)
+    x = _conv_block(x, 2 * width, "conv2")
+    x = layers.MaxPooling2D(2, name="pool2")(x)
+    x = _sep_block(x, 4 * width, "sep3")
+    return keras.Model(inp, _head(x, 0.0), name=name)
+
+
+def logits_model(model: Any) -> Any:
+    """The same network without its final softmax (shares the weights)."""
+    import tf_keras as keras
+
+    return keras.Model(model.input, model.get_layer("logits").output, name=f"{model.name}_logits")
+
+
+def split(x: np.ndarray, y: np.ndarray, seed: int, n_val: int = VALIDATION_IMAGES) -> tuple[Any, ...]:
+    """Fit and validation parts of the training set (seeded; validation at most a fifth of it)."""
+    n_val = min(n_val, max(1, len(y) // 5))
+    order = np.random.default_rng(seed).permutation(len(y))
+    val, fit_ = np.sort(order[:n_val]), np.sort(order[n_val:])
+    return x[fit_], y[fit_], x[val], y[val]
+
+
+def augmenter(seed: int) -> Any:
+    """Random shifts of up to 2 pixels and rotations of up to 10 degrees (training only)."""
+    import tf_keras as keras
+    from tf_keras import layers
+
+    return keras.Sequential([
+        layers.Reshape((28, 28, 1)),
+        layers.RandomRotation(10 / 360, fill_mode="constant", seed=seed),
+        layers.RandomTranslation(2 / 28, 2 / 28, fill_mode="constant", seed=seed + 1),
+        layers.Reshape((28, 28)),
+    ], name="augment")
+
+
+def batch_size_for(n: int) -> int:
+    """``BATCH_SIZE``, smaller on small slices so that an epoch has ~100 steps (at least 16 per batch)."""
+    return int(min(BATCH_SIZE, max(16, n // 100)))
+
+
+def dataset(x: np.ndarray, y: np.ndarray, seed: int, augment: bool, batch_size: int = BATCH_SIZE) -> Any:
+    """A shuffled, batched tf.data pipeline of ``x / 255`` (uint8 in), augmented on the fly if asked."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32)))
+    ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+    ds = ds.map(lambda a, b: (tf.cast(a, tf.float32) / 255.0, b), num_parallel_calls=tf.data.AUTOTUNE)
+    if augment:
+        aug = augmenter(seed)
+        ds = ds.map(lambda a, b: (aug(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def cosine_adam(lr: float, epochs: int, steps_per_epoch: int) -> Any:
+    import tf_keras as keras
+
+    schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, epochs * steps_per_epoch), alpha=0.02)
+    return keras.optimizers.Adam(schedule)
+
+
+def fit(model: Any, x_train: np.ndarray, y_train: np.ndarray, *, epochs: int, seed: int, augment: bool,
+        callbacks: list, lr: float = 3e-3, patience: int = 3) -> dict:
+    """Train a classifier (softmax output) with the recipe of the module docstring; returns what was done."""
+    import tf_keras as keras
+
+    xf, yf, xv, yv = split(x_train, y_train, seed)
+    batch = batch_size_for(len(yf))
+    ds = dataset(xf, yf, seed, augment, batch)
+    steps = int(np.ceil(len(yf) / batch))
+    model.compile(optimizer=cosine_adam(lr, epochs, steps), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=patience, restore_best_weights=True)
+    hist = model.fit(ds, epochs=epochs, validation_data=(xv.astype(np.float32) / 255.0, yv), verbose=0,
+                     callbacks=[stop, *callbacks])
+    return _history(hist, epochs, len(yf), len(yv), augment, lr, batch)
+
+
+def _history(hist: Any, epochs: int, n_fit: int, n_val: int, augment: bool, lr: float, batch: int) -> dict:
+    val = [round(float(v), 6) for v in hist.history.get("val_accuracy", [])]
+    return {"epochs": epochs, "epochs_run": len(val), "best_epoch": int(np.argmax(val)) + 1 if val else None,
+            "val_accuracy": val, "fit_images": n_fit, "validation_images": n_val, "augment": augment,
+            "optimizer": f"Adam, cosine decay from {lr}", "batch_size": batch,
+            "early_stopping": "val_accuracy, best weights restored"}
+
+
+def distill(student: Any, teacher: Any, x_train: np.ndarray, y_train: np.ndarray, *, epochs: int, seed: int,
+            augment: bool, callbacks: list, temperature: float = 4.0, alpha: float = 0.1, lr: float = 3e-3,
+            patience: int = 3) -> dict:
+    """Knowledge distillation of ``teacher`` into ``student`` (both softmax-output models; the student is
+    trained in place). The teacher sees the same augmented batches as the student."""
+    import tf_keras as keras
+
+    xf, yf, xv, yv = split(x_train, y_train, seed)
+    batch = batch_size_for(len(yf))
+    ds = dataset(xf, yf, seed, augment, batch)
+    steps = int(np.ceil(len(yf) / batch))
+    distiller = Distiller(logits_model(student), logits_model(teacher), temperature, alpha)
+    distiller.compile(optimizer=cosine_adam(lr, epochs, steps), metrics=["accuracy"])
+    stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=patience, restore_best_weights=True)
+    hist = distiller.fit(ds, epochs=epochs, validation_data=(xv.astype(np.float32) / 255.0, yv), verbose=0,
+                         callbacks=[stop, *callbacks])
+    out = _history(hist, epochs, len(yf), len(yv), augment, lr, batch)
+    out.update({"temperature": temperature, "alpha": alpha})
+    return out
+
+
+def _distiller_class() -> type:
+    import tensorflow as tf
+    import tf_keras as keras
+
+    class _Distiller(keras.Model):
+        """Trains ``student`` (logits) against labels and the softened ``teacher`` logits."""
+
+        def __init__(self, student, teacher, temperature, alpha):
+            super().__init__()
+            self.student, self.teacher = student, teacher
+            self.temperature, self.alpha = float(temperature), float(alpha)
+            self.teacher.trainable = False
+            self.ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+            self.kl = keras.losses.KLDivergence()
+
+        def call(self, x, training=False):
+            return tf.nn.softmax(self.student(x, training=training))
+
+        def train_step(self, data):
+            x, y = data
+            t = self.temperature
+            teacher_logits = self.teacher(x, training=False)
+            with tf.GradientTape() as tape:
+                logits = self.student(x, training=True)
+                loss = self.alpha * self.ce(y, logits) + (1 - self.alpha) * t * t * self.kl(
+                    tf.nn.softmax(teacher_logits / t), tf.nn.softmax(logits / t))
+            grads = tape.gradient(loss, self.student.trainable_variables)
+            self.optimizer.apply_gradients(zip(grads, self.student.trainable_variables, strict=True))
+            self.compiled_metrics.update_state(y, tf.nn.softmax(logits))
+            return {"loss": loss, **{m.name: m.result() for m in self.metrics}}
+
+        def test_step(self, data):
+            x, y = data
+            probs = tf.nn.softmax(self.student(x, training=False))
+            self.compiled_metrics.update_state(y, probs)
+            return {m.name: m.result() for m in self.metrics}
+
+    return _Distiller
+
+
+def Distiller(student: Any, teacher: Any, temperature: float, alpha: float) -> Any:  # noqa: N802 (a class factory)
+    """A tf-keras model that distills ``teacher`` into ``student`` (both output logits)."""
+    return _distiller_class()(student, teacher, temperature, alpha)
