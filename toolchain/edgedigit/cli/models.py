@@ -130,6 +130,10 @@ def train(
     seed: SeedOpt = 0,
     data: DataOpt = None,
     knob: SetOpt = None,
+    width: Annotated[int | None, typer.Option("--width", min=1, help="Base width (filters) of cnn / tiny.")] = None,
+    augment: Annotated[bool | None, typer.Option("--augment/--no-augment",
+                                                 help="Random shifts/rotations while training cnn / tiny.")] = None,
+    teacher: Annotated[str | None, typer.Option("--teacher", help="Variant tiny distills from (default cnn).")] = None,
     json: JsonOpt = False,
 ) -> None:
     """Train variants into build/models/<variant>/ (model + card.json); dependencies first."""
@@ -137,6 +141,7 @@ def train(
 
     plan(variants)  # unknown names fail before the data is loaded
     knobs = _parse_knobs(knob)
+    knobs.update({k: v for k, v in (("width", width), ("augment", augment), ("teacher", teacher)) if v is not None})
     ds = _dataset(data)
     with _reporter(not json) as rep:
         cards = train_variants(variants, ds, seed=seed, epochs=epochs, knobs=knobs, reporter=rep)
