@@ -173,3 +173,23 @@ def test_validate_and_bench_host_refuse_broken_linear_tables(build_dir, tmp_path
             out.left = [f for f in out.left if not f.startswith("results/bench-host")]
             assert judge(out, Case(case.kind, case.label, target, case.problem), [str(target)]) is None, (
                 args[:2], case.label, out.stderr)
+
+
+def test_export_never_replaces_a_user_file_or_folder(tflite_models, build_dir, tmp_path):
+    mlp = tflite_models["mlp"]
+    user_file = tmp_path / "model_copy.tflite"
+    user_file.write_bytes(mlp.read_bytes())
+    user_dir = tmp_path / "notes"
+    user_dir.mkdir()
+    (user_dir / "notes.txt").write_text("precious")
+    for out_path in (user_file, user_dir):
+        out = run_cli(["export", "--board", "host", "--model", mlp, "--backend", "native", "--out", out_path], build_dir)
+        assert out.exit_code == 1 and len(out.stderr) == 1 and not out.traceback
+        assert f"{out_path}: exists and is not an edgedigit firmware project (no edgedigit.lock.json)" in out.message
+    assert user_file.read_bytes() == mlp.read_bytes() and (user_dir / "notes.txt").read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model_copy.tflite", "notes"]  # no .old copies
+    project = tmp_path / "proj"
+    for _ in range(2):  # an earlier export is replaced whole
+        out = run_cli(["export", "--board", "host", "--model", mlp, "--backend", "native", "--out", project], build_dir)
+        assert out.exit_code == 0, out.stderr
+    assert (project / "edgedigit.lock.json").is_file()
