@@ -185,6 +185,33 @@ def _mk(p: Path) -> Path:
     return p
 
 
+def outputs_section(table: Table, root: Path) -> None:
+    """Output paths that hold a user's file or folder: never replaced."""
+    from tflite_factory import build_all
+
+    good = build_all(_mk(root / "good_out"))["mlp"]
+    build = root / "build"
+    _variant(build, "mlp", "neural", "model_int8.tflite", good)
+    def user_file(p: Path) -> Path:
+        p.write_text("precious")
+        return p
+
+    def user_folder(p: Path) -> Path:
+        (_mk(p) / "notes.txt").write_text("precious")
+        return p
+
+    for kind, make in (("--out is an existing file", user_file), ("--out is a folder of the user's", user_folder)):
+        for name, args in (("export --board host --backend native --model M --out O",
+                            ["export", "--board", "host", "--backend", "native", "--model", good]),
+                           ("report --out O", ["report"])):
+            target = make(root / f"user-{len(table.rows)}")
+            out = rc.run_cli([*args, "--out", target], build)
+            kept = (target.read_text() if target.is_file() else (target / "notes.txt").read_text()) == "precious"
+            case = rc.Case(kind, kind, target, r"exists and is not an edgedigit")
+            verdict = rc.judge(out, case, [str(target)]) or (None if kept else "the user's data was replaced")
+            table.add("outputs", kind, name, out, verdict, case)
+
+
 def data_section(table: Table, root: Path) -> None:
     for case in rc.data_cases(root / "data"):
         for name, args in (("data --data D", ["data"]), ("train mlp --data D", ["train", "mlp", "--epochs", "1"])):
@@ -340,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp)
         models_section(table, root, args.flip_seeds)
         data_section(table, root)
+        outputs_section(table, root)
         serial = serial_section(root)
     from edgedigit.fsutil import write_atomic
 
@@ -376,6 +404,10 @@ def main(argv: list[str] | None = None) -> int:
         "## Bad data",
         "",
         *table.markdown("data"),
+        "",
+        "## Output paths holding a user's data",
+        "",
+        *table.markdown("outputs"),
         "",
         "## A hostile serial line (host firmware, protocol with a stand-in model runner)",
         "",
