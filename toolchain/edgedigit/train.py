@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import card as cardlib
-from .errors import NotTrainedError
+from .errors import ModelError, NotTrainedError
 from .fsutil import staged_dir, write_json
 from .paths import model_dir
 from .runtimes import run_keras as keras_predict
@@ -80,7 +80,13 @@ def keras_load(folder: Path) -> Any:
     path = folder / KERAS_FILE
     if not path.is_file():
         raise NotTrainedError(f"{path} missing: run `edgedigit train {folder.name}`")
-    return keras.models.load_model(path, compile=False)
+    import zipfile
+
+    try:
+        return keras.models.load_model(path, compile=False)
+    except (OSError, ValueError, zipfile.BadZipFile) as e:  # empty, truncated or foreign file: one line
+        raise ModelError(f"{path}: not a readable Keras model ({' '.join(str(e).split())}); "
+                         f"run `edgedigit train {folder.name}` again") from None
 
 
 def load_float_model(name: str) -> Any:
