@@ -68,6 +68,20 @@ def main() -> int:
         q, p = rows["mlp-qat"]["int8_accuracy"], rows["mlp"]["int8_accuracy"]
         ok &= q >= p
         print(f"  mlp-qat: int8 {100 * q:.2f} % vs PTQ twin mlp {100 * p:.2f} %  {'OK' if q >= p else 'MISSED'}")
+    from edgedigit.boards import list_boards
+    from edgedigit.select import judge
+
+    boards = sorted(list_boards(), key=lambda b: b.ram_bytes)
+    for name in ("tiny", "cnn", "rfe-lr"):
+        if name in rows:
+            verdicts = {b.id: judge(b, name) for b in boards}
+            fits = [f"{b.id} ({verdicts[b.id].backend}, {verdicts[b.id].requirement['ram']:,} of {b.ram_bytes:,} B RAM)"
+                    for b in boards if verdicts[b.id].eligible]
+            rows[name]["fits_boards"] = [b.id for b in boards if verdicts[b.id].eligible]
+            print(f"  {name} fits (smallest RAM first): {', '.join(fits) or 'none'}")
+            for b in boards[:1]:
+                if not verdicts[b.id].eligible:
+                    print(f"    not {b.id}: {verdicts[b.id].left_out}")
     write_json(results_dir() / "train_all.json", {"dataset": ds.describe(), "machine": machine(), "seed": args.seed,
                                                   "variants": rows, "total_train_wall_s": round(total_wall, 1),
                                                   "total_train_cpu_s": round(total_cpu, 1),
