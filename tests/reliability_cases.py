@@ -271,7 +271,8 @@ def run_cli(args: list[str], build: Path) -> Outcome:
     result = CliRunner().invoke(app, [str(a) for a in args], env={"EDGEDIGIT_BUILD": str(build)})
     tb = result.exception is not None and not isinstance(result.exception, SystemExit)
     # a rich progress bar's last frame is not a message (on a terminal it is redrawn in place)
-    stderr = [ln for ln in result.stderr.splitlines() if ln.strip() and "━" not in ln]
+    stderr = [ln for ln in result.stderr.splitlines()
+              if ln.strip() and "━" not in ln and not re.search(r"\d+/\d+ \d+:\d\d:\d\d\s*$", ln)]
     if tb:
         import traceback
 

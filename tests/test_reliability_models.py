@@ -193,3 +193,19 @@ def test_export_never_replaces_a_user_file_or_folder(tflite_models, build_dir, t
         out = run_cli(["export", "--board", "host", "--model", mlp, "--backend", "native", "--out", project], build_dir)
         assert out.exit_code == 0, out.stderr
     assert (project / "edgedigit.lock.json").is_file()
+
+
+def test_quantize_refuses_a_broken_keras_model(tflite_models, build_dir, tmp_path):
+    from reliability_cases import _good_arrays, _npz
+
+    data = _npz(tmp_path / "small.npz", **_good_arrays())
+    for label, content in (("empty", b""), ("not a model", b"junk" * 100), ("a .tflite renamed",
+                                                                              tflite_models["mlp"].read_bytes())):
+        keras_file = build_dir / "models" / "mlp" / "model.keras"
+        keras_file.parent.mkdir(parents=True, exist_ok=True)
+        (keras_file.parent / "card.json").write_text(json.dumps({"variant": "mlp", "kind": "neural"}))
+        keras_file.write_bytes(content)
+        out = run_cli(["quantize", "mlp", "--data", data, "--calibration-samples", "10"], build_dir)
+        case = Case("broken model.keras", label, keras_file, r"not a readable Keras model")
+        assert judge(out, case, [str(keras_file)]) is None, (label, out.stderr)
+    assert not (build_dir / "models" / "mlp" / "model_int8.tflite").exists()
