@@ -127,6 +127,15 @@ def models_section(table: Table, root: Path, flip_seeds: int) -> None:
                 verdict = rc.judge(out, vcase, [str(target)])
             table.add("models", case.kind, name + " (M as the variant's model_int8.tflite)", out, verdict, case)
             shutil.rmtree(build, ignore_errors=True)
+    for label, content in (("empty", b""), ("not a model", b"junk" * 100), ("a .tflite renamed", good["mlp"].read_bytes())):
+        build = root / "build"
+        keras_file = _variant(build, "mlp", "neural", "model.keras", good["mlp"])
+        keras_file.write_bytes(content)
+        kcase = rc.Case("broken model.keras", label, keras_file, r"not a readable Keras model")
+        out = rc.run_cli(["quantize", "mlp", "--data", data, "--calibration-samples", "10"], build)
+        table.add("models", kcase.kind, "quantize mlp (M as the variant's model.keras)", out,
+                  rc.judge(out, kcase, [str(keras_file)]), kcase)
+        shutil.rmtree(build, ignore_errors=True)
     out = rc.run_cli(["export", "--board", "uno", "--model", good["mlp"], "--backend", "native"], root / "build")
     big = rc.Case("model larger than the board", "mlp (32-unit) on uno", good["mlp"], r"> uno's [\d,]+ B flash")
     table.add("models", big.kind, "export --board uno --backend native --model M", out,
