@@ -70,7 +70,8 @@ def write_sources(model, d):
     d.mkdir(exist_ok=True)
     for name, text in generate(model, variant="rfe-lr", source_name="models/rfe-lr/model_fixed.npz").items():
         (d / name).write_text(text)
-    (d / "edgedigit_model.h").write_text((templates_dir() / "runtime" / "edgedigit_model.h").read_text())
+    for name in ("edgedigit_model.h", "edgedigit_rom.h"):
+        (d / name).write_text((templates_dir() / "runtime" / name).read_text())
     (d / "harness.c").write_text(_HARNESS)
     return d
 

@@ -6,14 +6,19 @@
  *
  * Built for a hostile line: every buffer has a fixed size, every byte that can arrive is handled, and
  * after any garbage, over-long command, bad hex or cut frame the device answers the next valid command.
- * Uses only edgedigit_platform.h and edgedigit_model.h; no heap, no libc.
+ * Uses only edgedigit_platform.h, edgedigit_model.h and edgedigit_rom.h; no heap, no libc.
+ *
+ * Every string literal is written S("...") and passed to the *_s helpers: on AVR it stays in flash
+ * (PROGMEM, read byte by byte), elsewhere S() is the plain literal. Strings that live in RAM (the platform
+ * and model names, the echoed token, digits) go through put().
  */
 #include "edgedigit_protocol.h"
 
 #include "edgedigit_model.h"
 #include "edgedigit_platform.h"
+#include "edgedigit_rom.h"
 
-#define EDGEDIGIT_PROTOCOL_VERSION "1"
+#define EDGEDIGIT_PROTOCOL_VERSION 1u
 
 /* Longest command (without the '%'): by default `ed-run` with a whole image in plain hex. Boards with
  * little RAM may define a smaller value; the host reads it from ed-info and sizes its frames to fit. */
@@ -28,6 +33,9 @@
 #define EDGEDIGIT_DB_MAX EDGEDIGIT_IMAGE_BYTES
 #define EDGEDIGIT_MAX_LOOPS 100000000u
 #define EDGEDIGIT_MAX_TOKENS 4
+
+/* A string literal kept in read-only memory (flash on AVR): only for the *_s helpers below. */
+#define S(text) EDGEDIGIT_ROM_STR(text)
 
 static char s_cmd[EDGEDIGIT_CMD_MAX + 1];
 static uint32_t s_cmd_len;
@@ -53,7 +61,26 @@ static uint32_t str_len(const char *s) {
     return n;
 }
 
+/* A string in RAM. */
 static void put(const char *s) { edgedigit_platform_write(s, str_len(s)); }
+
+/* A string literal S("..."), written in chunks through a small buffer (on AVR it is read from flash). */
+static void put_s(const char *rom) {
+    char buf[16];
+    uint32_t n = 0;
+    char c;
+    while ((c = EDGEDIGIT_ROM_CHAR(rom)) != '\0') {
+        rom++;
+        buf[n++] = c;
+        if (n == sizeof buf) {
+            edgedigit_platform_write(buf, n);
+            n = 0;
+        }
+    }
+    if (n != 0u) {
+        edgedigit_platform_write(buf, n);
+    }
+}
 
 static void put_u64(uint64_t v) {
     char buf[21];
@@ -68,7 +95,7 @@ static void put_u64(uint64_t v) {
 
 static void put_i32(int32_t v) {
     if (v < 0) {
-        put("-");
+        put_s(S("-"));
         put_u64((uint64_t)(-(int64_t)v));
     } else {
         put_u64((uint64_t)v);
@@ -78,7 +105,7 @@ static void put_i32(int32_t v) {
 /* A real value with three decimals (rounded half away from zero), clamped to +-2e6. */
 static void put_fixed3(float v) {
     if (!(v == v)) { /* NaN */
-        put("nan");
+        put_s(S("nan"));
         return;
     }
     if (v > 2.0e6f) {
@@ -90,7 +117,7 @@ static void put_fixed3(float v) {
     int32_t milli = (int32_t)(scaled < 0.0f ? scaled - 0.5f : scaled + 0.5f);
     uint32_t mag;
     if (milli < 0) {
-        put("-");
+        put_s(S("-"));
         mag = (uint32_t)(-(int64_t)milli);
     } else {
         mag = (uint32_t)milli;
@@ -101,38 +128,47 @@ static void put_fixed3(float v) {
     put(frac);
 }
 
+/* key[value]: key is a literal S("..."), value a string in RAM. */
 static void line_kv(const char *key, const char *value) {
-    put(key);
-    put("[");
+    put_s(key);
+    put_s(S("["));
     put(value);
-    put("]\r\n");
+    put_s(S("]\r\n"));
 }
 
+/* key[value]: key is a literal S("..."). */
 static void line_ku(const char *key, uint64_t value) {
-    put(key);
-    put("[");
+    put_s(key);
+    put_s(S("["));
     put_u64(value);
-    put("]\r\n");
+    put_s(S("]\r\n"));
 }
 
-static void error_line(const char *what) { line_kv("e-", what); }
+/* e-[what]: what is a literal S("..."). */
+static void error_line(const char *what) {
+    put_s(S("e-["));
+    put_s(what);
+    put_s(S("]\r\n"));
+}
 
+/* e-[what VALUE tail]: what and tail are literals S("..."). */
 static void error_line_u(const char *what, uint64_t value, const char *tail) {
-    put("e-[");
-    put(what);
+    put_s(S("e-["));
+    put_s(what);
     put_u64(value);
-    put(tail);
-    put("]\r\n");
+    put_s(tail);
+    put_s(S("]\r\n"));
 }
 
 /* ---- parsing helpers -------------------------------------------------------------------------------- */
 
-static int str_eq(const char *a, const char *b) {
-    while (*a != '\0' && *a == *b) {
+/* a (in RAM) equals the literal rom, S("..."). */
+static int str_eq_s(const char *a, const char *rom) {
+    while (*a != '\0' && *a == EDGEDIGIT_ROM_CHAR(rom)) {
         a++;
-        b++;
+        rom++;
     }
-    return *a == *b;
+    return *a == EDGEDIGIT_ROM_CHAR(rom);
 }
 
 /* Decimal digits only, at most 9 of them; 0 on success. */
@@ -193,19 +229,19 @@ static int tokenize(char **tok) {
 static void print_results(void) {
     const edgedigit_model_info_t *info = edgedigit_model_info();
     uint32_t n = info->num_classes <= EDGEDIGIT_MAX_CLASSES ? info->num_classes : EDGEDIGIT_MAX_CLASSES;
-    put("m-results-[");
+    put_s(S("m-results-["));
     for (uint32_t i = 0; i < n; i++) {
         if (i != 0u) {
-            put(",");
+            put_s(S(","));
         }
         put_fixed3((float)(s_raw[i] - info->output_zero_point) * info->output_scale);
     }
-    put("]\r\n");
+    put_s(S("]\r\n"));
 }
 
 static int image_ready(void) {
     if (s_db_filled != EDGEDIGIT_IMAGE_BYTES || s_db_expected != s_db_filled) {
-        error_line_u("no complete image loaded: need db load 784 and 784 bytes, have ", s_db_filled, " bytes");
+        error_line_u(S("no complete image loaded: need db load 784 and 784 bytes, have "), s_db_filled, S(" bytes"));
         return 0;
     }
     return 1;
@@ -214,9 +250,9 @@ static int image_ready(void) {
 static int run_once(void) {
     int cls = edgedigit_model_invoke(s_db, s_raw);
     if (cls < 0) {
-        put("e-[model invoke failed with code ");
+        put_s(S("e-[model invoke failed with code "));
         put_i32(cls);
-        put("]\r\n");
+        put_s(S("]\r\n"));
         s_last_class = -1;
         return 0;
     }
@@ -236,18 +272,18 @@ static int load_data(const char *text, int zeros) {
         int is_run = zeros && text[i] == 'z';
         uint32_t at = is_run ? i + 1u : i;
         if (text[at] == '\0' || text[at + 1u] == '\0') {
-            error_line_u("data ends inside a byte at offset ", i, " (odd number of hex digits); frame ignored");
+            error_line_u(S("data ends inside a byte at offset "), i, S(" (odd number of hex digits); frame ignored"));
             return 0;
         }
         int hi = hex_nibble(text[at]);
         int lo = hex_nibble(text[at + 1u]);
         if (hi < 0 || lo < 0) {
-            error_line_u("non-hex character near offset ", at, "; frame ignored");
+            error_line_u(S("non-hex character near offset "), at, S("; frame ignored"));
             return 0;
         }
         count += is_run ? (uint32_t)((hi << 4) | lo) + 1u : 1u;
         if (count > room) {
-            error_line_u("data overruns the load of ", s_db_expected, " bytes; frame ignored");
+            error_line_u(S("data overruns the load of "), s_db_expected, S(" bytes; frame ignored"));
             return 0;
         }
         i = at + 2u;
@@ -269,33 +305,33 @@ static int load_data(const char *text, int zeros) {
 }
 
 static void cmd_db(char **tok, int ntok) {
-    if (ntok == 3 && str_eq(tok[1], "load")) {
+    if (ntok == 3 && str_eq_s(tok[1], S("load"))) {
         uint32_t n;
         if (parse_u32(tok[2], &n) != 0 || n == 0u) {
-            error_line("db load needs a byte count 1..784");
+            error_line(S("db load needs a byte count 1..784"));
             return;
         }
         if (n > EDGEDIGIT_DB_MAX) {
-            error_line_u("db load of ", n, " bytes exceeds the buffer of 784 bytes");
+            error_line_u(S("db load of "), n, S(" bytes exceeds the buffer of 784 bytes"));
             return;
         }
         s_db_expected = n;
         s_db_filled = 0;
-        put("m-[Expecting ");
+        put_s(S("m-[Expecting "));
         put_u64(n);
-        put(" bytes]\r\n");
+        put_s(S(" bytes]\r\n"));
         return;
     }
     if (ntok != 2) {
-        error_line("db needs 'load N' or one run of hex digits");
+        error_line(S("db needs 'load N' or one run of hex digits"));
         return;
     }
     if (s_db_expected == 0u || s_db_filled >= s_db_expected) {
-        error_line("db data without a db load in progress");
+        error_line(S("db data without a db load in progress"));
         return;
     }
     if (load_data(tok[1], 0) && s_db_filled == s_db_expected) {
-        put("m-load-done\r\n");
+        put_s(S("m-load-done\r\n"));
     }
 }
 
@@ -304,24 +340,24 @@ static void cmd_infer(char **tok, int ntok) {
     uint32_t warm = 10; /* the EEMBC default when W is omitted */
     if (ntok < 2 || ntok > 3 || parse_u32(tok[1], &n) != 0 || n == 0u ||
         (ntok == 3 && parse_u32(tok[2], &warm) != 0) || n > EDGEDIGIT_MAX_LOOPS || warm > EDGEDIGIT_MAX_LOOPS) {
-        error_line("infer needs N (1..100000000) and optionally W (0..100000000)");
+        error_line(S("infer needs N (1..100000000) and optionally W (0..100000000)"));
         return;
     }
     if (!image_ready()) {
         return;
     }
-    put("m-warmup-start-");
+    put_s(S("m-warmup-start-"));
     put_u64(warm);
-    put("\r\n");
+    put_s(S("\r\n"));
     for (uint32_t i = 0; i < warm; i++) {
         if (!run_once()) {
             return;
         }
     }
-    put("m-warmup-done\r\n");
-    put("m-infer-start-");
+    put_s(S("m-warmup-done\r\n"));
+    put_s(S("m-infer-start-"));
     put_u64(n);
-    put("\r\n");
+    put_s(S("\r\n"));
     uint32_t t0 = edgedigit_platform_micros();
     for (uint32_t i = 0; i < n; i++) {
         if (!run_once()) {
@@ -329,28 +365,28 @@ static void cmd_infer(char **tok, int ntok) {
         }
     }
     uint32_t t1 = edgedigit_platform_micros();
-    put("m-lap-us-");
+    put_s(S("m-lap-us-"));
     put_u64(t0);
-    put("\r\nm-lap-us-");
+    put_s(S("\r\nm-lap-us-"));
     put_u64(t1);
-    put("\r\nm-infer-done\r\n");
+    put_s(S("\r\nm-infer-done\r\n"));
     print_results();
 }
 
 static void cmd_ed_info(void) {
     const edgedigit_model_info_t *info = edgedigit_model_info();
-    line_kv("m-ed-protocol-", EDGEDIGIT_PROTOCOL_VERSION);
-    line_kv("m-ed-platform-", edgedigit_platform_name());
-    line_kv("m-ed-variant-", info->variant);
-    line_kv("m-ed-backend-", info->backend);
-    line_kv("m-ed-model-sha256-", info->model_sha256);
-    line_ku("m-ed-classes-", info->num_classes);
-    line_kv("m-ed-output-", info->output_kind);
-    line_ku("m-ed-arena-bytes-", info->arena_bytes);
-    line_ku("m-ed-protocol-bytes-", sizeof(s_cmd) + sizeof(s_db) + sizeof(s_raw));
-    line_ku("m-ed-cmd-max-", EDGEDIGIT_CMD_MAX);
-    line_ku("m-ed-image-bytes-", EDGEDIGIT_IMAGE_BYTES);
-    line_kv("m-ed-counter-unit-", edgedigit_platform_counter_unit());
+    line_ku(S("m-ed-protocol-"), EDGEDIGIT_PROTOCOL_VERSION);
+    line_kv(S("m-ed-platform-"), edgedigit_platform_name());
+    line_kv(S("m-ed-variant-"), info->variant);
+    line_kv(S("m-ed-backend-"), info->backend);
+    line_kv(S("m-ed-model-sha256-"), info->model_sha256);
+    line_ku(S("m-ed-classes-"), info->num_classes);
+    line_kv(S("m-ed-output-"), info->output_kind);
+    line_ku(S("m-ed-arena-bytes-"), info->arena_bytes);
+    line_ku(S("m-ed-protocol-bytes-"), sizeof(s_cmd) + sizeof(s_db) + sizeof(s_raw));
+    line_ku(S("m-ed-cmd-max-"), EDGEDIGIT_CMD_MAX);
+    line_ku(S("m-ed-image-bytes-"), EDGEDIGIT_IMAGE_BYTES);
+    line_kv(S("m-ed-counter-unit-"), edgedigit_platform_counter_unit());
 }
 
 static void cmd_ed_run(char **tok, int ntok) {
@@ -375,22 +411,22 @@ static void cmd_ed_run(char **tok, int ntok) {
     }
     const edgedigit_model_info_t *info = edgedigit_model_info();
     uint32_t n = info->num_classes <= EDGEDIGIT_MAX_CLASSES ? info->num_classes : EDGEDIGIT_MAX_CLASSES;
-    line_ku("m-ed-class-", (uint64_t)s_last_class);
-    put("m-ed-raw-[");
+    line_ku(S("m-ed-class-"), (uint64_t)s_last_class);
+    put_s(S("m-ed-raw-["));
     for (uint32_t i = 0; i < n; i++) {
         if (i != 0u) {
-            put(",");
+            put_s(S(","));
         }
         put_i32(s_raw[i]);
     }
-    put("]\r\n");
-    line_ku("m-ed-counter-", c1 - c0);
-    line_ku("m-ed-us-", (uint32_t)(t1 - t0));
+    put_s(S("]\r\n"));
+    line_ku(S("m-ed-counter-"), c1 - c0);
+    line_ku(S("m-ed-us-"), (uint32_t)(t1 - t0));
 }
 
 static void cmd_help(void) {
-    put("m-help-[name% profile% timestamp% db load N% db HH..% infer N W% results% help%]\r\n");
-    put("m-help-[ed-info% ed-run [DATA]% ed-echo TOKEN%; see docs/protocol.md]\r\n");
+    put_s(S("m-help-[name% profile% timestamp% db load N% db HH..% infer N W% results% help%]\r\n"));
+    put_s(S("m-help-[ed-info% ed-run [DATA]% ed-echo TOKEN%; see docs/protocol.md]\r\n"));
 }
 
 static void execute(void) {
@@ -400,41 +436,41 @@ static void execute(void) {
         return; /* an empty command only answers m-ready: the host's way to resynchronize */
     }
     if (ntok > EDGEDIGIT_MAX_TOKENS) {
-        error_line("too many words in the command");
+        error_line(S("too many words in the command"));
         return;
     }
     const char *c = tok[0];
-    if (str_eq(c, "name") && ntok == 1) {
-        put("m-name-dut-[edgedigit ");
+    if (str_eq_s(c, S("name")) && ntok == 1) {
+        put_s(S("m-name-dut-[edgedigit "));
         put(edgedigit_platform_name());
-        put("]\r\n");
-    } else if (str_eq(c, "profile") && ntok == 1) {
-        put("m-profile-[edgedigit]\r\n");
-        line_kv("m-model-", edgedigit_model_info()->variant);
-    } else if (str_eq(c, "timestamp") && ntok == 1) {
-        put("m-lap-us-");
+        put_s(S("]\r\n"));
+    } else if (str_eq_s(c, S("profile")) && ntok == 1) {
+        put_s(S("m-profile-[edgedigit]\r\n"));
+        line_kv(S("m-model-"), edgedigit_model_info()->variant);
+    } else if (str_eq_s(c, S("timestamp")) && ntok == 1) {
+        put_s(S("m-lap-us-"));
         put_u64(edgedigit_platform_micros());
-        put("\r\n");
-    } else if (str_eq(c, "db")) {
+        put_s(S("\r\n"));
+    } else if (str_eq_s(c, S("db"))) {
         cmd_db(tok, ntok);
-    } else if (str_eq(c, "infer")) {
+    } else if (str_eq_s(c, S("infer"))) {
         cmd_infer(tok, ntok);
-    } else if (str_eq(c, "results") && ntok == 1) {
+    } else if (str_eq_s(c, S("results")) && ntok == 1) {
         if (s_last_class < 0) {
-            error_line("no results: run infer first");
+            error_line(S("no results: run infer first"));
         } else {
             print_results();
         }
-    } else if (str_eq(c, "help") && ntok == 1) {
+    } else if (str_eq_s(c, S("help")) && ntok == 1) {
         cmd_help();
-    } else if (str_eq(c, "ed-info") && ntok == 1) {
+    } else if (str_eq_s(c, S("ed-info")) && ntok == 1) {
         cmd_ed_info();
-    } else if (str_eq(c, "ed-run") && ntok <= 2) {
+    } else if (str_eq_s(c, S("ed-run")) && ntok <= 2) {
         cmd_ed_run(tok, ntok);
-    } else if (str_eq(c, "ed-echo") && ntok == 2 && str_len(tok[1]) <= 16u) {
-        line_kv("m-ed-echo-", tok[1]);
+    } else if (str_eq_s(c, S("ed-echo")) && ntok == 2 && str_len(tok[1]) <= 16u) {
+        line_kv(S("m-ed-echo-"), tok[1]);
     } else {
-        error_line("unknown command or wrong arguments; try help%");
+        error_line(S("unknown command or wrong arguments; try help%"));
     }
 }
 
@@ -452,8 +488,8 @@ void edgedigit_protocol_init(void) {
     s_db_expected = 0;
     s_db_filled = 0;
     s_last_class = -1;
-    put("m-init-done\r\n");
-    put("m-ready\r\n");
+    put_s(S("m-init-done\r\n"));
+    put_s(S("m-ready\r\n"));
 }
 
 void edgedigit_protocol_feed(char c) {
@@ -464,15 +500,15 @@ void edgedigit_protocol_feed(char c) {
     s_last_byte_us = now;
     if (c == '%') {
         if (s_overflow) {
-            error_line_u("command longer than ", EDGEDIGIT_CMD_MAX, " bytes discarded");
+            error_line_u(S("command longer than "), EDGEDIGIT_CMD_MAX, S(" bytes discarded"));
         } else if (s_nonprint) {
-            error_line("command with non-printable bytes discarded");
+            error_line(S("command with non-printable bytes discarded"));
         } else {
             s_cmd[s_cmd_len] = '\0';
             execute();
         }
         reset_frame();
-        put("m-ready\r\n");
+        put_s(S("m-ready\r\n"));
         return;
     }
     if (c == '\r' || c == '\n') {

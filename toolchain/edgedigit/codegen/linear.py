@@ -79,8 +79,8 @@ def generate(model: Any, *, variant: str, source_name: str, sha256: str | None =
         sha256: the model file's sha256 (reported by the firmware); default: a hash of the tables.
 
     Returns:
-        File name in ``src/`` -> content: ``edgedigit_lr_model.h``, ``edgedigit_model_linear.c``,
-        ``edgedigit_rom.h``.
+        File name in ``src/`` -> content: ``edgedigit_lr_model.h``, ``edgedigit_model_linear.c`` (they
+        include ``edgedigit_rom.h``, a runtime file every project has).
     """
     t = tables(model)
     sha = sha256 or fingerprint(model)
@@ -96,10 +96,7 @@ def generate(model: Any, *, variant: str, source_name: str, sha256: str | None =
         "scale_c": c_float(t["scale"]),
         "scale_repr": repr(float(t["scale"])),
     }
-    from ..paths import templates_dir
-
     return {
         "edgedigit_lr_model.h": render("linear/edgedigit_lr_model.h.j2", **ctx),
         "edgedigit_model_linear.c": render("linear/edgedigit_model_linear.c.j2", **ctx),
-        "edgedigit_rom.h": (templates_dir() / "linear" / "edgedigit_rom.h").read_text(),
     }
