@@ -1,0 +1,258 @@
+"""The Uno (ATmega328P) budget is true: the protocol + linear runner built with avr-gcc fit its SRAM, with
+every protocol string in flash (PROGMEM), not copied to SRAM at start-up.
+
+The firmware is built as an exported uno project is, minus the Arduino core: the runtime files, the linear
+backend's files and, in place of the Arduino platform layer, a small platform on avr-libc's polled UART
+(``PLATFORM`` below). ``measure`` returns the figures ``boards/uno.toml``'s ``[runtime.linear]`` comes from;
+run ``python tests/test_avr.py [SRC_DIR]`` to print them (SRC_DIR: an exported project's ``src/``, default
+a seeded random model of rfe-lr's shape).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import require_tool
+from edgedigit.boards import load_board
+from edgedigit.codegen.linear import generate, tables_bytes
+from edgedigit.paths import templates_dir
+
+pytestmark = pytest.mark.tool
+
+RUNTIME = templates_dir() / "runtime"
+MCU = "atmega328p"
+
+# The Arduino core's share, not in the measured build: HardwareSerial (64 B RX + 64 B TX rings, the object
+# and its vtable), Timer0's millis/micros counters; ~2 KB of code (init, Serial, Print, wiring).
+CORE_RAM = 180
+CORE_FLASH = 2048
+# Stack on top of the measured deepest call chain: the worst interrupt frame (the USART and Timer0 ISRs
+# push ~16-24 B) and the core's Serial.write -> Print::write -> HardwareSerial::write below
+# edgedigit_platform_write (~24 B), which the polled-UART stand-in does not have.
+CORE_STACK = 32 + 24
+
+# Implements edgedigit_platform.h on avr-libc alone: polled USART0 at 115200 baud, Timer1 for micros.
+PLATFORM = r"""
+#include <avr/io.h>
+#include "edgedigit_model.h"
+#include "edgedigit_platform.h"
+#include "edgedigit_protocol.h"
+
+static uint32_t s_high;
+static uint16_t s_last;
+
+void edgedigit_platform_init(void) {
+    UBRR0 = 16; /* 115200 baud at 16 MHz with U2X */
+    UCSR0A = _BV(U2X0);
+    UCSR0B = _BV(RXEN0) | _BV(TXEN0);
+    UCSR0C = _BV(UCSZ01) | _BV(UCSZ00);
+    TCCR1B = _BV(CS11); /* 2 MHz: 0.5 us per tick */
+}
+int edgedigit_platform_read_char(void) { return (UCSR0A & _BV(RXC0)) ? (int)UDR0 : -1; }
+void edgedigit_platform_write(const char *data, size_t len) {
+    while (len-- > 0u) {
+        while (!(UCSR0A & _BV(UDRE0))) {
+        }
+        UDR0 = (uint8_t)*data++;
+    }
+}
+uint32_t edgedigit_platform_micros(void) {
+    uint16_t now = TCNT1;
+    if (now < s_last) {
+        s_high += 0x10000u;
+    }
+    s_last = now;
+    return (s_high + now) >> 1;
+}
+uint64_t edgedigit_platform_counter(void) { return edgedigit_platform_micros(); }
+const char *edgedigit_platform_counter_unit(void) { return "us"; }
+const char *edgedigit_platform_name(void) { return "uno"; }
+
+int main(void) {
+    edgedigit_platform_init();
+    (void)edgedigit_model_init();
+    edgedigit_protocol_init();
+    for (;;) {
+        edgedigit_protocol_poll();
+    }
+}
+"""
+
+
+def rfe_lr_shaped(seed: int = 0):
+    """Seeded random tables of a trained rfe-lr's shape (100 pixels, 10 classes): the same bytes to place."""
+    rng = np.random.default_rng(seed)
+    return types.SimpleNamespace(
+        pixels=np.sort(rng.choice(784, 100, replace=False)).astype(np.int32),
+        weights=rng.integers(-128, 128, (10, 100)).astype(np.int8),
+        bias=rng.integers(-200_000, 200_000, 10).astype(np.int32),
+        scale=1e-4,
+    )
+
+
+def write_project(d: Path, src: Path | None = None) -> Path:
+    """Runtime + linear backend files (from ``src``, an exported project's src/, or a seeded model) + PLATFORM."""
+    d.mkdir(parents=True, exist_ok=True)
+    for f in RUNTIME.iterdir():
+        shutil.copy(f, d / f.name)
+    if src is None:
+        for name, text in generate(rfe_lr_shaped(), variant="rfe-lr", source_name="x", sha256="0" * 64).items():
+            (d / name).write_text(text)
+    else:
+        for name in ("edgedigit_lr_model.h", "edgedigit_model_linear.c"):
+            shutil.copy(src / name, d / name)
+    (d / "edgedigit_avr_main.c").write_text(PLATFORM)
+    return d
+
+
+def uno_defines() -> list[str]:
+    """The -D flags of boards/uno.toml's build_flags (what the real build compiles the protocol with)."""
+    return [f for f in load_board("uno").platformio.build_flags if f.startswith("-D")]
+
+
+def build(d: Path) -> Path:
+    """avr-gcc -Os for the ATmega328P; returns the ELF. Each .c gets a .su stack-usage file."""
+    sources = sorted(p.name for p in d.glob("*.c"))
+    elf = d / "firmware.elf"
+    subprocess.run(["avr-gcc", f"-mmcu={MCU}", "-Os", "-std=gnu99", "-Wall", "-Wextra", "-Werror",
+                    "-fstack-usage", *uno_defines(), *sources, "-o", elf.name],
+                   cwd=d, check=True, capture_output=True, text=True)
+    return elf
+
+
+def sizes(elf: Path) -> dict[str, int]:
+    """Section sizes from avr-size -A (.text holds the code and the PROGMEM data)."""
+    out = subprocess.run(["avr-size", "-A", str(elf)], check=True, capture_output=True, text=True).stdout
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\.\w+)\s+(\d+)\s+\d+", out, re.M)}
+
+
+def section_bytes(elf: Path, section: str) -> bytes:
+    """The raw contents of one section (empty when the ELF has none)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "section.bin"
+        subprocess.run(["avr-objcopy", "-O", "binary", f"--only-section={section}", str(elf), str(out)],
+                       check=True, capture_output=True)
+        return out.read_bytes()
+
+
+def protocol_literals() -> list[str]:
+    """Every string literal of edgedigit_protocol.c, C escapes resolved."""
+    text = (RUNTIME / "edgedigit_protocol.c").read_text()
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    text = re.sub(r"^#include.*$", "", text, flags=re.M)
+    raw = re.findall(r'"((?:[^"\\]|\\.)*)"', text)
+    return [s.encode().decode("unicode_escape") for s in raw]
+
+
+def max_stack(elf: Path) -> tuple[int, list[str]]:
+    """Deepest stack from main over the static call graph of the disassembly: per function, its pushes and
+    frame (sbiw/subi on the frame pointer) plus 2 B of return address per call. No recursion in this code."""
+    dis = subprocess.run(["avr-objdump", "-d", str(elf)], check=True, capture_output=True, text=True).stdout
+    frames: dict[str, int] = {}
+    calls: dict[str, set[str]] = {}
+    fn = None
+    for line in dis.splitlines():
+        head = re.match(r"^[0-9a-f]+ <([^>]+)>:$", line)
+        if head:
+            fn = head[1]
+            frames[fn], calls[fn] = 0, set()
+            continue
+        if fn is None:
+            continue
+        if re.search(r"\tpush\t", line):
+            frames[fn] += 1
+        alloc = re.search(r"\t(?:sbiw\tr28, 0x|subi\tr28, 0x)([0-9A-Fa-f]+)", line)
+        if alloc:
+            frames[fn] += int(alloc[1], 16)
+        call = re.search(r"\tr?call\t.*<([^>+]+)>", line)
+        if call:
+            calls[fn].add(call[1])
+
+    def deepest(f: str, seen: tuple[str, ...]) -> tuple[int, list[str]]:
+        best: tuple[int, list[str]] = (0, [])
+        for g in calls.get(f, ()):
+            if g == f and f.startswith("__"):
+                # avr-libc's float routines share tails: a call into the routine's own entry from its
+                # tail, one level deep (counted once more)
+                best = max(best, (frames[f] + 2, []))
+                continue
+            if g in seen:
+                raise AssertionError(f"recursion through {g}: the stack depth is unbounded")
+            d, path = deepest(g, (*seen, g))
+            if d + 2 > best[0]:
+                best = (d + 2, path)
+        return frames.get(f, 0) + best[0], [f, *best[1]]
+
+    return deepest("main", ("main",))
+
+
+def measure(src: Path | None = None) -> dict[str, int]:
+    """Build and measure; figures in bytes (``static_ram`` = .data + .bss, ``flash`` = .text + .data)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        elf = build(write_project(Path(tmp) / "avr", src))
+        s = sizes(elf)
+        stack, _ = max_stack(elf)
+    tables = tables_bytes(rfe_lr_shaped()) if src is None else None
+    return {"text": s.get(".text", 0), "data": s.get(".data", 0), "bss": s.get(".bss", 0),
+            "static_ram": s.get(".data", 0) + s.get(".bss", 0), "flash": s.get(".text", 0) + s.get(".data", 0),
+            "stack": stack, "lr_tables": tables if tables is not None else -1}
+
+
+@pytest.fixture(scope="module")
+def avr_elf(tmp_path_factory):
+    require_tool("avr-gcc")
+    return build(write_project(tmp_path_factory.mktemp("avr")))
+
+
+def test_no_protocol_string_in_sram(avr_elf):
+    data = section_bytes(avr_elf, ".data")
+    flash = section_bytes(avr_elf, ".text")
+    literals = [s for s in protocol_literals() if len(s) >= 4]
+    assert len(literals) > 40  # the parser above found the protocol's strings
+    in_sram = [s for s in literals if s.encode() in data]
+    assert in_sram == []
+    assert [s for s in literals if s.encode() + b"\0" not in flash] == []
+
+
+def test_static_ram_and_stack_fit_the_uno(avr_elf):
+    uno = load_board("uno")
+    s = sizes(avr_elf)
+    static_ram = s[".data"] + s[".bss"]
+    stack, path = max_stack(avr_elf)
+    # the 784 B image and the frame buffer are the protocol's; the rest must stay small
+    assert 784 + 131 < static_ram < 784 + 131 + 400
+    assert path[0] == "main" and "edgedigit_protocol_poll" in path and 40 < stack < 400
+    need = static_ram + CORE_RAM + stack + CORE_STACK
+    assert need <= uno.ram_bytes, f"{need} B > {uno.ram_bytes} B"
+    # the board file's estimate covers the measurement (it is what export's budget check uses)
+    assert uno.runtime["linear"].ram >= need
+    flash = s[".text"] + s[".data"] + CORE_FLASH
+    assert flash <= uno.runtime["linear"].flash + tables_bytes(rfe_lr_shaped())
+    assert flash <= uno.flash_bytes
+
+
+def test_budget_check_finds_the_stack_path_through_the_runner(avr_elf):
+    """The call-graph walk sees the model runner below the protocol (a broken parse would give ~0 B)."""
+    _, path = max_stack(avr_elf)
+    dis = subprocess.run(["avr-objdump", "-d", str(avr_elf)], check=True, capture_output=True, text=True).stdout
+    assert "<edgedigit_model_invoke>:" in dis and "<edgedigit_protocol_feed>:" in dis
+    assert len(path) >= 3
+
+
+if __name__ == "__main__":
+    figures = measure(Path(sys.argv[1]) if len(sys.argv) > 1 else None)
+    figures.update(core_ram=CORE_RAM, core_flash=CORE_FLASH, core_stack=CORE_STACK,
+                   ram_needed=figures["static_ram"] + CORE_RAM + figures["stack"] + CORE_STACK)
+    if figures["lr_tables"] >= 0:
+        figures["runtime_flash_without_tables"] = figures["flash"] - figures["lr_tables"] + CORE_FLASH
+    for k, v in figures.items():
+        print(f"{k}: {v:,}")
