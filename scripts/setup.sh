@@ -15,9 +15,10 @@ extras=""
 
 need=()
 for pair in gcc:gcc g++:g++ make:make arm-none-eabi-gcc:gcc-arm-none-eabi qemu-system-arm:qemu-system-arm \
-            clang:clang valgrind:valgrind; do
+            clang:clang valgrind:valgrind avr-gcc:gcc-avr avr-objdump:binutils-avr; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
+[ -f /usr/lib/avr/include/avr/io.h ] || need+=(avr-libc)
 [ -f /usr/lib/arm-none-eabi/newlib/libc.a ] || [ -d /usr/lib/arm-none-eabi/newlib ] || need+=(libnewlib-arm-none-eabi)
 ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 || need+=(libclang-rt-14-dev)
 if [ ${#need[@]} -gt 0 ]; then
