@@ -2,10 +2,11 @@
 every protocol string in flash (PROGMEM), not copied to SRAM at start-up.
 
 The firmware is built as an exported uno project is, minus the Arduino core: the runtime files, the linear
-backend's files and, in place of the Arduino platform layer, a small platform on avr-libc's polled UART
-(``PLATFORM`` below). ``measure`` returns the figures ``boards/uno.toml``'s ``[runtime.linear]`` comes from;
-run ``python tests/test_avr.py [SRC_DIR]`` to print them (SRC_DIR: an exported project's ``src/``, default
-a seeded random model of rfe-lr's shape).
+backend's files, the Arduino platform layer and main rendered for the uno, and in place of the Arduino
+core a stub (``ARDUINO_H``/``ARDUINO_STUB``: Serial on avr-libc's polled UART, micros from Timer1) whose
+RAM and code are covered by stated allowances. ``measure`` returns the figures that ``boards/uno.toml``'s
+``[runtime.linear]`` comes from; ``python tests/test_avr.py [SRC_DIR]`` prints them (SRC_DIR: an
+exported project's ``src/``; default: a seeded random model of rfe-lr's shape).
 """
 
 from __future__ import annotations
@@ -40,32 +41,58 @@ CORE_FLASH = 2048
 # edgedigit_platform_write (~24 B), which the polled-UART stand-in does not have.
 CORE_STACK = 32 + 24
 
-# Implements edgedigit_platform.h on avr-libc alone: polled USART0 at 115200 baud, Timer1 for micros.
-PLATFORM = r"""
+# The part of the Arduino core the uno's platform layer and main use, declared as the core declares it.
+ARDUINO_H = r"""
+#ifndef ARDUINO_H_STUB
+#define ARDUINO_H_STUB
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+class HardwareSerial {
+  public:
+    void begin(unsigned long baud);
+    int available(void);
+    int read(void);
+    size_t write(const uint8_t *data, size_t len);
+    operator bool() const { return true; }
+};
+extern HardwareSerial Serial;
+unsigned long micros(void);
+unsigned long millis(void);
+void setup(void);
+void loop(void);
+#endif
+"""
+
+# A stand-in for the core: polled USART0 at 115200 baud, Timer1 for micros, and the core's main().
+ARDUINO_STUB = r"""
 #include <avr/io.h>
-#include "edgedigit_model.h"
-#include "edgedigit_platform.h"
-#include "edgedigit_protocol.h"
+#include "Arduino.h"
 
-static uint32_t s_high;
-static uint16_t s_last;
+HardwareSerial Serial;
 
-void edgedigit_platform_init(void) {
+void HardwareSerial::begin(unsigned long baud) {
+    (void)baud;
     UBRR0 = 16; /* 115200 baud at 16 MHz with U2X */
     UCSR0A = _BV(U2X0);
     UCSR0B = _BV(RXEN0) | _BV(TXEN0);
     UCSR0C = _BV(UCSZ01) | _BV(UCSZ00);
     TCCR1B = _BV(CS11); /* 2 MHz: 0.5 us per tick */
 }
-int edgedigit_platform_read_char(void) { return (UCSR0A & _BV(RXC0)) ? (int)UDR0 : -1; }
-void edgedigit_platform_write(const char *data, size_t len) {
-    while (len-- > 0u) {
+int HardwareSerial::available(void) { return (UCSR0A & _BV(RXC0)) ? 1 : 0; }
+int HardwareSerial::read(void) { return available() ? (int)UDR0 : -1; }
+size_t HardwareSerial::write(const uint8_t *data, size_t len) {
+    for (size_t i = 0; i < len; i++) {
         while (!(UCSR0A & _BV(UDRE0))) {
         }
-        UDR0 = (uint8_t)*data++;
+        UDR0 = data[i];
     }
+    return len;
 }
-uint32_t edgedigit_platform_micros(void) {
+
+static uint32_t s_high;
+static uint16_t s_last;
+unsigned long micros(void) {
     uint16_t now = TCNT1;
     if (now < s_last) {
         s_high += 0x10000u;
@@ -73,16 +100,12 @@ uint32_t edgedigit_platform_micros(void) {
     s_last = now;
     return (s_high + now) >> 1;
 }
-uint64_t edgedigit_platform_counter(void) { return edgedigit_platform_micros(); }
-const char *edgedigit_platform_counter_unit(void) { return "us"; }
-const char *edgedigit_platform_name(void) { return "uno"; }
+unsigned long millis(void) { return micros() / 1000u; }
 
 int main(void) {
-    edgedigit_platform_init();
-    (void)edgedigit_model_init();
-    edgedigit_protocol_init();
+    setup();
     for (;;) {
-        edgedigit_protocol_poll();
+        loop();
     }
 }
 """
@@ -100,17 +123,25 @@ def rfe_lr_shaped(seed: int = 0):
 
 
 def write_project(d: Path, src: Path | None = None) -> Path:
-    """Runtime + linear backend files (from ``src``, an exported project's src/, or a seeded model) + PLATFORM."""
+    """The uno project's sources (linear backend from ``src``, an exported project's src/, or from a seeded
+    model; platform files rendered for the uno) + the core stub."""
+    from edgedigit.codegen.render import render
+
     d.mkdir(parents=True, exist_ok=True)
     for f in RUNTIME.iterdir():
         shutil.copy(f, d / f.name)
     if src is None:
         for name, text in generate(rfe_lr_shaped(), variant="rfe-lr", source_name="x", sha256="0" * 64).items():
             (d / name).write_text(text)
+        platform = templates_dir() / "platform" / "arduino" / "src"
+        for t in sorted(platform.glob("*.j2")):
+            text = render(f"platform/arduino/src/{t.name}", board=load_board("uno").as_dict(), banner_c="/* */")
+            (d / t.name.removesuffix(".j2")).write_text(text)
     else:
-        for name in ("edgedigit_lr_model.h", "edgedigit_model_linear.c"):
-            shutil.copy(src / name, d / name)
-    (d / "edgedigit_avr_main.c").write_text(PLATFORM)
+        for f in src.iterdir():
+            shutil.copy(f, d / f.name)
+    (d / "Arduino.h").write_text(ARDUINO_H)
+    (d / "arduino_stub.cpp").write_text(ARDUINO_STUB)
     return d
 
 
@@ -120,13 +151,21 @@ def uno_defines() -> list[str]:
 
 
 def build(d: Path) -> Path:
-    """avr-gcc -Os for the ATmega328P; returns the ELF. Each .c gets a .su stack-usage file."""
-    sources = sorted(p.name for p in d.glob("*.c"))
+    """avr-gcc/avr-g++ -Os for the ATmega328P, as PlatformIO's atmelavr does (unused sections dropped);
+    returns the ELF."""
+    mcu = [f"-mmcu={MCU}", "-Os", "-ffunction-sections", "-fdata-sections"]
+    warn = ["-Wall", "-Wextra", "-Werror", "-I."]
+    objects = []
+    for f in sorted([*d.glob("*.c"), *d.glob("*.cpp")]):
+        cc = ["avr-gcc", "-std=gnu11"] if f.suffix == ".c" else ["avr-g++", "-std=gnu++11", "-fno-exceptions",
+                                                                  "-fno-threadsafe-statics"]
+        subprocess.run([*cc, *mcu, *warn, *uno_defines(), "-c", f.name, "-o", f"{f.name}.o"],
+                       cwd=d, check=True, capture_output=True, text=True)
+        objects.append(f"{f.name}.o")
     elf = d / "firmware.elf"
-    subprocess.run(["avr-gcc", f"-mmcu={MCU}", "-Os", "-std=gnu99", "-Wall", "-Wextra", "-Werror",
-                    "-fstack-usage", *uno_defines(), *sources, "-o", elf.name],
+    subprocess.run(["avr-g++", *mcu, "-Wl,--gc-sections", *objects, "-o", elf.name],
                    cwd=d, check=True, capture_output=True, text=True)
-    return elf
+    return d / elf.name
 
 
 def sizes(elf: Path) -> dict[str, int]:
@@ -158,7 +197,7 @@ def max_stack(elf: Path) -> tuple[int, list[str]]:
     frame (sbiw/subi on the frame pointer) plus 2 B of return address per call. No recursion in this code."""
     dis = subprocess.run(["avr-objdump", "-d", str(elf)], check=True, capture_output=True, text=True).stdout
     frames: dict[str, int] = {}
-    calls: dict[str, set[str]] = {}
+    calls: dict[str, set[tuple[str, int]]] = {}
     fn = None
     for line in dis.splitlines():
         head = re.match(r"^[0-9a-f]+ <([^>]+)>:$", line)
@@ -173,13 +212,15 @@ def max_stack(elf: Path) -> tuple[int, list[str]]:
         alloc = re.search(r"\t(?:sbiw\tr28, 0x|subi\tr28, 0x)([0-9A-Fa-f]+)", line)
         if alloc:
             frames[fn] += int(alloc[1], 16)
-        call = re.search(r"\tr?call\t.*<([^>+]+)>", line)
-        if call:
-            calls[fn].add(call[1])
+        # a call pushes a 2 B return address; a jump to another function's entry is a tail call
+        # (counted on top of the caller's frame: an over-estimate of at most that frame)
+        call = re.search(r"\t(r?call|r?jmp)\t.*<([^>+]+)>", line)
+        if call and not (call[1].endswith("jmp") and call[2] == fn):
+            calls[fn].add((call[2], 2 if call[1].endswith("call") else 0))
 
     def deepest(f: str, seen: tuple[str, ...]) -> tuple[int, list[str]]:
         best: tuple[int, list[str]] = (0, [])
-        for g in calls.get(f, ()):
+        for g, ret in calls.get(f, ()):
             if g == f and f.startswith("__"):
                 # avr-libc's float routines share tails: a call into the routine's own entry from its
                 # tail, one level deep (counted once more)
@@ -188,8 +229,8 @@ def max_stack(elf: Path) -> tuple[int, list[str]]:
             if g in seen:
                 raise AssertionError(f"recursion through {g}: the stack depth is unbounded")
             d, path = deepest(g, (*seen, g))
-            if d + 2 > best[0]:
-                best = (d + 2, path)
+            if d + ret > best[0]:
+                best = (d + ret, path)
         return frames.get(f, 0) + best[0], [f, *best[1]]
 
     return deepest("main", ("main",))
