@@ -289,6 +289,168 @@ def test_budget_check_finds_the_stack_path_through_the_runner(avr_elf):
     assert len(path) >= 3
 
 
+# A scripted session for the emulator: the protocol runs on the emulated ATmega328P (simavr) and on the host
+# from the same sources and the same script; both transcripts must be equal line for line. On AVR the
+# stack is painted first and its high-water mark printed last (not part of the protocol).
+SESSION_MAIN = r"""
+#include <stdint.h>
+#include "edgedigit_model.h"
+#include "edgedigit_platform.h"
+#include "edgedigit_protocol.h"
+#include "edgedigit_rom.h"
+#include "session_script.h"
+
+#if defined(__AVR__)
+#include <avr/interrupt.h>
+#include <avr/io.h>
+#include <avr/sleep.h>
+extern uint8_t __heap_start;
+static void out(char c) {
+    while (!(UCSR0A & _BV(UDRE0))) {
+    }
+    UDR0 = (uint8_t)c;
+}
+#else
+#include <stdio.h>
+static void out(char c) { putchar(c); }
+#endif
+
+static uint32_t s_at;
+void edgedigit_platform_init(void) {
+#if defined(__AVR__)
+    UBRR0 = 16;
+    UCSR0A = _BV(U2X0);
+    UCSR0B = _BV(TXEN0);
+    UCSR0C = _BV(UCSZ01) | _BV(UCSZ00);
+#endif
+}
+int edgedigit_platform_read_char(void) {
+    if (s_at >= sizeof kScript - 1u) {
+        return -1;
+    }
+    return (unsigned char)EDGEDIGIT_ROM_CHAR(&kScript[s_at++]);
+}
+void edgedigit_platform_write(const char *data, size_t len) {
+    while (len-- > 0u) {
+        out(*data++);
+    }
+}
+uint32_t edgedigit_platform_micros(void) { return 1000u; }
+uint64_t edgedigit_platform_counter(void) { return 0u; }
+const char *edgedigit_platform_counter_unit(void) { return "us"; }
+const char *edgedigit_platform_name(void) { return "uno"; }
+
+int main(void) {
+#if defined(__AVR__)
+    uint8_t *p = &__heap_start;
+    while (p < (uint8_t *)SP - 8) {
+        *p++ = 0xA5;
+    }
+#endif
+    edgedigit_platform_init();
+    (void)edgedigit_model_init();
+    edgedigit_protocol_init();
+    edgedigit_protocol_poll();
+#if defined(__AVR__)
+    uint8_t *used = &__heap_start;
+    while (*used == 0xA5) {
+        used++;
+    }
+    uint16_t depth = (uint16_t)(RAMEND + 1 - (uint16_t)used);
+    char line[24] = "m-stack-[";
+    int n = 9;
+    char digits[6];
+    int k = 0;
+    do {
+        digits[k++] = (char)('0' + depth % 10u);
+        depth /= 10u;
+    } while (depth != 0u);
+    while (k > 0) {
+        line[n++] = digits[--k];
+    }
+    line[n++] = ']';
+    line[n++] = '\r';
+    line[n++] = '\n';
+    edgedigit_platform_write(line, (size_t)n);
+    while (!(UCSR0A & _BV(TXC0))) {
+    }
+    cli();
+    sleep_mode();
+#endif
+    return 0;
+}
+"""
+
+
+def session_script(seed: int = 1) -> str:
+    """Every command kind, good and bad, on a seeded random image (64-byte db frames, the uno's limit)."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, 784).astype(np.uint8)
+    image[rng.random(784) < 0.6] = 0
+    cmds = ["help", "name", "profile", "ed-info", "results", "infer 1", "db load 784"]
+    cmds += [f"db {image[i:i + 64].tobytes().hex()}" for i in range(0, 784, 64)]
+    cmds += ["infer 2 1", "results", "ed-run", "ed-echo abc", "db load 785", "db zz", "bogus", "x" * 140, ""]
+    zeros = "".join(f"z{min(n, 256) - 1:02x}" for n in [256, 256, 272])  # 784 zero bytes as zero runs
+    cmds += [f"ed-run {zeros}", "ed-run 00"]
+    return "".join(c + "%" for c in cmds)
+
+
+def write_session(d: Path) -> Path:
+    """The runtime + linear runner + SESSION_MAIN + the script as a C string in read-only memory."""
+    d.mkdir(parents=True, exist_ok=True)
+    for f in RUNTIME.iterdir():
+        shutil.copy(f, d / f.name)
+    for name, text in generate(rfe_lr_shaped(), variant="rfe-lr", source_name="x", sha256="0" * 64).items():
+        (d / name).write_text(text)
+    script = session_script()
+    (d / "session_script.h").write_text('#include "edgedigit_rom.h"\nstatic const char kScript[] EDGEDIGIT_ROM = "'
+                                        + script + '";\n')
+    (d / "session_main.c").write_text(SESSION_MAIN)
+    return d
+
+
+def run_session_avr(d: Path) -> list[str]:
+    """Build for the ATmega328P and run in simavr; the device's lines (simavr echoes the UART on stderr,
+    coloured, CR LF shown as '..')."""
+    sources = ["session_main.c", "edgedigit_protocol.c", "edgedigit_model_linear.c"]
+    subprocess.run(["avr-gcc", f"-mmcu={MCU}", "-Os", "-std=gnu11", "-Wall", "-Wextra", "-Werror", *uno_defines(),
+                    *sources, "-o", "session.elf"], cwd=d, check=True, capture_output=True, text=True)
+    out = subprocess.run(["simavr", "-m", MCU, "-f", "16000000", "session.elf"], cwd=d, capture_output=True,
+                         text=True, errors="replace", timeout=120).stderr
+    out = re.sub(r"\x1b\[[0-9;]*m", "", out)
+    return [ln[:-2] for ln in out.splitlines() if ln.endswith("..") and re.match(r"^[me]-", ln)]
+
+
+def run_session_host(d: Path) -> list[str]:
+    """The same session built with the host's gcc."""
+    sources = ["session_main.c", "edgedigit_protocol.c", "edgedigit_model_linear.c"]
+    subprocess.run(["gcc", "-O1", "-std=c11", "-Wall", "-Wextra", "-Werror", *uno_defines(), *sources, "-o",
+                    "session"], cwd=d, check=True, capture_output=True, text=True)
+    out = subprocess.run([str(d / "session")], capture_output=True, timeout=60).stdout.decode()
+    assert out.endswith("\r\n")
+    return out[:-2].split("\r\n")
+
+
+def test_the_protocol_answers_the_same_on_the_atmega328p_and_the_host(tmp_path):
+    """Strings read from flash on AVR give byte-identical answers; the measured stack fits the estimate."""
+    require_tool("avr-gcc")
+    require_tool("simavr")
+    d = write_session(tmp_path / "session")
+    host = run_session_host(d)
+    avr = run_session_avr(d)
+    assert avr[-1].startswith("m-stack-[")
+    stack = int(avr[-1][len("m-stack-["):-1])
+    assert avr[:-1] == host
+    assert host.count("m-ready") == session_script().count("%") + 1
+    assert "m-ed-protocol-[1]" in host and "m-ed-cmd-max-[131]" in host and "m-ed-platform-[uno]" in host
+    assert "e-[command longer than 131 bytes discarded]" in host
+    assert "e-[db load of 785 bytes exceeds the buffer of 784 bytes]" in host
+    assert host.count("m-infer-done") == 1 and host.count("m-load-done") == 1
+    # the painted high-water mark is within the static call-graph bound of the same ELF (the walk is sound)
+    static_bound, _ = max_stack(d / "session.elf")
+    assert 100 < stack <= static_bound
+
+
 if __name__ == "__main__":
     figures = measure(Path(sys.argv[1]) if len(sys.argv) > 1 else None)
     figures.update(core_ram=CORE_RAM, core_flash=CORE_FLASH, core_stack=CORE_STACK,
