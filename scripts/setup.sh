@@ -15,7 +15,8 @@ extras=""
 
 need=()
 for pair in gcc:gcc g++:g++ make:make arm-none-eabi-gcc:gcc-arm-none-eabi qemu-system-arm:qemu-system-arm \
-            clang:clang valgrind:valgrind avr-gcc:gcc-avr avr-objdump:binutils-avr; do
+            clang:clang valgrind:valgrind avr-gcc:gcc-avr avr-objdump:binutils-avr \
+            simavr:simavr; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 [ -f /usr/lib/avr/include/avr/io.h ] || need+=(avr-libc)
