@@ -68,6 +68,9 @@ class RuntimeEstimate:
     flash: int
     ram: int
     basis: str
+    # True where the toolchain copies the backend's const model tables into SRAM at start-up (AVR without
+    # PROGMEM): the budget then counts them in RAM as well as in flash.
+    weights_in_ram: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,7 @@ _TFLM = {
     "library": (str, True), "version": (str, True), "date": (str, True), "source": (str, True),
     "include": (str, True), "per_channel_fully_connected": (bool, True), "ops": ("str_list", True),
 }
-_RUNTIME = {"flash": (int, True), "ram": (int, True), "basis": (str, True)}
+_RUNTIME = {"flash": (int, True), "ram": (int, True), "basis": (str, True), "weights_in_ram": (bool, False)}
 
 
 def _check(table: dict[str, Any], spec: dict[str, tuple[Any, bool]], path: Path, where: str) -> dict[str, Any]:
@@ -195,7 +198,7 @@ def load_board_file(path: Path) -> Board:
         if not isinstance(table, dict):
             raise BoardError(f"{path}: field [runtime] '{backend}' must be a table, got {table!r}")
         t = _check(table, _RUNTIME, path, f"runtime.{backend}")
-        runtime[backend] = RuntimeEstimate(t["flash"], t["ram"], t["basis"])
+        runtime[backend] = RuntimeEstimate(t["flash"], t["ram"], t["basis"], t.get("weights_in_ram", False))
     for b in backends:
         if b not in runtime:
             raise BoardError(f"{path}: missing field '[runtime.{b}]' (the board lists backend {b})")

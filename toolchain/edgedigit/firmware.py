@@ -59,6 +59,7 @@ class Requirement:
     runtime_flash: int
     runtime_ram: int
     detail: dict[str, Any] = field(default_factory=dict)
+    model_ram: int = 0  # model tables the toolchain copies to SRAM (AVR without PROGMEM)
 
     @property
     def flash(self) -> int:
@@ -66,7 +67,7 @@ class Requirement:
 
     @property
     def ram(self) -> int:
-        return self.arena + self.runtime_ram
+        return self.arena + self.model_ram + self.runtime_ram
 
     @property
     def fits(self) -> bool:
@@ -79,14 +80,16 @@ class Requirement:
             parts.append(f"{self.model_flash:,} B model + ~{_kb(self.runtime_flash)} {self.backend} runtime = "
                          f"{self.flash:,} B > {self.board.id}'s {self.board.flash_bytes:,} B flash")
         if self.ram > self.board.ram_bytes:
-            parts.append(f"{self.arena:,} B arena + ~{_kb(self.runtime_ram)} {self.backend} runtime = "
+            in_ram = f" + {self.model_ram:,} B model tables copied to RAM" if self.model_ram else ""
+            parts.append(f"{self.arena:,} B arena{in_ram} + ~{_kb(self.runtime_ram)} {self.backend} runtime = "
                          f"{self.ram:,} B > {self.board.id}'s {self.board.ram_bytes:,} B RAM")
         return "; ".join(parts)
 
     def as_dict(self) -> dict[str, Any]:
         return {"backend": self.backend, "model_flash": self.model_flash, "runtime_flash": self.runtime_flash,
                 "flash": self.flash, "flash_available": self.board.flash_bytes, "arena": self.arena,
-                "runtime_ram": self.runtime_ram, "ram": self.ram, "ram_available": self.board.ram_bytes,
+                "model_ram": self.model_ram, "runtime_ram": self.runtime_ram, "ram": self.ram,
+                "ram_available": self.board.ram_bytes,
                 "runtime_basis": self.board.runtime[self.backend].basis, **self.detail}
 
 
@@ -226,9 +229,11 @@ def requirement(board: Board, src: ModelSource, backend: str, measured_arena: in
     if backend == "native":
         from .codegen import native
 
+        weights = _native_weights_bytes(src.graph)
         arena = native.plan(src.graph).arena_bytes
-        return Requirement(board, backend, src.name, _native_weights_bytes(src.graph) + 256, arena, rt.flash, rt.ram,
-                           {"weights_bytes": _native_weights_bytes(src.graph)})
+        # Where const tables are copied to SRAM (AVR without PROGMEM), they need RAM as well as flash.
+        return Requirement(board, backend, src.name, weights + 256, arena, rt.flash, rt.ram,
+                           {"weights_bytes": weights}, model_ram=weights + 256 if rt.weights_in_ram else 0)
     from .codegen import linear
 
     return Requirement(board, backend, src.name, linear.tables_bytes(src.fixed), 0, rt.flash, rt.ram)
