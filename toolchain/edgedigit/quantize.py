@@ -186,15 +186,20 @@ def _quantize_one(variant: Variant, card: dict, dataset: Any, samples: int, seed
     src = model_dir(variant.name)
     with staged_dir(src) as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
-        qctx = QuantizeContext(variant.name, src, tmp, dataset, seed, samples, granularity, dict(card))
-        updates = variant.quantize(qctx) if variant.quantize else _quantize_neural(qctx, variant, formats)
+        qctx = QuantizeContext(variant.name, src, tmp, dataset, seed, samples, granularity, dict(card), formats)
+        updates = variant.quantize(qctx) if variant.quantize else quantize_neural(qctx, variant)
         files = {**card.get("files", {}), **updates.pop("files", {})}
         card = {**card, **updates, "files": files}
         write_json(tmp / cardlib.CARD, card)
     return card
 
 
-def _quantize_neural(q: QuantizeContext, variant: Variant, formats: tuple[str, ...]) -> dict:
+def quantize_neural(q: QuantizeContext, variant: Variant) -> dict:
+    """Convert a neural variant's float model to full int8 (plus ``q.formats`` for comparison).
+
+    Writes the files into ``q.out_dir`` and returns the card updates (accuracy, size, ops, arena,
+    quantization parameters). Variants with their own ``quantize`` hook may wrap it (mlp-qat does).
+    """
     from .runtimes import tflm_arena_bytes
     from .train import keras_load
 
@@ -207,7 +212,7 @@ def _quantize_neural(q: QuantizeContext, variant: Variant, formats: tuple[str, .
     pred = np.argmax(raw, axis=1)
     files = {"int8": INT8_FILE}
     comparisons = {}
-    for fmt in formats[1:]:
+    for fmt in q.formats[1:]:
         data = convert_dynamic(model) if fmt == "dynamic" else convert_float16(model)
         fpath = q.out_dir / FORMAT_FILES[fmt]
         write_atomic(fpath, data)

@@ -150,7 +150,8 @@ class TrainContext:
 
 @dataclass
 class QuantizeContext:
-    """What a ``Variant.quantize`` hook receives (linear variants)."""
+    """What a ``Variant.quantize`` hook receives (linear variants, and neural ones that wrap
+    ``edgedigit.quantize.quantize_neural`` such as mlp-qat)."""
 
     variant: str
     model_dir: Path  # the trained model's folder (read from here)
@@ -160,6 +161,7 @@ class QuantizeContext:
     calibration_samples: int
     granularity: str
     card: dict  # the current card.json
+    formats: tuple[str, ...] = ("int8",)  # "int8" first, then any of "dynamic", "float16" for comparison
 
 
 @dataclass(frozen=True)

@@ -68,9 +68,9 @@ def quantize(q: QuantizeContext) -> dict:
     """The neural int8 conversion, plus the comparison with the PTQ twin's card."""
     from .. import card as cardlib
     from ..errors import NotTrainedError
-    from ..quantize import _quantize_neural
+    from ..quantize import quantize_neural
 
-    updates = _quantize_neural(q, VARIANT, ("int8",))
+    updates = quantize_neural(q, VARIANT)
     try:
         twin = cardlib.read_card(TWIN)
     except NotTrainedError:
