@@ -151,7 +151,7 @@ def pixel_heatmap(path: Path, pixels: Sequence[int], weights: np.ndarray | None,
     ax.set_xticks(range(0, 28, 4))
     ax.set_yticks(range(0, 28, 4))
     title = f"rfe-lr: the {len(pix)} selected pixels (28x28), chosen by RFE on {dataset}"
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title.replace(", chosen", ",\nchosen"), fontsize=10)  # two lines: fits the figure
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
