@@ -4,8 +4,11 @@ the generated arena) and its int8 outputs equal the tflite-micro Python interpre
 No registry package ships TFLM's C++ sources, so this needs a TFLM source tree: set ``EDGEDIGIT_TFLM_SRC``
 to a checkout of tensorflow/tflite-micro or espressif/esp-tflite-micro (the ESP32 boards' library; its
 reference kernels are used on the host). The library is built once into pytest's cache (a few minutes),
-or taken from ``EDGEDIGIT_TFLM_LIB`` (a ``libtflm.a`` built from that tree). Without the tree it skips,
-also in CI: this is a deeper, optional check of the same runner the golden files pin.
+or taken from ``EDGEDIGIT_TFLM_LIB`` (a ``libtflm.a`` built from that tree).
+
+It is not part of the suite (the file name keeps pytest from collecting it, so nothing skips in CI): run
+it by name, ``EDGEDIGIT_TFLM_SRC=/path/to/tflite-micro .venv/bin/python -m pytest tests/check_tflm_source.py``.
+It is a deeper, optional check of the same runner the golden files pin.
 """
 
 from __future__ import annotations
