@@ -55,11 +55,8 @@ def _head(x: Any, dropout: float) -> Any:
     return layers.Softmax(name="softmax")(x)
 
 
-def build_cnn(width: int = 16, name: str = "cnn") -> Any:
-    """Conv(w) -> pool -> Conv(2w) -> pool -> 2 separable blocks (4w) -> avg pool -> Dense(10) -> softmax.
-
-    ``width`` 16: ~13 k parameters, ~1.4 M MACs.
-    """
+def _conv_net(width: int, separable_blocks: int, dropout: float, name: str) -> Any:
+    """Conv(w) -> pool -> Conv(2w) -> pool -> ``separable_blocks`` x separable block (4w) -> head."""
     import tf_keras as keras
     from tf_keras import layers
 
@@ -69,9 +66,17 @@ def build_cnn(width: int = 16, name: str = "cnn") -> Any:
     x = layers.MaxPooling2D(2, name="pool1")(x)
     x = _conv_block(x, 2 * width, "conv2")
     x = layers.MaxPooling2D(2, name="pool2")(x)
-    x = _sep_block(x, 4 * width, "sep3")
-    x = _sep_block(x, 4 * width, "sep4")
-    return keras.Model(inp, _head(x, 0.2), name=name)
+    for i in range(separable_blocks):
+        x = _sep_block(x, 4 * width, f"sep{3 + i}")
+    return keras.Model(inp, _head(x, dropout), name=name)
+
+
+def build_cnn(width: int = 16, name: str = "cnn") -> Any:
+    """Conv(w) -> pool -> Conv(2w) -> pool -> 2 separable blocks (4w) -> avg pool -> Dense(10) -> softmax.
+
+    ``width`` 16: ~13 k parameters, ~1.4 M MACs.
+    """
+    return _conv_net(width, separable_blocks=2, dropout=0.2, name=name)
 
 
 def build_tiny(width: int = 12, name: str = "tiny") -> Any:
@@ -79,17 +84,7 @@ def build_tiny(width: int = 12, name: str = "tiny") -> Any:
 
     ``width`` 12: ~5 k parameters, ~0.7 M MACs.
     """
-    import tf_keras as keras
-    from tf_keras import layers
-
-    inp = keras.Input((28, 28), name="image")
-    x = layers.Reshape((28, 28, 1), name="to_hwc")(inp)
-    x = _conv_block(x, width, "conv1")
-    x = layers.MaxPooling2D(2, name="pool1")(x)
-    x = _conv_block(x, 2 * width, "conv2")
-    x = layers.MaxPooling2D(2, name="pool2")(x)
-    x = _sep_block(x, 4 * width, "sep3")
-    return keras.Model(inp, _head(x, 0.0), name=name)
+    return _conv_net(width, separable_blocks=1, dropout=0.0, name=name)
 
 
 def logits_model(model: Any) -> Any:
