@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from . import app, bench_app
-from .common import DataOpt, JsonOpt, SeedOpt, print_json, warn
+from .common import DataOpt, JsonOpt, SeedOpt, load_data, make_console, print_json
 
 VariantsArg = Annotated[
     list[str] | None,
@@ -25,21 +25,6 @@ RuntimeOpt = Annotated[
 ]
 
 
-def _dataset(data: Path | None):
-    from ..data import FALLBACK_WARNING, load_dataset
-
-    ds = load_dataset(data)
-    if ds.fallback:
-        warn(FALLBACK_WARNING)
-    return ds
-
-
-def _console(stderr: bool = False):
-    from rich.console import Console
-
-    return Console(stderr=stderr)
-
-
 @contextlib.contextmanager
 def _progress(enabled: bool) -> Iterator[Any]:
     """A rich progress on stderr yielding ``update(description, done, total)``; silent when disabled."""
@@ -50,7 +35,7 @@ def _progress(enabled: bool) -> Iterator[Any]:
 
     tasks: dict[str, Any] = {}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=_console(stderr=True), transient=False) as progress:
+                  console=make_console(stderr=True), transient=False) as progress:
 
         def update(description: str, done: int, total: int) -> None:
             if description not in tasks:
@@ -83,9 +68,9 @@ def bench_host_cmd(
     """
     from ..bench.host import HostBenchConfig, bench_host
 
-    ds = _dataset(data)
+    ds = load_data(data)
     cfg = HostBenchConfig(runs=runs, warmup=warmup, batch=batch, limit=limit, runtimes=_runtimes(runtime))
-    console = _console(stderr=json)
+    console = make_console(stderr=json)
 
     def show(r: dict) -> None:
         if r["status"] != "ok":
@@ -122,7 +107,7 @@ def _host_table(summary: dict) -> None:
         t.add_row(r["variant"], r["runtime"], f"{100 * r['accuracy']:.2f} %", f"{lat['median']:,.1f}", f"{lat['p95']:,.1f}",
                   f"{lat['p99']:,.1f}", f"{r['throughput_ips']:,.0f}", f"{r['rss_mb']['peak']:,.0f}",
                   f"{r['cpu_us_per_image']:,.1f}")
-    _console().print(t)
+    make_console().print(t)
 
 
 @bench_app.command("stress")
@@ -150,9 +135,9 @@ def bench_stress_cmd(
         return
     from ..bench.stress import StressConfig, stress
 
-    ds = _dataset(data)
+    ds = load_data(data)
     cfg = StressConfig(iterations=iterations, batch=batch, warmup=warmup, runtimes=_runtimes(runtime), clock=clock)
-    console = _console(stderr=json)
+    console = make_console(stderr=json)
 
     def show(r: dict) -> None:
         if r["status"] != "ok":
@@ -208,8 +193,8 @@ def bench_compare_cmd(
     """Native C vs TFLM on the same model: instructions per inference (callgrind), RAM, flash."""
     from ..bench.compare import compare
 
-    ds = _dataset(data)
-    console = _console(stderr=json)
+    ds = load_data(data)
+    console = make_console(stderr=json)
     console.print("running both sides under valgrind callgrind (about a minute per variant)...")
     summary = compare(variants, ds, images=images)
     if json:

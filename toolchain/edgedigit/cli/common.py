@@ -25,3 +25,20 @@ def print_json(obj: Any) -> None:
 
 def warn(msg: str) -> None:
     typer.secho(f"warning: {msg}", err=True, fg=typer.colors.YELLOW)
+
+
+def make_console(stderr: bool = False):
+    """A rich console on stdout (tables) or stderr (progress, notes when stdout carries JSON)."""
+    from rich.console import Console
+
+    return Console(stderr=stderr)
+
+
+def load_data(data: Path | None):
+    """Load the dataset for a command, warning loudly when it is the embedded fallback, not MNIST."""
+    from ..data import FALLBACK_WARNING, load_dataset
+
+    ds = load_dataset(data)
+    if ds.fallback:
+        warn(FALLBACK_WARNING)
+    return ds

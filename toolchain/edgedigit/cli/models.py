@@ -6,13 +6,12 @@ import contextlib
 import os
 from collections.abc import Iterator
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from . import app
-from .common import DataOpt, JsonOpt, SeedOpt, print_json, warn
+from .common import DataOpt, JsonOpt, SeedOpt, load_data, make_console, print_json, warn
 
 VariantsArg = Annotated[
     list[str] | None,
@@ -35,18 +34,6 @@ class Format(StrEnum):
     float16 = "float16"
 
 
-def _stderr():
-    from rich.console import Console
-
-    return Console(stderr=True)
-
-
-def _stdout():
-    from rich.console import Console
-
-    return Console()
-
-
 @contextlib.contextmanager
 def _reporter(enabled: bool = True) -> Iterator[Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -57,17 +44,8 @@ def _reporter(enabled: bool = True) -> Iterator[Any]:
         yield Reporter()
         return
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=_stderr(), transient=False) as progress:
+                  console=make_console(stderr=True), transient=False) as progress:
         yield Reporter(progress)
-
-
-def _dataset(data: Path | None):
-    from ..data import FALLBACK_WARNING, load_dataset
-
-    ds = load_dataset(data)
-    if ds.fallback:
-        warn(FALLBACK_WARNING)
-    return ds
 
 
 def _parse_knobs(items: list[str] | None) -> dict[str, Any]:
@@ -105,7 +83,7 @@ def data(ctx: typer.Context, data: DataOpt = None, json: JsonOpt = False) -> Non
     source = ctx.get_parameter_source("data")
     from_env = source is not None and source.name == "ENVIRONMENT"
     resolved_how, _ = resolve_source(data)
-    ds = _dataset(data)
+    ds = load_data(data)
     info = {**ds.describe(), "label": ds.label(),
             "resolved_by": "fallback" if ds.fallback else "EDGEDIGIT_DATA" if from_env else resolved_how}
     if ds.fallback:
@@ -118,7 +96,7 @@ def data(ctx: typer.Context, data: DataOpt = None, json: JsonOpt = False) -> Non
     t = Table(title="dataset", show_header=False)
     for key in ("name", "source", "resolved_by", "train", "test", "sha256"):
         t.add_row(key, f"{info[key]:,}" if isinstance(info[key], int) else str(info[key]))
-    _stdout().print(t)
+    make_console().print(t)
     if ds.fallback:
         typer.secho(f"WARNING: {FALLBACK_WARNING}", fg=typer.colors.RED, bold=True)
 
@@ -142,7 +120,7 @@ def train(
     plan(variants)  # unknown names fail before the data is loaded
     knobs = _parse_knobs(knob)
     knobs.update({k: v for k, v in (("width", width), ("augment", augment), ("teacher", teacher)) if v is not None})
-    ds = _dataset(data)
+    ds = load_data(data)
     with _reporter(not json) as rep:
         cards = train_variants(variants, ds, seed=seed, epochs=epochs, knobs=knobs, reporter=rep)
     if json:
@@ -163,7 +141,7 @@ def train(
             extras = f"{len(c['pixels'])} pixels"
         t.add_row(c["variant"], _pct(c["float_accuracy"]), f"{c['params']:,}", f"{c['macs']:,}", extras,
                   f"{c['train_seconds']:.1f}", str(model_dir(c["variant"])))
-    _stdout().print(t)
+    make_console().print(t)
     if ds.fallback:
         warn("these figures are NOT MNIST figures (fallback dataset)")
 
@@ -186,7 +164,7 @@ def quantize(
     from ..quantize import quantize_variants, select_trained
 
     select_trained(variants)  # unknown or untrained variants fail before the data is loaded
-    ds = _dataset(data)
+    ds = load_data(data)
     formats = ("int8",) + tuple(f.value for f in fmt or [])
     with _reporter(not json) as rep:
         cards = quantize_variants(variants, ds, calibration_samples=calibration_samples, seed=seed,
@@ -207,7 +185,7 @@ def quantize(
         arena = f"{c['tflm_arena_bytes']:,}" if c.get("tflm_arena_bytes") else "-"
         t.add_row(c["variant"], _pct(c.get("float_accuracy")), _pct(c.get("int8_accuracy")),
                   str(q.get("granularity", "-")), scale, f"{c.get('size_bytes') or 0:,}", arena, others)
-    _stdout().print(t)
+    make_console().print(t)
     if ds.fallback:
         warn("these figures are NOT MNIST figures (fallback dataset)")
 
@@ -223,7 +201,7 @@ def validate(
     from ..validate import select_validatable, validate_variants
 
     select_validatable(variants)  # unknown, untrained or unquantized variants fail before the data is loaded
-    ds = _dataset(data)
+    ds = load_data(data)
     with _reporter(not json) as rep:
         summary = validate_variants(variants, ds, limit=limit, reporter=rep)
     if json:
@@ -238,7 +216,7 @@ def validate(
 def _print_validation(summary: dict) -> None:
     from rich.table import Table
 
-    console = _stdout()
+    console = make_console()
     label = summary["label"]
     t = Table(title=f"accuracy on {label}")
     for col in ("variant", "form", "accuracy", "vs float (points)", "predictions != float", "min F1 (class)"):
@@ -313,7 +291,7 @@ def select(
             ram = f"{r['ram']:,} ({r['arena']:,} + {r['runtime_ram']:,})" if r else "-"
             verdict = "SELECTED" if c is sel.chosen else c.left_out
             t.add_row(c.variant, _pct(c.int8_accuracy), c.backend or "-", flash, ram, verdict)
-        _stdout().print(t)
+        make_console().print(t)
     chosen = require(sel)  # nothing fits: one red line naming every reason, exit 1
     if not json:
         typer.echo(f"selected: {chosen.variant} ({chosen.backend}) for {sel.board.id}")
