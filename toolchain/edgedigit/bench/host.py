@@ -455,6 +455,23 @@ def bench_variant_runtime(variant: str, runtime: str, dataset, cfg: HostBenchCon
     }
 
 
+def measure_each(names: list[str], cards: dict[str, dict], wanted: Iterable[str], jsonl: Path,
+                 on_result: Callable[[dict], None] | None, measure: Callable[[str, str], dict]) -> list[dict]:
+    """``measure(variant, runtime)`` for every wanted runtime of every variant; each record is appended to
+    ``jsonl`` as soon as it exists (an interrupted run keeps what it measured) and passed to ``on_result``."""
+    records = []
+    for v in names:
+        for rt in runtimes_for(cards[v]):
+            if rt not in wanted:
+                continue
+            rec = measure(v, rt)
+            append_jsonl(jsonl, rec)
+            records.append(rec)
+            if on_result:
+                on_result(rec)
+    return records
+
+
 def bench_host(variants: Iterable[str] | None, dataset, cfg: HostBenchConfig | None = None,
                on_result: Callable[[dict], None] | None = None, name: str = "bench-host") -> dict:
     """Benchmark ``variants`` (default: every trained one) under each applicable runtime.
@@ -475,16 +492,8 @@ def bench_host(variants: Iterable[str] | None, dataset, cfg: HostBenchConfig | N
     cards = {v: load_card(v) for v in names}
     machine = machine_info()
     jsonl = results_dir() / f"{name}.jsonl"
-    records = []
-    for v in names:
-        for rt in runtimes_for(cards[v]):
-            if rt not in cfg.runtimes:
-                continue
-            rec = bench_variant_runtime(v, rt, dataset, cfg, cards[v], machine)
-            append_jsonl(jsonl, rec)
-            records.append(rec)
-            if on_result:
-                on_result(rec)
+    records = measure_each(names, cards, cfg.runtimes, jsonl, on_result,
+                           lambda v, rt: bench_variant_runtime(v, rt, dataset, cfg, cards[v], machine))
     summary = {
         "kind": "bench-host-summary",
         "dataset": dataset.describe(),

@@ -31,11 +31,10 @@ from . import stats
 from .host import (
     ALL_RUNTIMES,
     RuntimeMissing,
-    append_jsonl,
     load_card,
     machine_info,
     make_runner,
-    runtimes_for,
+    measure_each,
     trained_variants,
 )
 
@@ -171,29 +170,21 @@ def stress(variants: Iterable[str] | None, dataset, cfg: StressConfig | None = N
     images = dataset.x_test[np.arange(cfg.batch) % len(dataset.x_test)]
     machine = machine_info()
     jsonl = results_dir() / f"{name}.jsonl"
-    records = []
-    for v in names:
-        for rt in runtimes_for(cards[v]):
-            if rt not in cfg.runtimes:
-                continue
-            base = {"kind": "stress", "variant": v, "runtime": rt, "dataset": dataset.describe(),
-                    "machine": machine, "edgedigit": __version__,
-                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-            try:
-                runner = make_runner(v, rt, cards[v])
-            except RuntimeMissing as m:
-                rec = {**base, "status": "missing", "reason": m.reason, "command": m.command}
-            else:
-                tick = (lambda i, v=v, rt=rt: progress(f"{v} {rt}", i + 1, cfg.iterations)) if progress else None
-                figures = stress_loop(runner.predict, images, cfg, lambda: int(proc.memory_info().rss),
-                                      on_iteration=tick)
-                rec = {**base, "status": "ok", "model_file": str(runner.model_file),
-                       "model_sha256": sha256_file(runner.model_file), **figures}
-                del runner
-            append_jsonl(jsonl, rec)
-            records.append(rec)
-            if on_result:
-                on_result(rec)
+
+    def measure(v: str, rt: str) -> dict:
+        base = {"kind": "stress", "variant": v, "runtime": rt, "dataset": dataset.describe(),
+                "machine": machine, "edgedigit": __version__,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        try:
+            runner = make_runner(v, rt, cards[v])
+        except RuntimeMissing as m:
+            return {**base, "status": "missing", "reason": m.reason, "command": m.command}
+        tick = (lambda i: progress(f"{v} {rt}", i + 1, cfg.iterations)) if progress else None
+        figures = stress_loop(runner.predict, images, cfg, lambda: int(proc.memory_info().rss), on_iteration=tick)
+        return {**base, "status": "ok", "model_file": str(runner.model_file),
+                "model_sha256": sha256_file(runner.model_file), **figures}
+
+    records = measure_each(names, cards, cfg.runtimes, jsonl, on_result, measure)
     summary = {"kind": "stress-summary", "dataset": dataset.describe(), "machine": machine,
                "settings": {"iterations": cfg.iterations, "batch": cfg.batch, "warmup": cfg.warmup,
                             "drift_window": cfg.window},
