@@ -97,11 +97,8 @@ CALLS = {
 }
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from(sorted(CALLS)), st.lists(st.lists(line(), max_size=6), min_size=1, max_size=4),
-       st.lists(st.booleans(), min_size=1, max_size=3).map(lambda b: [x and i % 3 == 2 for i, x in enumerate(b)]))
-def test_any_device_answer_gives_a_value_or_one_device_error(call, answers, drop_ready):
-    port = HostilePort(answers, drop_ready)
+def _value_or_one_device_error(call: str, port: HostilePort) -> None:
+    """Run ``call`` against ``port``: a value of the right type, or one DeviceError line naming the port."""
     d = Device(PORT, serial=port, timeout=0.05, retries=1)
     d.info_cache = DeviceInfo(1, "fuzz", "v", "native", "0" * 64, 10, "int8", 0, 0, 1575, 784, "ns") \
         if call != "info" else None
@@ -113,6 +110,13 @@ def test_any_device_answer_gives_a_value_or_one_device_error(call, answers, drop
         assert PORT in msg and "\n" not in msg, msg
         return
     assert isinstance(value, kind), value
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(sorted(CALLS)), st.lists(st.lists(line(), max_size=6), min_size=1, max_size=4),
+       st.lists(st.booleans(), min_size=1, max_size=3).map(lambda b: [x and i % 3 == 2 for i, x in enumerate(b)]))
+def test_any_device_answer_gives_a_value_or_one_device_error(call, answers, drop_ready):
+    _value_or_one_device_error(call, HostilePort(answers, drop_ready))
 
 
 # every line a command's parser looks for, with hostile payloads: a much denser search of the parsers
@@ -137,14 +141,4 @@ NUMBERISH = st.one_of(PAYLOADS, st.integers(-(2**70), 2**70).map(str),
 @given(st.sampled_from(sorted(SHAPES)), st.data())
 def test_expected_lines_with_hostile_payloads(call, data):
     lines = [shape.format(data.draw(NUMBERISH)).encode("latin-1", "replace") for shape in SHAPES[call]]
-    port = HostilePort([lines], [False])
-    d = Device(PORT, serial=port, timeout=0.05, retries=1)
-    d.info_cache = DeviceInfo(1, "fuzz", "v", "native", "0" * 64, 10, "int8", 0, 0, 1575, 784, "ns") \
-        if call != "info" else None
-    fn, kind = CALLS[call]
-    try:
-        value = fn(d)
-    except DeviceError as e:
-        assert PORT in str(e) and "\n" not in str(e), str(e)
-        return
-    assert isinstance(value, kind), value
+    _value_or_one_device_error(call, HostilePort([lines], [False]))
