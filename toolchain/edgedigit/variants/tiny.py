@@ -1,19 +1,20 @@
 """``tiny``: a student distilled from the trained ``cnn``, aimed at <= 16 KB of model and small RAM.
 
-Conv -> pool -> conv -> pool -> one depthwise-separable block -> 7x7 average pool -> Dense(10) -> softmax
-(:func:`edgedigit.zoo.build_tiny`), trained by knowledge distillation with temperature from the teacher's
-logits on the same augmented batches (:func:`edgedigit.zoo.distill`). Knobs: ``width`` (default 12),
-``augment`` (default true), ``teacher`` (default ``cnn``: any trained neural variant ending in a ``logits``
-layer), ``temperature`` (default 4), ``alpha`` (weight of the label loss, default 0.1).
+The cnn's architecture at half the width and without dropout: conv(8) -> pool -> conv(16) -> pool -> conv(32)
+-> pool -> flatten -> Dense(10) -> softmax (:func:`edgedigit.zoo.build_tiny`), trained by knowledge distillation
+with temperature from the teacher's logits on the same augmented batches (:func:`edgedigit.zoo.distill`).
+Knobs: ``width`` (default 8), ``augment`` (default true), ``teacher`` (default ``cnn``: any trained neural
+variant ending in a ``logits`` layer), ``temperature`` (default 4), ``alpha`` (weight of the label loss,
+default 0.1).
 """
 
 from __future__ import annotations
 
 from ..errors import ModelError
-from . import TrainContext, TrainResult, Variant
+from . import TrainContext, TrainResult, Variant, cnn
 
-EPOCHS = 6
-WIDTH = 12
+EPOCHS = 5
+WIDTH = 8
 TEACHER = "cnn"
 
 
@@ -40,7 +41,7 @@ def train(ctx: TrainContext) -> TrainResult:
                        callbacks=[ctx.reporter.keras_callback(epochs, "tiny")])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return TrainResult(model, extras={
-        "architecture": "conv-pool-conv-pool-separable-avgpool-dense", "width": width, "training": info,
+        "architecture": cnn.ARCHITECTURE, "width": width, "training": info,
         "teacher": {"variant": teacher_name, "float_accuracy": teacher_card.get("float_accuracy"),
                     "int8_accuracy": teacher_card.get("int8_accuracy"), "params": teacher_card.get("params")},
     })
