@@ -16,6 +16,8 @@ from . import TrainContext, TrainResult, Variant, cnn
 EPOCHS = 5
 WIDTH = 8
 TEACHER = "cnn"
+TEMPERATURE = 4.0
+ALPHA = 0.1  # weight of the label loss; the rest is the teacher's
 
 
 def train(ctx: TrainContext) -> TrainResult:
@@ -27,8 +29,8 @@ def train(ctx: TrainContext) -> TrainResult:
     width = int(ctx.knobs.get("width", WIDTH))
     augment = bool(ctx.knobs.get("augment", True))
     teacher_name = str(ctx.knobs.get("teacher", TEACHER))
-    temperature = float(ctx.knobs.get("temperature", 4.0))
-    alpha = float(ctx.knobs.get("alpha", 0.1))
+    temperature = float(ctx.knobs.get("temperature", TEMPERATURE))
+    alpha = float(ctx.knobs.get("alpha", ALPHA))
     teacher_card = read_card(teacher_name)
     teacher = ctx.load_model(teacher_name)
     try:
@@ -39,7 +41,6 @@ def train(ctx: TrainContext) -> TrainResult:
     info = zoo.distill(model, teacher, ctx.dataset.x_train, ctx.dataset.y_train, epochs=epochs, seed=ctx.seed,
                        augment=augment, temperature=temperature, alpha=alpha,
                        callbacks=[ctx.reporter.keras_callback(epochs, "tiny")])
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return TrainResult(model, extras={
         "architecture": cnn.ARCHITECTURE, "width": width, "training": info,
         "teacher": {"variant": teacher_name, "float_accuracy": teacher_card.get("float_accuracy"),
