@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import types
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ from conftest import require_tool
 from edgedigit.boards import load_board
 from edgedigit.codegen.linear import generate, tables_bytes
 from edgedigit.paths import templates_dir
+from test_export_linear import random_fixed_lr
 
 pytestmark = pytest.mark.tool
 
@@ -111,17 +111,6 @@ int main(void) {
 """
 
 
-def rfe_lr_shaped(seed: int = 0):
-    """Seeded random tables of a trained rfe-lr's shape (100 pixels, 10 classes): the same bytes to place."""
-    rng = np.random.default_rng(seed)
-    return types.SimpleNamespace(
-        pixels=np.sort(rng.choice(784, 100, replace=False)).astype(np.int32),
-        weights=rng.integers(-128, 128, (10, 100)).astype(np.int8),
-        bias=rng.integers(-200_000, 200_000, 10).astype(np.int32),
-        scale=1e-4,
-    )
-
-
 def write_project(d: Path, src: Path | None = None) -> Path:
     """The uno project's sources (linear backend from ``src``, an exported project's src/, or from a seeded
     model; platform files rendered for the uno) + the core stub."""
@@ -131,7 +120,7 @@ def write_project(d: Path, src: Path | None = None) -> Path:
     for f in RUNTIME.iterdir():
         shutil.copy(f, d / f.name)
     if src is None:
-        for name, text in generate(rfe_lr_shaped(), variant="rfe-lr", source_name="x", sha256="0" * 64).items():
+        for name, text in generate(random_fixed_lr(), variant="rfe-lr", source_name="x", sha256="0" * 64).items():
             (d / name).write_text(text)
         platform = templates_dir() / "platform" / "arduino" / "src"
         for t in sorted(platform.glob("*.j2")):
@@ -249,7 +238,7 @@ def measure(src: Path | None = None) -> dict[str, int]:
         elf = build(write_project(Path(tmp) / "avr", src))
         s = sizes(elf)
         stack, _ = max_stack(elf)
-    tables = tables_bytes(rfe_lr_shaped()) if src is None else None
+    tables = tables_bytes(random_fixed_lr()) if src is None else None
     return {"text": s.get(".text", 0), "data": s.get(".data", 0), "bss": s.get(".bss", 0),
             "static_ram": s.get(".data", 0) + s.get(".bss", 0), "flash": s.get(".text", 0) + s.get(".data", 0),
             "stack": stack, "lr_tables": tables if tables is not None else -1}
@@ -284,7 +273,7 @@ def test_static_ram_and_stack_fit_the_uno(avr_elf):
     # the board file's estimate covers the measurement (it is what export's budget check uses)
     assert uno.runtime["linear"].ram >= need
     flash = s[".text"] + s[".data"] + CORE_FLASH
-    assert flash <= uno.runtime["linear"].flash + tables_bytes(rfe_lr_shaped())
+    assert flash <= uno.runtime["linear"].flash + tables_bytes(random_fixed_lr())
     assert flash <= uno.flash_bytes
 
 
@@ -417,7 +406,7 @@ def write_session(d: Path) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     for f in RUNTIME.iterdir():
         shutil.copy(f, d / f.name)
-    for name, text in generate(rfe_lr_shaped(), variant="rfe-lr", source_name="x", sha256="0" * 64).items():
+    for name, text in generate(random_fixed_lr(), variant="rfe-lr", source_name="x", sha256="0" * 64).items():
         (d / name).write_text(text)
     script = session_script()
     (d / "session_script.h").write_text('#include "edgedigit_rom.h"\nstatic const char kScript[] EDGEDIGIT_ROM = "'
