@@ -7,7 +7,7 @@ For every trained neural variant in ``$EDGEDIGIT_BUILD`` (or the named ones): in
 under valgrind callgrind (only inside ``edgedigit_native_run`` / TFLM's ``MicroInterpreter::Invoke``,
 the first ``--images`` test images: deterministic), the native static arena vs the liveness lower bound
 vs TFLM's arena, and flash (native objects for Cortex-M4 vs flatbuffer + TFLM library estimate; see
-``edgedigit.bench.compare``). Prints the measured ratios against the goals (native <= 0.5x TFLM
+``edgedigit.measure.bench_compare``). Prints the measured ratios against the goals (native <= 0.5x TFLM
 instructions, <= 1.1x the lower bound in RAM) whatever they are. Results: build/results/compare.json.
 """
 
@@ -23,8 +23,8 @@ def main() -> None:
     ap.add_argument("--data", default=None)
     args = ap.parse_args()
 
-    from edgedigit.bench.compare import compare
-    from edgedigit.data import load_dataset
+    from edgedigit.measure.bench_compare import compare
+    from edgedigit.models.data import load_dataset
 
     ds = load_dataset(args.data)
     print(f"dataset: {ds.label()}; {args.images} images per side")

@@ -19,9 +19,9 @@ import sys
 
 
 def main() -> int:
-    from edgedigit.bench.device import bench_device
-    from edgedigit.errors import EdgeDigitError
-    from edgedigit.paths import models_dir
+    from edgedigit.core.errors import EdgeDigitError
+    from edgedigit.core.paths import models_dir
+    from edgedigit.measure.bench_device import bench_device
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--board", default="qemu-m4")

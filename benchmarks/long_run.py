@@ -39,12 +39,12 @@ import numpy as np
 
 
 def _model(variant: str, dataset: Any) -> Path:
-    from edgedigit.paths import model_dir
+    from edgedigit.core.paths import model_dir
 
     tflite = model_dir(variant) / "model_int8.tflite"
     if not tflite.is_file():
-        from edgedigit.quantize import quantize_variants
-        from edgedigit.train import train_variants
+        from edgedigit.models.quantize import quantize_variants
+        from edgedigit.models.train import train_variants
 
         small = dataset.subset(3000, 500)
         print(f"{variant} is not trained: training it on a 3,000-image slice (1 epoch, seed 0)")
@@ -74,16 +74,16 @@ def _milli(raw: tuple[int, ...], scale: float, zp: int) -> tuple[int, ...]:
 def run_board(board_id: str, variant: str, tflite: Path, dataset: Any, total: int, batch: int, stream: int,
               seed: int) -> dict[str, Any]:
     """Run the long run on one board; returns its summary (also written to ``long_run-<board>.json``)."""
-    from edgedigit import devices
-    from edgedigit.bench.device import export_project
-    from edgedigit.bench.stats import drift_percent
-    from edgedigit.boards import load_board
-    from edgedigit.errors import DeviceError
-    from edgedigit.fsutil import sha256_file, write_json
-    from edgedigit.graph import load_graph
-    from edgedigit.paths import results_dir
-    from edgedigit.quantize import quantize_images
+    from edgedigit.core.errors import DeviceError
+    from edgedigit.core.fsutil import sha256_file, write_json
+    from edgedigit.core.graph import load_graph
+    from edgedigit.core.paths import results_dir
+    from edgedigit.measure.bench_device import export_project
+    from edgedigit.measure.stats import drift_percent
+    from edgedigit.models.quantize import quantize_images
     from edgedigit.runtimes import RUNTIMES
+    from edgedigit.targets import devices
+    from edgedigit.targets.boards import load_board
 
     board = load_board(board_id)
     spec = devices.run_spec(board)
@@ -216,7 +216,7 @@ def _machine() -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the long run on each board and print its figures; exit code 1 if any figure is not clean."""
-    from edgedigit.data import load_dataset
+    from edgedigit.models.data import load_dataset
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--boards", default="host,qemu-m4")

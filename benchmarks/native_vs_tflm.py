@@ -9,7 +9,7 @@ arena. Writes ``<build>/results/native-vs-tflm.json``.
     EDGEDIGIT_DATA=../shared/datasets/mnist.npz python benchmarks/native_vs_tflm.py [--variants mlp ...] [--m4]
 
 With ``--m4`` every image also runs through the same C built for a Cortex-M4 (ARMv7E-M DSP path) in QEMU
-(``edgedigit.native.run_qemu_m4``): mismatches vs TFLM and emulated instructions per inference and per MAC.
+(``edgedigit.runtimes.native_host.run_qemu_m4``): mismatches vs TFLM and emulated instructions per inference and per MAC.
 
 Models: ``<build>/models/<variant>/model_int8.tflite`` for the given (default: every quantized) variants;
 with none, the test factory's models (tests/tflite_factory.py, fixed seeds).
@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _models(variants: list[str] | None) -> dict[str, Path]:
-    from edgedigit.paths import models_dir
+    from edgedigit.core.paths import models_dir
 
     if variants:
         return {v: models_dir() / v / "model_int8.tflite" for v in variants}
@@ -47,10 +47,10 @@ def _models(variants: list[str] | None) -> dict[str, Path]:
 
 def _measure(name: str, path: Path, images: np.ndarray, labels: np.ndarray, m4: bool, chunk: int) -> dict:
     from edgedigit.codegen import native as codegen
-    from edgedigit.graph import load_graph
-    from edgedigit.native import NativeModel
-    from edgedigit.quantize import quantize_images
+    from edgedigit.core.graph import load_graph
+    from edgedigit.models.quantize import quantize_images
     from edgedigit.runtimes import run_litert, run_tflm, tflm_arena_bytes
+    from edgedigit.runtimes.native_host import NativeModel
 
     g = load_graph(path)
     x = quantize_images(images, float(g.input.scale[0]), int(g.input.zero_point[0]))
@@ -97,7 +97,7 @@ def _macs(g) -> int:
 
 def _measure_m4(row: dict, path: Path, x: np.ndarray, tfl: np.ndarray, chunk: int) -> None:
     """All inputs through the native C on an emulated Cortex-M4 (DSP path), in chunks that fit its flash."""
-    from edgedigit.native import run_qemu_m4
+    from edgedigit.runtimes.native_host import run_qemu_m4
 
     mismatches, instructions = 0, []
     with tempfile.TemporaryDirectory(prefix="edgedigit-m4-") as tmp:
@@ -120,9 +120,9 @@ def main() -> int:
     ap.add_argument("--m4-chunk", type=int, default=2000, help="images per QEMU run (they sit in its flash)")
     args = ap.parse_args()
 
-    from edgedigit.data import load_dataset
-    from edgedigit.fsutil import write_json
-    from edgedigit.paths import results_dir
+    from edgedigit.core.fsutil import write_json
+    from edgedigit.core.paths import results_dir
+    from edgedigit.models.data import load_dataset
 
     ds = load_dataset(args.data)
     images, labels = ds.x_test[: args.limit], ds.y_test[: args.limit]

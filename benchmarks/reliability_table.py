@@ -75,8 +75,8 @@ def _short(message: str) -> str:
 
 
 def models_section(table: Table, root: Path, flip_seeds: int) -> None:
-    from edgedigit.errors import ModelError
-    from edgedigit.graph import load_graph
+    from edgedigit.core.errors import ModelError
+    from edgedigit.core.graph import load_graph
     from tflite_factory import build_all
 
     good = build_all(_mk(root / "good"))
@@ -232,10 +232,10 @@ def data_section(table: Table, root: Path) -> None:
 
 def serial_section(root: Path) -> list[str]:
     """Play each hostile-line category against the host firmware; one row per category."""
-    from edgedigit import devices
-    from edgedigit.boards import load_board
-    from edgedigit.errors import DeviceError, SerialTimeoutError
-    from edgedigit.protocol import Device
+    from edgedigit.core.errors import DeviceError, SerialTimeoutError
+    from edgedigit.targets import devices
+    from edgedigit.targets.boards import load_board
+    from edgedigit.targets.protocol import Device
     from test_protocol import assemble, expected, image
 
     proj = assemble(root / "fw", "host")
@@ -378,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         data_section(table, root)
         outputs_section(table, root)
         serial = serial_section(root)
-    from edgedigit.fsutil import write_atomic
+    from edgedigit.core.fsutil import write_atomic
 
     variants = defaultdict(int)
     for (sec, _, _), r in table.rows.items():

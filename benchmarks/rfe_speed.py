@@ -1,7 +1,7 @@
 """rfe-lr on full MNIST: RFE selection + fit time (issue 2: <= 60 s wall), float and fixed-point accuracy.
 
 Usage: EDGEDIGIT_DATA=../shared/datasets/mnist.npz nice python benchmarks/rfe_speed.py [--seed S] [--rfe-samples N]
-Runs edgedigit.linear.train_rfe_lr exactly as `edgedigit train rfe-lr` does (seed 0: 100 pixels by
+Runs edgedigit.models.rfe.train_rfe_lr exactly as `edgedigit train rfe-lr` does (seed 0: 100 pixels by
 warm-started RFE on 20,000 training images, C chosen on a 10,000-image validation split of the training set,
 refit on all 60,000), folds it into the fixed-point form and measures both on the 10,000 test images.
 Targets: <= 60 s wall for selection + fit; float >= 89.5 % (issue 2); fixed point >= 91.0 % (issue 6) and
@@ -25,8 +25,8 @@ def main() -> int:
     parser.add_argument("--rfe-samples", type=int, default=20_000)
     args = parser.parse_args()
 
-    from edgedigit.data import load_dataset
-    from edgedigit.linear import FixedPointLR, train_rfe_lr
+    from edgedigit.models.data import load_dataset
+    from edgedigit.models.rfe import FixedPointLR, train_rfe_lr
 
     ds = load_dataset(args.data)
     print(f"dataset: {ds.label()} train {len(ds.y_train):,} sha256 {ds.sha256[:16]}")

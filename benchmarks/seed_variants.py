@@ -22,12 +22,12 @@ def main() -> int:
     if args.build:
         os.environ["EDGEDIGIT_BUILD"] = args.build
 
-    from edgedigit.data import load_dataset
-    from edgedigit.fsutil import write_json
-    from edgedigit.paths import results_dir
-    from edgedigit.quantize import quantize_variants
-    from edgedigit.train import train_variants
-    from edgedigit.validate import validate_variants
+    from edgedigit.core.fsutil import write_json
+    from edgedigit.core.paths import results_dir
+    from edgedigit.measure.validate import validate_variants
+    from edgedigit.models.data import load_dataset
+    from edgedigit.models.quantize import quantize_variants
+    from edgedigit.models.train import train_variants
 
     ds = load_dataset(args.data)
     print(f"dataset: {ds.label()} train {len(ds.y_train):,} sha256 {ds.sha256[:16]}  source {ds.source}")

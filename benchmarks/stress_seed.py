@@ -27,9 +27,9 @@ def main() -> None:
     ap.add_argument("--data", default=None)
     args = ap.parse_args()
 
-    from edgedigit.bench.host import trained_variants
-    from edgedigit.bench.stress import StressConfig, stress
-    from edgedigit.data import load_dataset
+    from edgedigit.measure.bench_host import trained_variants
+    from edgedigit.measure.bench_stress import StressConfig, stress
+    from edgedigit.models.data import load_dataset
 
     ds = load_dataset(args.data)
     names = [v for v in args.variants if v in trained_variants()]

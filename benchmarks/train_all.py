@@ -27,12 +27,12 @@ def main() -> int:
     if args.build:
         os.environ["EDGEDIGIT_BUILD"] = args.build
 
-    from edgedigit.data import load_dataset
-    from edgedigit.fsutil import write_json
-    from edgedigit.paths import results_dir
-    from edgedigit.quantize import quantize_variants
-    from edgedigit.train import train_variants
-    from edgedigit.validate import machine
+    from edgedigit.core.fsutil import write_json
+    from edgedigit.core.paths import results_dir
+    from edgedigit.measure.validate import machine
+    from edgedigit.models.data import load_dataset
+    from edgedigit.models.quantize import quantize_variants
+    from edgedigit.models.train import train_variants
 
     ds = load_dataset(args.data)
     print(f"dataset: {ds.label()} train {len(ds.y_train):,} sha256 {ds.sha256[:16]}  source {ds.source}", flush=True)
@@ -68,8 +68,8 @@ def main() -> int:
         q, p = rows["mlp-qat"]["int8_accuracy"], rows["mlp"]["int8_accuracy"]
         ok &= q >= p
         print(f"  mlp-qat: int8 {100 * q:.2f} % vs PTQ twin mlp {100 * p:.2f} %  {'OK' if q >= p else 'MISSED'}")
-    from edgedigit.boards import list_boards
-    from edgedigit.select import judge
+    from edgedigit.report.select import judge
+    from edgedigit.targets.boards import list_boards
 
     boards = sorted(list_boards(), key=lambda b: b.ram_bytes)
     for name in ("tiny", "cnn", "rfe-lr"):

@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgedigit.firmware import export
-from edgedigit.graph import load_graph
-from edgedigit.quantize import quantize_images
+from edgedigit.core.graph import load_graph
+from edgedigit.models.quantize import quantize_images
 from edgedigit.runtimes import run_tflm
+from edgedigit.targets.export import export
 from tflite_factory import random_images
 
 TINY = Path(__file__).parent / "golden" / "tiny.tflite"

@@ -22,8 +22,8 @@ def _require(flag: str) -> bool:
 
 @pytest.fixture(scope="session")
 def mnist():
-    """The real MNIST as an ``edgedigit.data.Dataset`` (from $EDGEDIGIT_DATA)."""
-    from edgedigit.data import load_dataset
+    """The real MNIST as an ``edgedigit.models.data.Dataset`` (from $EDGEDIGIT_DATA)."""
+    from edgedigit.models.data import load_dataset
 
     path = os.environ.get("EDGEDIGIT_DATA")
     if not path or not Path(path).exists():
@@ -67,9 +67,9 @@ def mnist_small(mnist):
 
 @pytest.fixture(scope="session")
 def _trained_models(mnist_small, tmp_path_factory):
-    from edgedigit.quantize import quantize_variants
-    from edgedigit.train import train_variants
-    from edgedigit.variants import REGISTRY
+    from edgedigit.models.quantize import quantize_variants
+    from edgedigit.models.train import train_variants
+    from edgedigit.models.variants import REGISTRY
 
     root = tmp_path_factory.mktemp("trained") / "build"
     names = [n for n in ("mlp", "mlp-pruned", "rfe-lr") if n in REGISTRY]

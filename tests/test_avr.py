@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 
 from conftest import require_tool
-from edgedigit.boards import load_board
 from edgedigit.codegen.linear import generate, tables_bytes
-from edgedigit.paths import templates_dir
+from edgedigit.core.paths import templates_dir
+from edgedigit.targets.boards import load_board
 from test_export_linear import random_fixed_lr
 
 pytestmark = pytest.mark.tool

@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 
-from edgedigit.boards import list_boards, load_board, load_board_file
-from edgedigit.errors import BoardError
-from edgedigit.paths import boards_dir
+from edgedigit.core.errors import BoardError
+from edgedigit.core.paths import boards_dir
+from edgedigit.targets.boards import list_boards, load_board, load_board_file
 
 
 def test_shipped_boards_load_with_expected_ids_and_backends():

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edgedigit.cli import app
-from edgedigit.variants import REGISTRY
+from edgedigit.models.variants import REGISTRY
 
 runner = CliRunner()
 
@@ -115,7 +115,7 @@ def test_knob_parsing():
 def test_fallback_data_is_announced_and_recorded_in_the_card(build_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.delenv("EDGEDIGIT_DATA", raising=False)
-    monkeypatch.setattr("edgedigit.data._try_download", lambda: None)
+    monkeypatch.setattr("edgedigit.models.data._try_download", lambda: None)
     r = runner.invoke(app, ["train", "mlp", "--epochs", "1"])
     assert r.exit_code == 0, r.output
     assert "warning: MNIST not found" in r.stderr and "NOT MNIST figures" in r.stderr

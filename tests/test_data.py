@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from edgedigit.cli import app
-from edgedigit.data import FALLBACK_NAME, load_dataset, resolve_source
-from edgedigit.errors import DatasetError
+from edgedigit.core.errors import DatasetError
+from edgedigit.models.data import FALLBACK_NAME, load_dataset, resolve_source
 
 
 def _arrays(n_train=60, n_test=20, seed=0):
@@ -194,7 +194,7 @@ def test_cli_data_json_says_how_it_was_resolved(tmp_path, monkeypatch):
 def test_cli_data_fallback_is_loud(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.delenv("EDGEDIGIT_DATA", raising=False)
-    monkeypatch.setattr("edgedigit.data._try_download", lambda: None)
+    monkeypatch.setattr("edgedigit.models.data._try_download", lambda: None)
     r = CliRunner().invoke(app, ["data", "--json"])
     assert r.exit_code == 0, r.output
     info = json.loads(r.stdout)

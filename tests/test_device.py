@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from conftest import require_tool
 from edgedigit.cli import app
-from edgedigit.errors import DeviceError
+from edgedigit.core.errors import DeviceError
 
 pytestmark = [pytest.mark.slow, pytest.mark.tool, pytest.mark.mnist]
 
@@ -65,7 +65,7 @@ def test_qemu_table_says_emulated(trained_build):
 
 def test_killed_device_keeps_results_and_resume_finishes(trained_build):
     require_tool("cc")
-    from edgedigit.bench.device import bench_device
+    from edgedigit.measure.bench_device import bench_device
 
     def pull_the_plug(done, running):
         if done == 7:
@@ -88,7 +88,7 @@ def test_killed_device_keeps_results_and_resume_finishes(trained_build):
 
 def test_wrong_model_on_device_is_refused(trained_build):
     require_tool("cc")
-    from edgedigit.bench import device as bd
+    from edgedigit.measure import device as bd
 
     bd.bench_device("host", "mlp", samples=2, progress=False, log=lambda m: None)  # exports + builds mlp
     # now the host's model changes (retrained): the firmware built from the old one must be refused
@@ -130,9 +130,9 @@ def test_real_board_port_that_does_not_exist(trained_build):
 def test_port_option_talks_to_a_running_firmware(trained_build):
     """The real-board path (--port): nothing is built or started, the given port is opened and checked."""
     require_tool("cc")
-    from edgedigit import devices
-    from edgedigit.boards import load_board
-    from edgedigit.firmware import export
+    from edgedigit.targets import devices
+    from edgedigit.targets.boards import load_board
+    from edgedigit.targets.export import export
 
     project = export("host", variant="mlp", backend="native").path
     devices.make(project)

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from conftest import require_tool
-from edgedigit import firmware
-from edgedigit.boards import load_board
-from edgedigit.errors import BoardError, ModelTooLargeError, NotTrainedError, UnsupportedOpError
-from edgedigit.firmware import LOCK_FILE, export
+from edgedigit.core.errors import BoardError, ModelTooLargeError, NotTrainedError, UnsupportedOpError
+from edgedigit.targets import export as firmware
+from edgedigit.targets.boards import load_board
+from edgedigit.targets.export import LOCK_FILE, export
 
 TINY = Path(__file__).parent / "golden" / "tiny.tflite"
 
@@ -140,7 +140,7 @@ def test_nothing_trained(build_dir):
 
 def test_budget_error_names_numbers_and_what_fits(small_build, tflite_models):
     add_variant(small_build, "big", "neural", 0.99, tflite_models["mlp"])
-    from edgedigit.graph import load_graph
+    from edgedigit.core.graph import load_graph
 
     weights = sum(t.nbytes for t in load_graph(tflite_models["mlp"]).tensors if t.data is not None)
     with pytest.raises(ModelTooLargeError) as e:

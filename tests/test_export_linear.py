@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from edgedigit.codegen.linear import generate, tables_bytes
-from edgedigit.errors import ModelError
-from edgedigit.paths import templates_dir
+from edgedigit.core.errors import ModelError
+from edgedigit.core.paths import templates_dir
 
 FLAGS = ["-Wall", "-Wextra", "-Werror", "-O2"]
 
@@ -45,9 +45,9 @@ def random_fixed_lr(seed: int = 0):
 
 
 def reference(model, tmp_path):
-    """The Python fixed-point form: edgedigit.linear.FixedPointLR when it exists, else contract 4 in numpy."""
+    """The Python fixed-point form: edgedigit.models.rfe.FixedPointLR when it exists, else contract 4 in numpy."""
     try:
-        from edgedigit.linear import FixedPointLR
+        from edgedigit.models.rfe import FixedPointLR
     except ImportError:
         FixedPointLR = None
     if FixedPointLR is not None:

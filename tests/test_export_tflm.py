@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgedigit.boards import load_board
 from edgedigit.codegen import tflm
-from edgedigit.errors import UnsupportedOpError
-from edgedigit.firmware import LOCK_FILE, export
-from edgedigit.graph import load_graph
-from edgedigit.paths import templates_dir
-from edgedigit.quantize import input_lut, quantize_images
+from edgedigit.core.errors import UnsupportedOpError
+from edgedigit.core.graph import load_graph
+from edgedigit.core.paths import templates_dir
+from edgedigit.models.quantize import input_lut, quantize_images
 from edgedigit.runtimes import run_tflm, tflm_arena_bytes
+from edgedigit.targets.boards import load_board
+from edgedigit.targets.export import LOCK_FILE, export
 
 GOLDEN = Path(__file__).parent / "golden"
 TINY = GOLDEN / "tiny.tflite"

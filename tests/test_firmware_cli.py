@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from edgedigit import pio
 from edgedigit.cli import app
+from edgedigit.targets import pio
 from test_export import TINY, add_variant
 
 runner = CliRunner()
@@ -23,7 +23,7 @@ def invoke(args):
 
 
 class FakeRun:
-    """Stands in for subprocess.run in edgedigit.pio: records (cmd, cwd), answers from a script."""
+    """Stands in for subprocess.run in edgedigit.targets.pio: records (cmd, cwd), answers from a script."""
 
     def __init__(self, answers=None):
         self.calls: list[tuple[list[str], Path | None]] = []

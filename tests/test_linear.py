@@ -1,12 +1,12 @@
-"""edgedigit.linear: RFE selection, the float rfe-lr model and its fixed-point form (COMMON contract 4)."""
+"""edgedigit.models.rfe: RFE selection, the float rfe-lr model and its fixed-point form (COMMON contract 4)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from edgedigit.errors import EdgeDigitError, ModelError
-from edgedigit.linear import (
+from edgedigit.core.errors import EdgeDigitError, ModelError
+from edgedigit.models.rfe import (
     IMAGE_PIXELS,
     INT32_MAX,
     FixedPointLR,

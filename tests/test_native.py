@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 from conftest import require_tool
 from edgedigit.codegen import native as codegen
 from edgedigit.codegen import planner
-from edgedigit.errors import ModelError, UnsupportedOpError
-from edgedigit.graph import load_graph
-from edgedigit.native import NativeModel
-from edgedigit.quantize import quantize_images
+from edgedigit.core.errors import ModelError, UnsupportedOpError
+from edgedigit.core.graph import load_graph
+from edgedigit.models.quantize import quantize_images
 from edgedigit.runtimes import run_tflm
+from edgedigit.runtimes.native_host import NativeModel
 from tflite_factory import random_images
 
 FACTORY = ["mlp", "mlp_pertensor", "cnn", "dw_mult"]
@@ -186,7 +186,7 @@ def test_generation_is_deterministic(tflite_models):
 # ---- compilers -------------------------------------------------------------------------------------------
 
 def _write_sources(tflite: Path, out: Path) -> list[str]:
-    from edgedigit.paths import templates_dir
+    from edgedigit.core.paths import templates_dir
 
     files = codegen.generate(load_graph(tflite), variant="cnn", source_name=tflite.name)
     files["edgedigit_model.h"] = (templates_dir() / "runtime" / "edgedigit_model.h").read_text()
@@ -343,7 +343,7 @@ def test_pack_fc_weights_layout():
 @pytest.mark.parametrize("name", ["mlp_pertensor", "dw_mult"])
 def test_dsp_path_on_qemu_m4_equals_tflm(tflite_models, tmp_path, name):
     """SMLAD/SXTB16 kernels (row blocks, input tails: dw_mult's FC has 54 inputs and 10 rows) == TFLM."""
-    from edgedigit.native import run_qemu_m4
+    from edgedigit.runtimes.native_host import run_qemu_m4
 
     require_tool("arm-none-eabi-gcc")
     require_tool("qemu-system-arm")

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from edgedigit import pipeline
-from edgedigit.data import Dataset
-from edgedigit.errors import EdgeDigitError, ModelTooLargeError
+from edgedigit.core.errors import EdgeDigitError, ModelTooLargeError
+from edgedigit.models.data import Dataset
 from edgedigit.pipeline import Blocked, MissingPart, Stage, file_hash, run_stages
 
 
@@ -111,14 +111,14 @@ def _tiny_dataset():
 @pytest.fixture
 def fakes(build_dir, monkeypatch):
     """Every stage function replaced by a fake that writes the files the real one writes."""
-    import edgedigit.bench.compare as compare
-    import edgedigit.bench.device as device
-    import edgedigit.bench.host as host
-    import edgedigit.bench.stress as stress
-    import edgedigit.data as data
-    import edgedigit.quantize as quantize
-    import edgedigit.report as report
-    import edgedigit.train as train
+    import edgedigit.measure.bench_compare as compare
+    import edgedigit.measure.bench_device as device
+    import edgedigit.measure.bench_host as host
+    import edgedigit.measure.bench_stress as stress
+    import edgedigit.models.data as data
+    import edgedigit.models.quantize as quantize
+    import edgedigit.models.train as train
+    import edgedigit.report.document as report
 
     calls: list[tuple] = []
     models, results = build_dir / "models", build_dir / "results"
@@ -256,7 +256,7 @@ def test_unknown_board_is_one_line(build_dir):
 
 
 def test_blocked_input_is_reported(fakes, build_dir, monkeypatch):
-    import edgedigit.train as train
+    import edgedigit.models.train as train
 
     monkeypatch.setattr(train, "train_variants", lambda *a, **k: (_ for _ in ()).throw(Blocked("no data")))
     lines = []

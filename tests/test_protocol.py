@@ -1,5 +1,5 @@
 """The serial protocol, both sides: the device C (protocol + host platform + a stand-in runner) driven over
-its pseudo-terminal by ``edgedigit.protocol``, hostile input included; and the host side against a scripted
+its pseudo-terminal by ``edgedigit.targets.protocol``, hostile input included; and the host side against a scripted
 fake port (timeouts, retries, a vanished port)."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import pytest
 import serial
 
 from conftest import REPO, require_tool
-from edgedigit import devices
-from edgedigit.boards import load_board
 from edgedigit.codegen.render import banner, render
-from edgedigit.errors import DeviceError, SerialTimeoutError
-from edgedigit.paths import templates_dir
-from edgedigit.protocol import Device, ProtocolError, encode_zero_runs
+from edgedigit.core.errors import DeviceError, SerialTimeoutError
+from edgedigit.core.paths import templates_dir
+from edgedigit.targets import devices
+from edgedigit.targets.boards import load_board
+from edgedigit.targets.protocol import Device, ProtocolError, encode_zero_runs
 
 RUNNER_C = REPO / "tests" / "test_protocol_runner.c"
 SHA = "0123456789abcdef" * 4
@@ -412,7 +412,7 @@ def test_heap_check_finds_malloc(tmp_path):
 
 
 def test_board_without_run_table_is_refused():
-    from edgedigit.errors import BoardError
+    from edgedigit.core.errors import BoardError
 
     with pytest.raises(BoardError, match=r"board esp32dev cannot be started here \(no \[run\] in .*esp32dev.toml\); "
                                          r"connect the board and pass --port"):

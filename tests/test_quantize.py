@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from edgedigit.errors import EdgeDigitError, ModelError, NotTrainedError
-from edgedigit.graph import load_graph
-from edgedigit.quantize import calibration_images, input_lut, quantize_images, quantize_variants
-from edgedigit.variants import REGISTRY, QuantizeContext, Variant
+from edgedigit.core.errors import EdgeDigitError, ModelError, NotTrainedError
+from edgedigit.core.graph import load_graph
+from edgedigit.models.quantize import calibration_images, input_lut, quantize_images, quantize_variants
+from edgedigit.models.variants import REGISTRY, QuantizeContext, Variant
 
 
 def _reference_lut(scale, zp):
@@ -51,7 +51,7 @@ def test_quantize_images_uses_the_lut():
 
 
 def test_calibration_draw_is_seeded():
-    from edgedigit.data import load_fallback
+    from edgedigit.models.data import load_fallback
 
     ds = load_fallback()
     a, b, c = (calibration_images(ds, 50, s) for s in (0, 0, 1))
@@ -64,7 +64,7 @@ def test_calibration_draw_is_seeded():
 
 
 def test_not_trained_names_the_command(build_dir):
-    from edgedigit.data import load_fallback
+    from edgedigit.models.data import load_fallback
 
     with pytest.raises(NotTrainedError, match=r"variant 'mlp-pruned' is not trained .* `edgedigit train mlp-pruned`"):
         quantize_variants(["mlp-pruned"], load_fallback())
@@ -132,7 +132,7 @@ def test_failed_quantization_leaves_the_folder_intact(trained_build, mnist_small
     def bad_check(path):
         raise ModelError(f"{path}: injected failure")
 
-    monkeypatch.setattr("edgedigit.quantize.check_int8", bad_check)
+    monkeypatch.setattr("edgedigit.models.quantize.check_int8", bad_check)
     with pytest.raises(ModelError, match="injected"):
         quantize_variants(["mlp"], mnist_small, calibration_samples=20, granularity="per-channel")
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before

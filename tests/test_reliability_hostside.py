@@ -12,8 +12,8 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgedigit.errors import DeviceError
-from edgedigit.protocol import Device, DeviceInfo, InferResult, RunResult
+from edgedigit.core.errors import DeviceError
+from edgedigit.targets.protocol import Device, DeviceInfo, InferResult, RunResult
 
 PORT = "/dev/ttyHOSTILE0"
 PAYLOADS = st.one_of(st.sampled_from(["", "0", "-1", "1.5", "nan", "inf", "1e999", "99999999999999999999999", "abc",

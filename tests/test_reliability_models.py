@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from edgedigit.errors import ModelError
-from edgedigit.fsutil import sha256_file
-from edgedigit.graph import load_graph
+from edgedigit.core.errors import ModelError
+from edgedigit.core.fsutil import sha256_file
+from edgedigit.core.graph import load_graph
 from reliability_cases import Case, convert_wrong_models, judge, linear_cases, model_cases, run_cli
 
 STRUCTURAL = {"empty file", "truncated", "not a flatbuffer"}

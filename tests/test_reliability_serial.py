@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from conftest import require_tool
-from edgedigit import devices
-from edgedigit.boards import load_board
-from edgedigit.errors import DeviceError
+from edgedigit.core.errors import DeviceError
+from edgedigit.targets import devices
+from edgedigit.targets.boards import load_board
 from test_protocol import assemble, expected, image
 
 PIECES = [

@@ -7,11 +7,11 @@ import re
 import numpy as np
 import pytest
 
-from edgedigit import plots
-from edgedigit.bench.host import append_jsonl, confusion
-from edgedigit.errors import EdgeDigitError
-from edgedigit.fsutil import write_json
-from edgedigit.report import BoardInfo, Recommendation, collect, latest, write_report
+from edgedigit.core.errors import EdgeDigitError
+from edgedigit.core.fsutil import write_json
+from edgedigit.measure.bench_host import append_jsonl, confusion
+from edgedigit.report import plots
+from edgedigit.report.document import BoardInfo, Recommendation, collect, latest, write_report
 
 DATASET = {"name": "mnist", "source": "/data/mnist.npz", "sha256": "ab" * 32, "train": 60000, "test": 10000,
            "fallback": False}
@@ -53,7 +53,7 @@ def synthetic(build_dir):
     append_jsonl(res / "bench-host.jsonl", _host_record("mlp", "tflm-int8", 150.0))
     append_jsonl(res / "bench-host.jsonl", _host_record("mlp", "keras-float", 900.0))
     append_jsonl(res / "bench-host.jsonl", {"variant": "mlp", "runtime": "native-int8", "status": "missing",
-                                            "reason": "edgedigit.native is not available", "command": ""})
+                                            "reason": "edgedigit.runtimes.native_host is not available", "command": ""})
     append_jsonl(res / "stress.jsonl", {"variant": "mlp", "runtime": "tflm-int8", "status": "ok", "dataset": DATASET,
                                         "iterations": 1000, "batch": 100, "latency_ms": {"median": 15.0, "p95": 16.0,
                                                                                          "p99": 17.0},
@@ -105,7 +105,7 @@ def test_report_marks_missing_parts_and_links_every_plot(synthetic, monkeypatch)
     assert "missing (`edgedigit bench stress rfe-lr`)" in md
     assert "missing (`edgedigit bench device --board qemu-m4`)" in md
     assert "missing (`edgedigit bench compare`)" in md
-    assert "missing: edgedigit.native is not available" in md
+    assert "missing: edgedigit.runtimes.native_host is not available" in md
 
     # every PNG written is linked, every link exists and is a PNG whose title names the dataset
     pngs = sorted(p.name for p in out.glob("*.png"))

@@ -8,8 +8,8 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from edgedigit.bench.host import read_jsonl
 from edgedigit.cli import app
+from edgedigit.measure.bench_host import read_jsonl
 
 pytestmark = pytest.mark.mnist
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import require_tool
-from edgedigit.bench import compare
-from edgedigit.errors import ToolError
+from edgedigit.core.errors import ToolError
+from edgedigit.measure import compare
 
 
 def test_callgrind_totals_are_parsed(tmp_path):
@@ -22,8 +22,8 @@ def test_callgrind_totals_are_parsed(tmp_path):
 @pytest.mark.tool
 def test_native_harness_counts_only_the_graph_and_matches_tflm(tflite_models, tmp_path):
     require_tool("valgrind")
-    from edgedigit.graph import load_graph
-    from edgedigit.quantize import quantize_images
+    from edgedigit.core.graph import load_graph
+    from edgedigit.models.quantize import quantize_images
     from edgedigit.runtimes import run_tflm
     from tflite_factory import random_images
 

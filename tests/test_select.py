@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from edgedigit.errors import BoardError, EdgeDigitError, ModelTooLargeError, NotTrainedError
+from edgedigit.core.errors import BoardError, EdgeDigitError, ModelTooLargeError, NotTrainedError
 
 REPO_BOARDS = __import__("pathlib").Path(__file__).resolve().parents[1] / "boards"
 
@@ -36,7 +36,7 @@ def synthetic(build_dir, tflite_models, tmp_path):
     raw (trained, never quantized); and a boards folder to add synthetic boards to."""
     import shutil
 
-    from edgedigit.linear import FixedPointLR
+    from edgedigit.models.rfe import FixedPointLR
 
     for name, model, acc in (("big", "mlp_pertensor", 0.97), ("small", "cnn", 0.95)):
         folder = _card(build_dir, name, "neural", acc, tflite_models[model].stat().st_size)
@@ -53,8 +53,8 @@ def synthetic(build_dir, tflite_models, tmp_path):
 
 def _need(boards, name):
     """(flash, ram) the variant needs on a roomy synthetic board (its first fitting backend)."""
-    from edgedigit.boards import load_board
-    from edgedigit.select import judge
+    from edgedigit.report.select import judge
+    from edgedigit.targets.boards import load_board
 
     _board(boards, "roomy", 10**8, 10**8)
     c = judge(load_board("roomy", boards), name)
@@ -62,7 +62,7 @@ def _need(boards, name):
 
 
 def test_roomy_board_gets_the_most_accurate(synthetic):
-    from edgedigit.select import select
+    from edgedigit.report.select import select
 
     _board(synthetic, "roomy", 10**8, 10**8)
     sel = select("roomy", boards_directory=synthetic)
@@ -75,7 +75,7 @@ def test_roomy_board_gets_the_most_accurate(synthetic):
 
 
 def test_flash_limit_is_inclusive_and_excludes_with_numbers(synthetic):
-    from edgedigit.select import select
+    from edgedigit.report.select import select
 
     flash, ram = _need(synthetic, "big")
     _board(synthetic, "exact", flash, ram)
@@ -88,7 +88,7 @@ def test_flash_limit_is_inclusive_and_excludes_with_numbers(synthetic):
 
 
 def test_ram_limit_excludes(synthetic):
-    from edgedigit.select import select
+    from edgedigit.report.select import select
 
     flash_s, ram_s = _need(synthetic, "small")
     flash_l, ram_l = _need(synthetic, "lin")
@@ -101,7 +101,7 @@ def test_ram_limit_excludes(synthetic):
 
 
 def test_min_accuracy_is_satisficing(synthetic):
-    from edgedigit.select import select
+    from edgedigit.report.select import select
 
     _board(synthetic, "roomy", 10**8, 10**8)
     flash_b, _ = _need(synthetic, "big")
@@ -119,7 +119,7 @@ def test_min_accuracy_is_satisficing(synthetic):
 
 
 def test_nothing_fits_raises_with_every_reason(synthetic):
-    from edgedigit.select import require, select
+    from edgedigit.report.select import require, select
 
     _board(synthetic, "speck", 1000, 100)
     sel = select("speck", boards_directory=synthetic)
@@ -129,7 +129,7 @@ def test_nothing_fits_raises_with_every_reason(synthetic):
 
 
 def test_linear_only_board_takes_the_linear_model(synthetic):
-    from edgedigit.select import select
+    from edgedigit.report.select import select
 
     flash_l, ram_l = _need(synthetic, "lin")
     _board(synthetic, "wee", flash_l, ram_l)
@@ -138,7 +138,7 @@ def test_linear_only_board_takes_the_linear_model(synthetic):
 
 
 def test_ties_go_to_less_flash(synthetic, build_dir):
-    from edgedigit.select import select
+    from edgedigit.report.select import select
 
     card = build_dir / "models" / "small" / "card.json"
     card.write_text(json.dumps({**json.loads(card.read_text()), "int8_accuracy": 0.97}))
@@ -152,7 +152,7 @@ def test_ties_go_to_less_flash(synthetic, build_dir):
 def test_errors(synthetic, build_dir):
     import shutil
 
-    from edgedigit.select import parse_min_accuracy, select
+    from edgedigit.report.select import parse_min_accuracy, select
 
     with pytest.raises(BoardError, match="unknown board 'nope'"):
         select("nope", boards_directory=synthetic)
@@ -170,10 +170,10 @@ def test_errors(synthetic, build_dir):
 def test_cli(synthetic, monkeypatch):
     from typer.testing import CliRunner
 
-    import edgedigit.boards
+    import edgedigit.targets.boards
     from edgedigit.cli import app
 
-    monkeypatch.setattr(edgedigit.boards, "boards_dir", lambda: synthetic)
+    monkeypatch.setattr(edgedigit.targets.boards, "boards_dir", lambda: synthetic)
     _board(synthetic, "roomy", 10**8, 10**8)
     _board(synthetic, "speck", 1000, 100)
     runner = CliRunner()

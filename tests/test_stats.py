@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgedigit.bench import stats
-from edgedigit.errors import EdgeDigitError
+from edgedigit.core.errors import EdgeDigitError
+from edgedigit.measure import stats
 
 
 def test_percentiles_interpolate_between_ranks():

@@ -7,9 +7,9 @@ import itertools
 import numpy as np
 import pytest
 
-from edgedigit.bench import stats
-from edgedigit.bench.stress import StressConfig, device_drift, stress_loop
-from edgedigit.errors import EdgeDigitError
+from edgedigit.core.errors import EdgeDigitError
+from edgedigit.measure import stats
+from edgedigit.measure.bench_stress import StressConfig, device_drift, stress_loop
 
 MB = stats.MB
 
@@ -122,9 +122,9 @@ def test_device_long_run_drift_through_the_cli(build_dir, monkeypatch):
 
     from typer.testing import CliRunner
 
-    import edgedigit.bench.device as device
-    from edgedigit.bench.host import read_jsonl
+    import edgedigit.measure.bench_device as device
     from edgedigit.cli import app
+    from edgedigit.measure.bench_host import read_jsonl
 
     def fake_bench_device(board, variant, samples, data=None, progress=True, log=print):
         path = build_dir / "results" / f"device-{board}-{variant}.jsonl"

@@ -9,12 +9,12 @@ import types
 import numpy as np
 import pytest
 
-from edgedigit import variants as variants_mod
-from edgedigit.card import read_card
-from edgedigit.errors import NotTrainedError, UnknownVariantError
-from edgedigit.train import count_macs, plan, train_variants
-from edgedigit.variants import REGISTRY, SEED_VARIANTS, Variant, get_variant
-from edgedigit.variants.pruned import schedule_steps
+from edgedigit.core.errors import NotTrainedError, UnknownVariantError
+from edgedigit.core.store import read_card
+from edgedigit.models import variants as variants_mod
+from edgedigit.models.train import count_macs, plan, train_variants
+from edgedigit.models.variants import REGISTRY, SEED_VARIANTS, Variant, get_variant
+from edgedigit.models.variants.pruned import schedule_steps
 
 CARD_KEYS = {"variant", "kind", "dataset", "seed", "versions", "params", "macs", "float_accuracy", "int8_accuracy",
              "per_class", "size_bytes", "quantization", "files", "train_seconds"}
@@ -118,7 +118,7 @@ def test_cards_of_trained_build(trained_build, mnist_small):
 def test_mlp_is_the_seed_architecture(trained_build):
     import tf_keras as keras
 
-    from edgedigit.train import load_float_model
+    from edgedigit.models.train import load_float_model
 
     m = load_float_model("mlp")
     kinds = [type(layer).__name__ for layer in m.layers]
@@ -130,7 +130,7 @@ def test_mlp_is_the_seed_architecture(trained_build):
 
 @pytest.mark.mnist
 def test_pruned_kernels_are_half_zeros_measured_and_recorded(trained_build):
-    from edgedigit.train import load_float_model
+    from edgedigit.models.train import load_float_model
 
     card = read_card("mlp-pruned")
     model = load_float_model("mlp-pruned")
@@ -146,7 +146,7 @@ def test_pruned_kernels_are_half_zeros_measured_and_recorded(trained_build):
 
 @pytest.mark.mnist
 def test_same_seed_same_weights(build_dir, mnist):
-    from edgedigit.train import load_float_model
+    from edgedigit.models.train import load_float_model
 
     tiny = mnist.subset(300, 50)
     a = train_variants(["mlp"], tiny, seed=3, epochs=1)[0]
@@ -156,8 +156,8 @@ def test_same_seed_same_weights(build_dir, mnist):
     k2 = load_float_model("mlp").get_weights()
     assert a["float_accuracy"] == b["float_accuracy"]
     assert all(np.array_equal(x, y) for x, y in zip(k1, k2, strict=True))
-    from edgedigit.train import seed_everything
-    from edgedigit.variants.mlp import build
+    from edgedigit.models.train import seed_everything
+    from edgedigit.models.variants.mlp import build
 
     seed_everything(3)
     init3 = build().get_weights()[0]

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from edgedigit.errors import ModelError, NotTrainedError
+from edgedigit.core.errors import ModelError, NotTrainedError
+from edgedigit.measure.validate import agreement, neural_runners, scores_summary, validate_variants
 from edgedigit.runtimes import RUNTIMES, run_litert, run_tflm, tflm_arena_bytes
-from edgedigit.validate import agreement, neural_runners, scores_summary, validate_variants
 
 
 def test_agreement_counts_exactly():
@@ -36,8 +36,8 @@ def test_scores_summary():
 
 
 def test_runtimes_on_factory_models(tflite_models):
-    from edgedigit.graph import load_graph
-    from edgedigit.quantize import quantize_images
+    from edgedigit.core.graph import load_graph
+    from edgedigit.models.quantize import quantize_images
     from tflite_factory import random_images
 
     assert list(RUNTIMES)[:2] == ["litert", "tflm"]

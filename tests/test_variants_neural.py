@@ -14,7 +14,7 @@ TINY_BUDGET = 16 * 1024
 
 
 def _convert(model, tmp_path, name):
-    from edgedigit.quantize import check_int8, convert_int8
+    from edgedigit.models.quantize import check_int8, convert_int8
 
     cal = np.random.default_rng(0).random((20, 28, 28), dtype=np.float32)
     path = tmp_path / f"{name}.tflite"
@@ -24,7 +24,7 @@ def _convert(model, tmp_path, name):
 
 @pytest.mark.parametrize(("builder", "budget"), [("build_cnn", CNN_BUDGET), ("build_tiny", TINY_BUDGET)])
 def test_architectures_convert_to_allowed_ops_within_budget(builder, budget, tmp_path):
-    from edgedigit import zoo
+    from edgedigit.models import zoo
 
     g = _convert(getattr(zoo, builder)(), tmp_path, builder)
     assert g.is_full_int8() and tuple(g.input.shape) == (1, 28, 28)
@@ -37,7 +37,7 @@ def test_architectures_convert_to_allowed_ops_within_budget(builder, budget, tmp
 
 
 def test_width_knob_scales_the_model():
-    from edgedigit import zoo
+    from edgedigit.models import zoo
 
     small, big = zoo.build_tiny(6), zoo.build_tiny(16)
     assert small.count_params() < zoo.build_tiny().count_params() < big.count_params()
@@ -48,7 +48,7 @@ def test_width_knob_scales_the_model():
 def test_distiller_loss_is_the_tutorial_formula():
     import tf_keras as keras
 
-    from edgedigit import zoo
+    from edgedigit.models import zoo
 
     rng = np.random.default_rng(0)
     x = rng.random((8, 28, 28), dtype=np.float32)
@@ -77,8 +77,8 @@ def conv_build(mnist, tmp_path_factory):
     """cnn (width 8, 2 epochs) and tiny (width 6, 1 epoch) trained on 1,500 real-MNIST images, quantized."""
     import os
 
-    from edgedigit.quantize import quantize_variants
-    from edgedigit.train import train_variants
+    from edgedigit.models.quantize import quantize_variants
+    from edgedigit.models.train import train_variants
 
     small = mnist.subset(1500, 300)
     root = tmp_path_factory.mktemp("conv") / "build"
@@ -99,7 +99,7 @@ def conv_build(mnist, tmp_path_factory):
 @pytest.mark.mnist
 @pytest.mark.slow
 def test_cnn_and_tiny_through_the_stages(conv_build):
-    from edgedigit.graph import load_graph
+    from edgedigit.core.graph import load_graph
 
     root, cards = conv_build
     cnn, tiny = cards["cnn"], cards["tiny"]
@@ -140,9 +140,9 @@ def test_cli_knobs_reach_tiny_which_refuses_a_teacher_without_logits(trained_bui
 @pytest.mark.mnist
 @pytest.mark.slow
 def test_mlp_qat_converts_to_full_int8_and_compares_with_its_twin(trained_build, mnist_small):
-    from edgedigit.graph import load_graph
-    from edgedigit.quantize import quantize_variants
-    from edgedigit.train import train_variants
+    from edgedigit.core.graph import load_graph
+    from edgedigit.models.quantize import quantize_variants
+    from edgedigit.models.train import train_variants
 
     train_variants(["mlp-qat"], mnist_small, seed=0, epochs=1)
     (card,) = quantize_variants(["mlp-qat"], mnist_small, calibration_samples=100, seed=0)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from edgedigit.errors import ModelError, NotTrainedError
+from edgedigit.core.errors import ModelError, NotTrainedError
 
 pytestmark = pytest.mark.mnist
 
@@ -18,7 +18,7 @@ def _card(build):
 
 def test_card_holds_exactly_100_sorted_unique_pixels(trained_build, mnist_small):
     from edgedigit.codegen.linear import tables_bytes
-    from edgedigit.linear import FixedPointLR
+    from edgedigit.models.rfe import FixedPointLR
 
     card = _card(trained_build)
     folder = trained_build / "models" / "rfe-lr"
@@ -40,7 +40,7 @@ def test_card_holds_exactly_100_sorted_unique_pixels(trained_build, mnist_small)
 
 
 def test_fixed_point_close_to_float(trained_build, mnist_small):
-    from edgedigit.train import load_float_model
+    from edgedigit.models.train import load_float_model
 
     card = _card(trained_build)
     # 500 test images: one image is 0.2 points (the full-MNIST figure is in benchmarks/rfe_speed.py)
@@ -52,7 +52,7 @@ def test_fixed_point_close_to_float(trained_build, mnist_small):
 
 
 def test_validate_runs_the_fixed_point_form(trained_build, mnist_small):
-    from edgedigit.validate import validate_variants
+    from edgedigit.measure.validate import validate_variants
 
     summary = validate_variants(["rfe-lr"], mnist_small)
     r = summary["variants"]["rfe-lr"]
@@ -62,7 +62,7 @@ def test_validate_runs_the_fixed_point_form(trained_build, mnist_small):
 
 
 def test_unquantized_and_corrupt_models_are_named(trained_build):
-    from edgedigit.variants import get_variant
+    from edgedigit.models.variants import get_variant
 
     v = get_variant("rfe-lr")
     folder = trained_build / "models" / "rfe-lr"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedigit.protocol import encode_zero_runs
+from edgedigit.targets.protocol import encode_zero_runs
 
 HERE = Path(__file__).resolve().parent
 

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import EdgeDigitError
-from .fsutil import sha256_file, write_json
-from .paths import build_dir, model_dir, results_dir
+from .core.errors import EdgeDigitError
+from .core.fsutil import sha256_file, write_json
+from .core.paths import build_dir, model_dir, results_dir
 
 SEED_STRESS = ("mlp", "mlp-pruned", "rfe-lr")
 
@@ -220,8 +220,8 @@ def _import(module: str, what: str) -> Any:
 
 def build_stages(cfg: PipelineConfig, dataset_loader: Callable[[], Any]) -> list[Stage]:
     """The real stages for ``cfg``; ``dataset_loader`` is called once, when a stage first needs data."""
-    from .boards import load_board
-    from .variants import SEED_VARIANTS, get_variant
+    from .models.variants import SEED_VARIANTS, get_variant
+    from .targets.boards import load_board
 
     board = load_board(cfg.board)
     names: list[str] = []
@@ -252,7 +252,7 @@ def build_stages(cfg: PipelineConfig, dataset_loader: Callable[[], Any]) -> list
             return {"dataset": ds_id(), "seed": cfg.seed, "epochs": cfg.epochs, "requires": deps}
 
         def train_run(v=v) -> None:
-            from .train import train_variants
+            from .models.train import train_variants
 
             train_variants([v.name], ds(), seed=cfg.seed, epochs=cfg.epochs)
 
@@ -264,7 +264,7 @@ def build_stages(cfg: PipelineConfig, dataset_loader: Callable[[], Any]) -> list
                     "calibration_samples": cfg.calibration_samples, "seed": cfg.seed}
 
         def q_run(v=v) -> None:
-            from .quantize import quantize_variants
+            from .models.quantize import quantize_variants
 
             quantize_variants([v.name], ds(), calibration_samples=cfg.calibration_samples, seed=cfg.seed)
 
@@ -274,13 +274,13 @@ def build_stages(cfg: PipelineConfig, dataset_loader: Callable[[], Any]) -> list
         return {v.name: file_hash(_quantized_outputs(v.name, v.kind)[0]) for v in variants}
 
     def validate_run() -> None:
-        _import("validate", "edgedigit validate").validate_variants(names, ds())
+        _import("measure.validate", "edgedigit validate").validate_variants(names, ds())
 
     stages.append(Stage("validate", lambda: {**quantized_inputs(), "dataset": ds_id()},
                         lambda: [results_dir() / "validate.json"], validate_run))
 
     def host_run() -> None:
-        from .bench.host import HostBenchConfig, bench_host
+        from .measure.bench_host import HostBenchConfig, bench_host
 
         bench_host(names, ds(), HostBenchConfig(runs=cfg.bench_runs))
 
@@ -290,7 +290,7 @@ def build_stages(cfg: PipelineConfig, dataset_loader: Callable[[], Any]) -> list
     stress_names = [n for n in names if n in SEED_STRESS]
     if stress_names:
         def stress_run() -> None:
-            from .bench.stress import StressConfig, stress
+            from .measure.bench_stress import StressConfig, stress
 
             stress(stress_names, ds(), StressConfig(iterations=cfg.stress_iterations))
 
@@ -303,7 +303,7 @@ def build_stages(cfg: PipelineConfig, dataset_loader: Callable[[], Any]) -> list
         def compare_run() -> None:
             import shutil
 
-            from .bench.compare import compare
+            from .measure.bench_compare import compare
 
             absent = [t for t in ("valgrind", "arm-none-eabi-gcc", "arm-none-eabi-size") if shutil.which(t) is None]
             if absent:
@@ -326,9 +326,9 @@ def build_stages(cfg: PipelineConfig, dataset_loader: Callable[[], Any]) -> list
         project = build_dir() / "firmware" / board.id / f"{v.name}-{backend}"
 
         def export_run(v=v, backend=backend) -> None:
-            from .errors import ModelTooLargeError
+            from .core.errors import ModelTooLargeError
 
-            fw = _import("firmware", "edgedigit export")
+            fw = _import("targets.export", "edgedigit export")
             try:
                 fw.export(board.id, variant=v.name, backend=backend)
             except ModelTooLargeError as e:
@@ -341,7 +341,7 @@ def build_stages(cfg: PipelineConfig, dataset_loader: Callable[[], Any]) -> list
     if runs_here:
         for v in neural:
             def device_run(v=v) -> None:
-                from .bench.device import bench_device
+                from .measure.bench_device import bench_device
 
                 bench_device(board.id, v.name, samples=cfg.samples, data=cfg.data, progress=True)
 
@@ -357,7 +357,7 @@ def build_stages(cfg: PipelineConfig, dataset_loader: Callable[[], Any]) -> list
                 "board": cfg.board}
 
     def report_run() -> None:
-        from .report import report
+        from .report.document import report
 
         report(board.id)
 
@@ -370,7 +370,7 @@ def run_pipeline(board: str, *, variants: list[str] | None = None, force: bool =
                  echo: Callable[[str], None] = print, stress_iterations: int = 1000,
                  bench_runs: int = 200) -> list[StageResult]:
     """Build the stages for ``board`` and run them (see the module docstring)."""
-    from .data import FALLBACK_WARNING, load_dataset
+    from .models.data import FALLBACK_WARNING, load_dataset
 
     cfg = PipelineConfig(board=board, variants=list(variants or []), seed=seed, epochs=epochs, samples=samples,
                          stress_iterations=stress_iterations, bench_runs=bench_runs, data=data)

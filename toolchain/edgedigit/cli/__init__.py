@@ -11,7 +11,7 @@ from __future__ import annotations
 import typer
 from typer.core import TyperGroup
 
-from ..errors import EdgeDigitError
+from ..core.errors import EdgeDigitError
 
 
 class _Group(TyperGroup):
@@ -65,7 +65,7 @@ def _root(
 
 # Register the commands of each area (each module only imports typer at the top).
 # Import order = order in --help: the pipeline from data to report.
-from . import models, firmware, device, bench  # noqa: E402,F401,I001
+from . import models, deploy, measure  # noqa: E402,F401,I001
 
 
 def main() -> None:

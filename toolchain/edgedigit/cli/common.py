@@ -18,7 +18,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 
 
 def print_json(obj: Any) -> None:
-    from ..fsutil import _jsonable
+    from ..core.fsutil import _jsonable
 
     typer.echo(json.dumps(obj, indent=2, sort_keys=True, default=_jsonable))
 
@@ -36,7 +36,7 @@ def make_console(stderr: bool = False):
 
 def load_data(data: Path | None):
     """Load the dataset for a command, warning loudly when it is the embedded fallback, not MNIST."""
-    from ..data import FALLBACK_WARNING, load_dataset
+    from ..models.data import FALLBACK_WARNING, load_dataset
 
     ds = load_dataset(data)
     if ds.fallback:

@@ -38,7 +38,7 @@ class Format(StrEnum):
 def _reporter(enabled: bool = True) -> Iterator[Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..variants import Reporter
+    from ..models.variants import Reporter
 
     if not enabled:
         yield Reporter()
@@ -49,7 +49,7 @@ def _reporter(enabled: bool = True) -> Iterator[Any]:
 
 
 def _parse_knobs(items: list[str] | None) -> dict[str, Any]:
-    from ..errors import EdgeDigitError
+    from ..core.errors import EdgeDigitError
 
     knobs: dict[str, Any] = {}
     for item in items or []:
@@ -78,7 +78,7 @@ def _pct(x: float | None) -> str:
 @app.command()
 def data(ctx: typer.Context, data: DataOpt = None, json: JsonOpt = False) -> None:
     """Show which dataset the other commands would use, how it was found, its sizes and its hash."""
-    from ..data import FALLBACK_WARNING, resolve_source
+    from ..models.data import FALLBACK_WARNING, resolve_source
 
     source = ctx.get_parameter_source("data")
     from_env = source is not None and source.name == "ENVIRONMENT"
@@ -115,7 +115,7 @@ def train(
     json: JsonOpt = False,
 ) -> None:
     """Train variants into build/models/<variant>/ (model + card.json); dependencies first."""
-    from ..train import plan, train_variants
+    from ..models.train import plan, train_variants
 
     plan(variants)  # unknown names fail before the data is loaded
     knobs = _parse_knobs(knob)
@@ -131,7 +131,7 @@ def train(
     t = Table(title=f"trained (float accuracy on {ds.label()})")
     for col in ("variant", "float accuracy", "params", "MACs", "extras", "seconds", "folder"):
         t.add_column(col)
-    from ..paths import model_dir
+    from ..core.paths import model_dir
 
     for c in cards:
         extras = ""
@@ -161,7 +161,7 @@ def quantize(
     json: JsonOpt = False,
 ) -> None:
     """Quantize trained variants to full int8 (model_int8.tflite) calibrated on training images."""
-    from ..quantize import quantize_variants, select_trained
+    from ..models.quantize import quantize_variants, select_trained
 
     select_trained(variants)  # unknown or untrained variants fail before the data is loaded
     ds = load_data(data)
@@ -198,7 +198,7 @@ def validate(
     json: JsonOpt = False,
 ) -> None:
     """Accuracy of float and int8 models on every host runtime, and how the runtimes agree."""
-    from ..validate import select_validatable, validate_variants
+    from ..measure.validate import select_validatable, validate_variants
 
     select_validatable(variants)  # unknown, untrained or unquantized variants fail before the data is loaded
     ds = load_data(data)
@@ -208,7 +208,7 @@ def validate(
         print_json(summary)
         return
     _print_validation(summary)
-    from ..paths import results_dir
+    from ..core.paths import results_dir
 
     typer.echo(f"results: {os.path.join(results_dir(), 'validate.json')}")
 
@@ -271,8 +271,8 @@ def select(
     json: JsonOpt = False,
 ) -> None:
     """The most accurate int8 variant whose flash and RAM fit the board, and why each other one is left out."""
-    from ..select import parse_min_accuracy, require
-    from ..select import select as select_variant
+    from ..report.select import parse_min_accuracy, require
+    from ..report.select import select as select_variant
 
     sel = select_variant(board, parse_min_accuracy(min_accuracy))
     if json:

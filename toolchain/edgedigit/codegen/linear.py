@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelError
+from ..core.errors import ModelError
 from .render import banner, c_float, render
 
 MAX_CLASSES = 16  # EDGEDIGIT_MAX_CLASSES in edgedigit_model.h

@@ -14,8 +14,8 @@ import jinja2
 import numpy as np
 
 from .. import __version__
-from ..errors import EdgeDigitError
-from ..paths import templates_dir
+from ..core.errors import EdgeDigitError
+from ..core.paths import templates_dir
 
 C_KEYWORDS = frozenset(
     "auto break case char const continue default do double else enum extern float for goto if inline int "

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelError, UnsupportedOpError
-from ..graph import Graph
+from ..core.errors import ModelError, UnsupportedOpError
+from ..core.graph import Graph
 from .render import banner, c_array_body, c_float, render, sanitize_identifier
 
 # The arena: TFLM's own allocation report for this model plus a margin for other TFLM versions and for
@@ -151,7 +151,7 @@ def generate(graph: Graph, *, variant: str, source_name: str, measured_arena: in
         ModelError: not a full-int8 (1, 28, 28) classifier.
         UnsupportedOpError: an op the library does not provide.
     """
-    from ..quantize import input_lut
+    from ..models.quantize import input_lut
 
     facts = model_facts(graph)
     ops = check_ops(graph, available_ops, library)
@@ -197,7 +197,7 @@ def generate(graph: Graph, *, variant: str, source_name: str, measured_arena: in
 
 def host_self_check(graph: Graph, facts: dict[str, Any] | None = None) -> SelfCheck:
     """The start-up check vectors: :func:`self_check_images` and TFLM's int8 outputs for them on the host."""
-    from ..quantize import quantize_images
+    from ..models.quantize import quantize_images
     from ..runtimes import RUNTIMES
 
     facts = facts or model_facts(graph)

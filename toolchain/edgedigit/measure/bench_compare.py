@@ -1,0 +1,304 @@
+"""``edgedigit bench compare``: the native C backend against TFLM on the same int8 model.
+
+Instructions per inference (valgrind callgrind on this host, deterministic: the count does not depend
+on other processes):
+
+- native: the generated graph code + kernel library compiled with the host compiler (same flags as the
+  host runner, ``-O2``; and a second build with ``-O3``, which lets the compiler vectorize the portable
+  dot products) into a small harness; callgrind counts only inside ``edgedigit_native_run``
+  (``--collect-atstart=no --toggle-collect=edgedigit_native_run``), i.e. the graph on an int8 input;
+- TFLM: the ``tflite-micro`` package's interpreter (TFLM's reference kernels, as compiled in its wheel)
+  driven by a small Python script; callgrind counts only inside
+  ``tflite::micro::MicroInterpreter::Invoke()`` (not Python, not set_input/get_output).
+
+Both run the same ``N`` test images quantized through the same input LUT, and their int8 outputs are
+compared element for element (a count of mismatches is part of the result).
+
+RAM: the native backend's static arena (its lifetime plan) vs the liveness lower bound (the most bytes
+alive at one op step) vs TFLM's arena for the same model (``print_allocations`` total).
+
+Flash (code + weights): native = text + data of the graph and kernel objects cross-compiled with
+``arm-none-eabi-gcc -mcpu=cortex-m4 -Os`` (weights are ``const``, so they are in text), read with
+``arm-none-eabi-size``; TFLM = the flatbuffer bytes + the TFLM library's code as estimated in a board
+file (``runtime.tflm.flash - runtime.linear.flash`` of a Cortex-M board: no TFLM sources can be
+compiled here, so this side is an estimate and is labelled so).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..core.errors import EdgeDigitError, NotTrainedError, ToolError
+from ..core.fsutil import write_json
+from ..core.paths import model_dir, results_dir
+from .bench_host import append_jsonl, load_card, machine_info, trained_variants
+
+TFLM_INVOKE = "tflite::micro::MicroInterpreter::Invoke()"
+NATIVE_RUN = "edgedigit_native_run"
+FLASH_BOARD = "nano33ble"
+ARM_FLAGS = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-Os", "-std=c99",
+             "-ffunction-sections", "-fdata-sections", "-c")
+_TOTALS = re.compile(r"^(?:totals|summary):\s+(\d+)", re.M)
+
+_HARNESS_C = r"""
+/* edgedigit bench compare: run the native graph on N int8 inputs read from a file (callgrind harness). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "edgedigit_native_model.h"
+
+int main(int argc, char **argv)
+{
+    FILE *in, *out;
+    long n, i;
+    if (argc != 4) { return 2; }
+    n = strtol(argv[3], NULL, 10);
+    in = fopen(argv[1], "rb");
+    out = fopen(argv[2], "wb");
+    if (!in || !out) { return 3; }
+    for (i = 0; i < n; ++i) {
+        if (fread(edgedigit_native_input(), 1, EDGEDIGIT_NATIVE_INPUT_BYTES, in) != EDGEDIGIT_NATIVE_INPUT_BYTES) {
+            return 4;
+        }
+        if (edgedigit_native_run() != 0) { return 5; }
+        fwrite(edgedigit_native_output(), 1, EDGEDIGIT_NATIVE_OUTPUT_BYTES, out);
+    }
+    fclose(in);
+    fclose(out);
+    return 0;
+}
+"""
+
+_TFLM_SCRIPT = r"""
+import sys
+import numpy as np
+from tflite_micro.python.tflite_micro import runtime
+model, inputs, outputs, arena = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+x = np.load(inputs)
+it = runtime.Interpreter.from_bytes(open(model, "rb").read(), arena_size=arena)
+shape = tuple(it.get_input_details(0)["shape"])
+res = []
+for i in range(len(x)):
+    it.set_input(x[i].reshape(shape), 0)
+    it.invoke()
+    res.append(np.array(it.get_output(0)).reshape(-1))
+np.save(outputs, np.stack(res))
+"""
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise ToolError(f"{name} is not installed (needed by edgedigit bench compare)")
+    return path
+
+
+def callgrind_total(out_file: Path) -> int:
+    """The total instruction count (Ir) recorded in a callgrind output file.
+
+    Raises:
+        ToolError: the file holds no ``totals:``/``summary:`` line.
+    """
+    text = Path(out_file).read_text(errors="replace")
+    m = _TOTALS.findall(text)
+    if not m:
+        raise ToolError(f"{out_file}: no totals in the callgrind output")
+    return int(m[-1])
+
+
+def _callgrind(cmd: list[str], toggle: str, work: Path, tag: str,
+               run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> int:
+    out_file = work / f"callgrind.{tag}.out"
+    full = [_tool("valgrind"), "--tool=callgrind", "--collect-atstart=no", f"--toggle-collect={toggle}",
+            f"--callgrind-out-file={out_file}", *cmd]
+    res = run(full, cwd=work, capture_output=True, text=True, timeout=3600)
+    if res.returncode != 0:
+        tail = (res.stderr.strip().splitlines() or ["(no message)"])[-1]
+        raise ToolError(f"valgrind on the {tag} side failed (exit {res.returncode}): {tail}")
+    return callgrind_total(out_file)
+
+
+def _inputs(card: dict, dataset, n: int) -> np.ndarray:
+    from ..models.quantize import input_lut
+
+    q = card.get("quantization") or {}
+    lut = input_lut(float(q["input_scale"]), int(q["input_zero_point"]))
+    return lut[dataset.x_test[:n]].reshape(n, -1).astype(np.int8)
+
+
+def native_instructions(tflite: Path, x: np.ndarray, work: Path, opt: str | None = None) -> tuple[int, np.ndarray]:
+    """Total callgrind instructions inside ``edgedigit_native_run`` for the inputs ``x``, and the outputs.
+
+    ``opt`` replaces the host runner's optimization flag (``-O2``), e.g. ``-O3``.
+    """
+    from ..codegen import native as cg
+    from ..core.graph import load_graph
+    from ..runtimes.native_host import CFLAGS, host_compiler
+
+    g = load_graph(tflite)
+    tag = f"native{opt or ''}"
+    src = work / tag
+    src.mkdir()
+    for name, text in cg.generate_graph(g, variant=tflite.parent.name, source_name=tflite.name).items():
+        (src / name).write_text(text)
+    (src / "harness.c").write_text(_HARNESS_C)
+    flags = [f for f in CFLAGS if f not in ("-shared", "-fPIC", "-pedantic")]
+    if opt:
+        flags = [opt if f.startswith("-O") else f for f in flags]
+    exe = src / "harness"
+    res = subprocess.run([host_compiler(), *flags, "-g", "-o", str(exe), *sorted(str(p) for p in src.glob("*.c"))],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        raise ToolError(f"compiling the native harness failed: {(res.stderr.splitlines() or [''])[0]}")
+    (work / "inputs.bin").write_bytes(np.ascontiguousarray(x).tobytes())
+    total = _callgrind([str(exe), str(work / "inputs.bin"), str(work / f"{tag}_out.bin"), str(len(x))],
+                       NATIVE_RUN, work, tag)
+    out = np.frombuffer((work / f"{tag}_out.bin").read_bytes(), np.int8).reshape(len(x), -1)
+    return total, out
+
+
+def tflm_instructions(tflite: Path, x: np.ndarray, work: Path, arena: int) -> tuple[int, np.ndarray]:
+    """Total callgrind instructions inside TFLM's ``MicroInterpreter::Invoke`` for ``x``, and the outputs."""
+    script = work / "tflm_run.py"
+    script.write_text(_TFLM_SCRIPT)
+    np.save(work / "inputs.npy", x)
+    total = _callgrind([sys.executable, str(script), str(tflite), str(work / "inputs.npy"),
+                        str(work / "tflm_out.npy"), str(arena)], TFLM_INVOKE, work, "tflm")
+    return total, np.load(work / "tflm_out.npy").astype(np.int8)
+
+
+def native_flash(tflite: Path, work: Path) -> dict:
+    """text + data bytes of the native graph and kernels for a Cortex-M4 (``arm-none-eabi-gcc -Os``)."""
+    from ..codegen import native as cg
+    from ..core.graph import load_graph
+
+    gcc, size = _tool("arm-none-eabi-gcc"), _tool("arm-none-eabi-size")
+    src = work / "arm"
+    src.mkdir()
+    g = load_graph(tflite)
+    for name, text in cg.generate_graph(g, variant=tflite.parent.name, source_name=tflite.name).items():
+        (src / name).write_text(text)
+    objs = []
+    for c in sorted(src.glob("*.c")):
+        o = c.with_suffix(".o")
+        res = subprocess.run([gcc, *ARM_FLAGS, "-o", str(o), str(c)], capture_output=True, text=True)
+        if res.returncode != 0:
+            raise ToolError(f"arm-none-eabi-gcc failed on {c.name}: {(res.stderr.splitlines() or [''])[0]}")
+        objs.append(o)
+    res = subprocess.run([size, "-t", *map(str, objs)], capture_output=True, text=True, check=True)
+    total = res.stdout.strip().splitlines()[-1].split()
+    text_b, data_b, bss_b = int(total[0]), int(total[1]), int(total[2])
+    return {"text": text_b, "data": data_b, "bss": bss_b, "flash": text_b + data_b}
+
+
+def tflm_library_estimate(board_id: str = FLASH_BOARD) -> tuple[int, str]:
+    """TFLM library code bytes as estimated in a board file: ``runtime.tflm.flash - runtime.linear.flash``."""
+    from ..targets.boards import load_board
+
+    b = load_board(board_id)
+    if "tflm" not in b.runtime or "linear" not in b.runtime:
+        raise EdgeDigitError(f"board {board_id} has no runtime.tflm / runtime.linear estimate in {b.path}")
+    est = b.runtime["tflm"].flash - b.runtime["linear"].flash
+    return est, (f"boards/{b.path.name}: runtime.tflm.flash {b.runtime['tflm'].flash:,} - runtime.linear.flash "
+                 f"{b.runtime['linear'].flash:,} ({b.runtime['tflm'].basis})")
+
+
+def compare_variant(variant: str, dataset, images: int = 10, work: Path | None = None) -> dict:
+    """Instructions, RAM and flash of native vs TFLM for one trained, quantized variant."""
+    from ..codegen.native import plan
+    from ..core.graph import load_graph
+    from ..runtimes import tflm_arena_bytes
+
+    card = load_card(variant)
+    if card.get("kind") == "linear":
+        raise EdgeDigitError(f"variant {variant} is linear: it has no TFLM model to compare (neural variants only)")
+    tflite = model_dir(variant) / "model_int8.tflite"
+    if not tflite.is_file():
+        raise NotTrainedError(f"{tflite} missing: run `edgedigit quantize {variant}`")
+    x = _inputs(card, dataset, images)
+    mp = plan(load_graph(tflite))
+    arena = int(tflm_arena_bytes(tflite))
+    tmp = Path(work) if work else Path(tempfile.mkdtemp(prefix="edgedigit-compare-"))
+    try:
+        n_total, n_out = native_instructions(tflite, x, tmp)
+        o3_total, o3_out = native_instructions(tflite, x, tmp, opt="-O3")
+        t_total, t_out = tflm_instructions(tflite, x, tmp, arena + 1024)
+        flash = native_flash(tflite, tmp)
+    finally:
+        if work is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    lib_est, basis = tflm_library_estimate()
+    model_bytes = tflite.stat().st_size
+    native_ipi, tflm_ipi = n_total / images, t_total / images
+    return {
+        "variant": variant,
+        "images": images,
+        "dataset": dataset.describe(),
+        "outputs_mismatch": int(np.sum(n_out.reshape(images, -1) != t_out.reshape(images, -1))
+                                + np.sum(o3_out.reshape(images, -1) != t_out.reshape(images, -1))),
+        "instructions": {"native": round(native_ipi), "tflm": round(tflm_ipi), "ratio": native_ipi / tflm_ipi,
+                         "native_O3": round(o3_total / images), "ratio_O3": o3_total / t_total,
+                         "goal": "<= 0.5x", "macs": card.get("macs"),
+                         "native_per_mac": native_ipi / card["macs"] if card.get("macs") else None,
+                         "tflm_per_mac": tflm_ipi / card["macs"] if card.get("macs") else None},
+        "ram": {"native_plan": mp.arena_bytes, "lower_bound": mp.lower_bound, "tflm_arena": arena,
+                "ratio_to_lower_bound": mp.arena_bytes / mp.lower_bound if mp.lower_bound else None,
+                "ratio_to_tflm": mp.arena_bytes / arena, "goal": "<= 1.1x lower bound"},
+        "flash": {"native": flash["flash"], "native_detail": flash, "tflm": lib_est + model_bytes,
+                  "tflm_model_bytes": model_bytes, "tflm_library_estimate": lib_est,
+                  "ratio": flash["flash"] / (lib_est + model_bytes)},
+    }
+
+
+METHOD = {
+    "instructions": (f"valgrind callgrind on this host, counting only inside {NATIVE_RUN} (native, host C compiler "
+                     f"with the host runner's -O2, and again with -O3) and inside {TFLM_INVOKE} (the tflite-micro "
+                     "wheel's reference kernels as shipped); same int8 inputs, outputs compared element for element."),
+    "ram": "native static arena from the lifetime plan vs the liveness lower bound vs TFLM's arena total "
+           "(print_allocations).",
+    "flash": "native: text+data of the graph and kernel objects from arm-none-eabi-gcc -mcpu=cortex-m4 -Os "
+             "(arm-none-eabi-size); TFLM: flatbuffer bytes + library estimate from a board file (no TFLM "
+             "sources here: an estimate).",
+}
+
+
+def compare(variants: Iterable[str] | None, dataset, images: int = 10,
+            on_result: Callable[[dict], None] | None = None) -> dict:
+    """Compare every named (default: every trained neural) variant; writes ``results/compare.json``.
+
+    Raises:
+        NotTrainedError: nothing to compare. ToolError: valgrind / compilers missing.
+    """
+    if images < 1:
+        raise EdgeDigitError(f"--images {images}: need at least 1 image")
+    names = list(variants or [])
+    if not names:
+        names = [v for v in trained_variants() if load_card(v).get("kind") != "linear"
+                 and (model_dir(v) / "model_int8.tflite").is_file()]
+        if not names:
+            raise NotTrainedError("no trained and quantized neural variant: run `edgedigit train mlp && "
+                                  "edgedigit quantize mlp`")
+    for tool in ("valgrind", "arm-none-eabi-gcc", "arm-none-eabi-size"):
+        _tool(tool)
+    machine = machine_info()
+    results = []
+    for v in names:
+        rec = {"kind": "compare", "edgedigit": __version__, "machine": machine, **compare_variant(v, dataset, images)}
+        append_jsonl(results_dir() / "compare.jsonl", rec)
+        results.append(rec)
+        if on_result:
+            on_result(rec)
+    summary = {"kind": "compare-summary", "dataset": dataset.describe(), "machine": machine, "method": METHOD,
+               "results": results}
+    write_json(results_dir() / "compare.json", summary)
+    return summary
+

@@ -1,0 +1,277 @@
+"""``edgedigit bench device``: the model on a device, measured over serial.
+
+For the boards without hardware (``host``, ``qemu-m4``) the firmware is exported, built with make and
+started here; a real board is reached through ``--port``. Then:
+
+1. handshake: the device's model sha256 (``ed-info``) must equal the host model file's, else refuse;
+2. warm-up: a few inferences that are not recorded;
+3. stream N test images (``ed-run DATA``): predicted class, raw outputs and the device counter for each;
+   every raw output is compared with TFLM's on the host, element for element;
+4. every sample is appended to ``build/results/device-<board>-<variant>.jsonl`` as it arrives (flushed
+   per line), so a device that dies mid-run loses nothing and ``--resume`` continues from the file;
+5. the summary (latency median/p95/p99/min/max in µs and counter units, accuracy with its dataset,
+   agreement with TFLM) goes to ``device-<board>-<variant>.json``.
+
+On ``qemu-m4`` the counter counts emulated instructions, not cycles of a real chip; every output says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import platform as _platform
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.errors import DeviceError, EdgeDigitError, ModelError, NotTrainedError, ToolError
+
+WARMUP_RUNS = 5
+
+
+def results_name(board_id: str, variant: str) -> str:
+    return f"device-{board_id}-{variant}"
+
+
+def _model_file(variant: str) -> Path:
+    from ..core.paths import model_dir
+
+    path = model_dir(variant) / "model_int8.tflite"
+    if not path.is_file():
+        if (model_dir(variant) / "model_fixed.npz").is_file():
+            raise EdgeDigitError(f"variant {variant} is a linear model; bench device compares raw outputs with TFLM "
+                                 "and runs neural variants only")
+        raise NotTrainedError(f"{path} does not exist; train and quantize {variant} first "
+                              f"(edgedigit train {variant} && edgedigit quantize {variant})")
+    return path
+
+
+def _card(variant: str) -> dict[str, Any]:
+    from ..core.paths import model_dir
+
+    path = model_dir(variant) / "card.json"
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def export_project(board: Any, variant: str, backend: str, tflite: Path) -> Path:
+    """Export the firmware project for ``board`` through ``edgedigit.firmware`` (COMMON contract 6).
+
+    Returns:
+        The project root (holds the Makefile).
+    """
+    from ..targets import export as firmware
+
+    return Path(firmware.export(board.id, variant=variant, backend=backend).path)
+
+
+def _read_results(path: Path) -> tuple[dict[str, Any] | None, dict[int, dict[str, Any]]]:
+    """The first session header and the samples (by index) in a results file; a torn last line is skipped."""
+    header = None
+    samples: dict[int, dict[str, Any]] = {}
+    if not path.is_file():
+        return header, samples
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue  # a line cut by a crash
+        if rec.get("type") == "session" and header is None:
+            header = rec
+        elif rec.get("type") == "sample":
+            samples[int(rec["index"])] = rec
+    return header, samples
+
+
+@contextlib.contextmanager
+def _connect(board: Any, port: str | None, variant: str, backend: str, tflite: Path,
+             log: Callable[[str], None]) -> Iterator[tuple[Any, Any, dict[str, Any]]]:
+    """Yield (device, running-or-None, firmware facts) for a real port or a started host/qemu firmware."""
+    from ..targets import devices
+    from ..targets.protocol import Device
+
+    if port is not None:
+        with Device(port, baud=board.serial.baud, open_timeout=2.0) as dev:
+            dev.sync()
+            yield dev, None, {}
+        return
+    spec = devices.run_spec(board)
+    project = export_project(board, variant, backend, tflite)
+    log(f"building {project}")
+    devices.make(project)
+    facts: dict[str, Any] = {"project": str(project)}
+    elf = project / spec.binary
+    if spec.size_tool:
+        sizes = devices.elf_size(elf, spec.size_tool)
+        devices.check_fits(sizes, board, elf)
+        facts["size"] = sizes
+    if spec.nm_tool:
+        heap = devices.heap_symbols(elf, spec.nm_tool)
+        if heap:
+            raise ToolError(f"{elf}: links heap functions ({', '.join(heap)}); the firmware must not use malloc")
+        facts["heap_symbols"] = heap
+    with devices.start(project, board) as running:
+        dev = devices.open_device(running, baud=board.serial.baud)
+        try:
+            yield dev, running, facts
+        finally:
+            dev.close()
+
+
+def bench_device(board_name: str, variant: str = "mlp", *, backend: str = "native", port: str | None = None,
+                 samples: int = 200, resume: bool = False, data: Path | None = None,
+                 progress: bool = True, log: Callable[[str], None] = print,
+                 on_sample: Callable[[int, Any], None] | None = None) -> dict[str, Any]:
+    """Run the on-device benchmark and validation; see the module docstring.
+
+    Args:
+        board_name: board id or alias.
+        variant: trained variant whose ``model_int8.tflite`` is on (or goes to) the device.
+        backend: firmware backend for the boards built here.
+        port: serial port or pyserial URL of a real board (then nothing is built or started).
+        samples: number of inferences streamed: the first N test images (beyond the test set's size the
+            images repeat from the start, for long runs).
+        resume: continue the results file on disk instead of starting it again.
+        data: dataset path (default: ``$EDGEDIGIT_DATA`` / the usual resolution).
+        progress: show a progress bar.
+        log: where progress messages go.
+        on_sample: called after each sample is on disk with (samples done, running firmware) (tests).
+
+    Returns:
+        The summary written to ``device-<board>-<variant>.json``.
+
+    Raises:
+        DeviceError: wrong model on the device, protocol failure or the device died (the message says how
+            many results are on disk and to use --resume).
+    """
+    from ..core.fsutil import sha256_file, write_json
+    from ..core.graph import load_graph
+    from ..core.paths import results_dir
+    from ..models.data import load_dataset
+    from ..models.quantize import quantize_images
+    from ..runtimes import RUNTIMES
+    from ..targets.boards import load_board
+    from .stats import summarize
+
+    board = load_board(board_name)
+    if samples < 1:
+        raise EdgeDigitError(f"--samples must be at least 1, got {samples}")
+    tflite = _model_file(variant)
+    host_sha = sha256_file(tflite)
+    dataset = load_dataset(data)
+    n = samples  # more samples than test images cycle through the test set (long runs)
+    m = min(n, len(dataset.x_test))
+    images, labels = dataset.x_test[:m], dataset.y_test[:m]
+    graph = load_graph(tflite)
+    if not graph.is_full_int8():  # a float model has no input scale: say so instead of an IndexError
+        raise ModelError(f"{tflite}: not a full-int8 model (input {graph.input.dtype}, output {graph.output.dtype}); "
+                         f"run `edgedigit quantize {variant}`")
+    scale, zp = graph.input.scale, graph.input.zero_point
+    scale = float(np.asarray(scale).ravel()[0])
+    zp = int(np.asarray(zp).ravel()[0])
+    reference = np.asarray(RUNTIMES["tflm"](tflite, quantize_images(images, scale, zp))).reshape(m, -1)
+
+    out = results_dir() / f"{results_name(board.id, variant)}.jsonl"
+    header, done = _read_results(out) if resume else (None, {})
+    if resume and header is not None:
+        if header.get("model_sha256") != host_sha or header.get("dataset") != dataset.describe():
+            raise DeviceError(f"{out}: was recorded with model {header.get('model_sha256')} on "
+                              f"{header.get('dataset')!r}; now {host_sha} on {dataset.describe()!r}; "
+                              "run without --resume to start again")
+    done = {i: r for i, r in done.items() if i < n}
+    note = str(board.run.get("counter_note", ""))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if done:
+        log(f"resuming: {len(done)} of {n} samples already in {out}")
+
+    with _connect(board, port, variant, backend, tflite, log) as (dev, running, facts):
+        where = port or running.url
+        info = dev.info()
+        if info.model_sha256 != host_sha:
+            raise DeviceError(f"port {where}: the device runs model {info.model_sha256}, but {tflite} is {host_sha}; "
+                              "export and flash this model first")
+        session = {"type": "session", "board": board.id, "variant": variant, "backend": info.backend,
+                   "model_sha256": host_sha, "dataset": dataset.describe(), "machine": _machine(),
+                   "port": where, "counter_unit": info.counter_unit, "counter_note": note, "samples": n,
+                   "device": info.as_dict(), "firmware": facts}
+        with open(out, "a" if resume else "w", buffering=1) as f:
+            f.write(json.dumps(session, sort_keys=True) + "\n")
+            f.flush()
+            first = images[0].tobytes()
+            for _ in range(WARMUP_RUNS):
+                dev.classify(first)
+            todo = [i for i in range(n) if i not in done]
+            try:
+                with _progress(progress, len(todo), f"{board.id}: streaming {len(todo)} images") as advance:
+                    for i in todo:
+                        r = dev.classify(images[i % m].tobytes())
+                        ref = [int(v) for v in reference[i % m]]
+                        rec = {"type": "sample", "index": i, "image": i % m, "label": int(labels[i % m]),
+                               "predicted": r.predicted,
+                               "raw": list(r.raw), "tflm": ref, "agree": list(r.raw) == ref, "counter": r.counter,
+                               "us": r.us}
+                        f.write(json.dumps(rec, sort_keys=True) + "\n")
+                        f.flush()
+                        done[i] = rec
+                        advance()
+                        if on_sample is not None:
+                            on_sample(len(done), running)
+            except DeviceError as e:
+                raise DeviceError(f"{e}; {len(done)} of {n} results are saved in {out}; "
+                                  "run the same command with --resume to finish") from None
+
+    recs = [done[i] for i in range(n)]
+    counters = [r["counter"] for r in recs]
+    raw_dev = np.array([r["raw"] for r in recs])
+    raw_ref = np.array([r["tflm"] for r in recs])
+    card = _card(variant)
+    lat = summarize(counters, "device counter")
+    summary: dict[str, Any] = {
+        "board": board.id, "variant": variant, "backend": info.backend, "model_sha256": host_sha,
+        "dataset": dataset.describe(), "machine": _machine(), "samples": n,
+        "counter_unit": info.counter_unit, "counter_note": note,
+        "latency_counter": lat.as_dict(), "latency_us": _latency_us(recs, info.counter_unit),
+        "accuracy": float(np.mean([r["predicted"] == r["label"] for r in recs])),
+        "agreement": {"images_identical": int(sum(r["agree"] for r in recs)), "images": n,
+                      "elements_identical": int((raw_dev == raw_ref).sum()), "elements": int(raw_ref.size),
+                      "reference": "tflm"},
+        "predictions_match_tflm": int(sum(r["predicted"] == int(np.argmax(r["tflm"])) for r in recs)),
+        "device": info.as_dict(), "firmware": facts, "results_file": str(out),
+    }
+    if card.get("macs"):
+        summary["macs"] = int(card["macs"])
+        summary["counter_per_mac"] = lat.median / int(card["macs"])
+    write_json(results_dir() / f"{results_name(board.id, variant)}.json", summary)
+    return summary
+
+
+def _latency_us(recs: list[dict[str, Any]], unit: str) -> dict[str, Any]:
+    from .stats import summarize
+
+    if unit == "ns":
+        return summarize([r["counter"] / 1000.0 for r in recs], "latency").as_dict()
+    if unit == "instructions":  # -icount shift=0: one emulated nanosecond per instruction
+        return summarize([r["counter"] / 1000.0 for r in recs], "latency").as_dict()
+    return summarize([r["us"] for r in recs], "latency").as_dict()
+
+
+def _machine() -> dict[str, str]:
+    return {"system": _platform.system(), "release": _platform.release(), "machine": _platform.machine(),
+            "python": _platform.python_version()}
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool, total: int, what: str) -> Iterator[Callable[[], None]]:
+    if not enabled:
+        yield lambda: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  transient=True) as bar:
+        task = bar.add_task(what, total=total)
+        yield lambda: bar.advance(task)

@@ -1,0 +1,248 @@
+"""Boards without hardware: build a ``host`` or ``qemu-m4`` firmware project with make, start it, stop it.
+
+- ``host``: the firmware is a process; it prints ``edgedigit-host: serial on /dev/pts/N`` and that
+  pseudo-terminal is its serial port.
+- ``qemu-m4``: ``qemu-system-arm -M mps2-an386 -icount shift=0`` with the UART on a TCP socket
+  (``-serial tcp:127.0.0.1:PORT,server=on,wait=on,nodelay=on``), opened as ``socket://127.0.0.1:PORT``.
+  Its counter counts emulated instructions, not cycles of a real chip.
+
+How each board is run comes from the ``[run]`` table of its board file. The process is always stopped
+in a ``finally``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import BoardError, DeviceError, ModelTooLargeError, ToolError
+
+QEMU_NOTE = "emulated instructions, not cycles of a real chip"
+_PTY_RE = re.compile(r"^edgedigit-host: serial on (\S+)$")
+_HEAP_SYMBOLS = ("malloc", "_malloc_r", "calloc", "realloc", "free", "_sbrk", "sbrk")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """How a board without hardware is run (the board file's ``[run]`` table)."""
+
+    kind: str  # "host" (process + pty) or "qemu"
+    binary: str  # relative to the project root
+    emulator: str = ""
+    args: tuple[str, ...] = ()
+    size_tool: str = ""
+    nm_tool: str = ""
+    boot_timeout_s: float = 20.0
+    command_timeout_s: float = 10.0
+    counter_note: str = ""
+
+
+def run_spec(board: Any) -> RunSpec:
+    """The board's ``[run]`` table as a RunSpec.
+
+    Raises:
+        BoardError: the board has no ``[run]`` table (a real board: use ``--port``) or a bad field.
+    """
+    table = dict(getattr(board, "run", {}) or {})
+    if not table:
+        raise BoardError(f"board {board.id} cannot be started here (no [run] in {board.path}); "
+                         "connect the board and pass --port")
+    known = set(RunSpec.__dataclass_fields__)
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise BoardError(f"{board.path}: unknown field [run] '{unknown[0]}' (known: {', '.join(sorted(known))})")
+    for key in ("kind", "binary"):
+        if not isinstance(table.get(key), str) or not table[key]:
+            raise BoardError(f"{board.path}: field [run] '{key}' must be a non-empty string")
+    if table["kind"] not in ("host", "qemu"):
+        raise BoardError(f"{board.path}: field [run] 'kind' must be host or qemu, got {table['kind']!r}")
+    if "args" in table:
+        if not isinstance(table["args"], list) or not all(isinstance(a, str) for a in table["args"]):
+            raise BoardError(f"{board.path}: field [run] 'args' must be a list of strings")
+        table["args"] = tuple(table["args"])
+    return RunSpec(**table)
+
+
+def make(project: Path, timeout: float = 900.0) -> None:
+    """Build a make-based firmware project (``make -C project``).
+
+    Raises:
+        ToolError: make is missing, the build failed (the last lines of its output are quoted) or hung.
+    """
+    if shutil.which("make") is None:
+        raise ToolError("make is not installed; install it (Debian: apt-get install make)")
+    try:
+        proc = subprocess.run(["make", "-C", str(project)], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise ToolError(f"make in {project} did not finish in {timeout:.0f} s") from None
+    if proc.returncode != 0:
+        tail = " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-6:])
+        raise ToolError(f"make in {project} failed (exit {proc.returncode}): {tail}")
+
+
+def _tool(name: str, what: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise ToolError(f"{name} is not installed (needed to {what}); Debian: apt-get install "
+                        f"{'qemu-system-arm' if 'qemu' in name else 'gcc-arm-none-eabi'}")
+    return found
+
+
+def elf_size(elf: Path, size_tool: str = "arm-none-eabi-size") -> dict[str, int]:
+    """Section sizes of a firmware ELF (Berkeley format): text, data, bss, flash = text + data, ram = data + bss.
+
+    Raises:
+        ToolError: the size tool is missing or cannot read the file.
+    """
+    proc = subprocess.run([_tool(size_tool, "measure the firmware"), "-B", str(elf)], capture_output=True, text=True)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or len(lines) < 2:
+        raise ToolError(f"{size_tool} cannot read {elf}: {proc.stderr.strip()}")
+    text, data, bss = (int(v) for v in lines[1].split()[:3])
+    return {"text": text, "data": data, "bss": bss, "flash": text + data, "ram": data + bss}
+
+
+def check_fits(sizes: dict[str, int], board: Any, elf: Path) -> None:
+    """Refuse a firmware larger than the board's flash or RAM.
+
+    Raises:
+        ModelTooLargeError: naming the ELF, the board and both figures.
+    """
+    for key, limit in (("flash", board.flash_bytes), ("ram", board.ram_bytes)):
+        if sizes[key] > limit:
+            raise ModelTooLargeError(f"{elf}: needs {sizes[key]} bytes of {key}, board {board.id} has {limit}")
+
+
+def heap_symbols(elf: Path, nm_tool: str = "arm-none-eabi-nm") -> list[str]:
+    """Heap functions (malloc, free, sbrk, ...) defined in the firmware ELF; empty when none is linked."""
+    proc = subprocess.run([_tool(nm_tool, "list the firmware's symbols"), str(elf)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ToolError(f"{nm_tool} cannot read {elf}: {proc.stderr.strip()}")
+    # a dynamically linked (host) binary lists versioned imports: "U malloc@GLIBC_2.2.5"
+    names = {ln.split()[-1].split("@")[0] for ln in proc.stdout.splitlines() if ln.strip()}
+    return sorted(n for n in _HEAP_SYMBOLS if n in names)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Running:
+    """A started firmware: the pyserial port/URL to talk to it, and its process."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    spec: RunSpec
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        """Stop the process now (the bench's tests use this to pull the plug mid-run)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def start(project: Path, board: Any) -> Iterator[Running]:
+    """Start a built host/qemu firmware project; stop it (terminate, then kill) when the block ends.
+
+    Raises:
+        BoardError: the board has no ``[run]`` table.
+        ToolError: the binary or emulator is missing, or the firmware did not come up in time.
+    """
+    spec = run_spec(board)
+    project = Path(project)
+    binary = project / spec.binary
+    if not binary.is_file():
+        raise ToolError(f"{binary} does not exist; build the project first (make -C {project})")
+    log = project / "build" / "device.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as log_file:
+        if spec.kind == "host":
+            proc = subprocess.Popen([str(binary)], stdout=subprocess.PIPE, stderr=log_file, stdin=subprocess.DEVNULL)
+            try:
+                url = _read_pty_path(proc, binary, spec.boot_timeout_s)
+                yield Running(url, proc, log, spec)
+            finally:
+                _stop(proc)
+                if proc.stdout is not None:
+                    proc.stdout.close()
+        else:
+            emulator = _tool(spec.emulator or "qemu-system-arm", "run the qemu-m4 board")
+            port = _free_port()
+            cmd = [emulator, *spec.args, "-kernel", str(binary),
+                   "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on"]
+            proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            try:
+                yield Running(f"socket://127.0.0.1:{port}", proc, log, spec)
+            finally:
+                _stop(proc)
+
+
+def _read_pty_path(proc: subprocess.Popen[bytes], binary: Path, timeout: float) -> str:
+    """The pseudo-terminal path the host firmware prints on its first stdout line."""
+    import selectors
+
+    assert proc.stdout is not None
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while b"\n" not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0 or not sel.select(left):
+            raise ToolError(f"{binary} printed no serial port within {timeout:.0f} s")
+        chunk = os.read(proc.stdout.fileno(), 256)
+        if not chunk:
+            raise ToolError(f"{binary} exited (code {proc.wait()}) before printing its serial port")
+        buf += chunk
+    line = buf.split(b"\n", 1)[0].decode(errors="replace").strip()
+    m = _PTY_RE.match(line)
+    if not m:
+        raise ToolError(f"{binary} printed {line!r} instead of 'edgedigit-host: serial on /dev/pts/N'")
+    return m.group(1)
+
+
+def open_device(running: Running, *, baud: int = 115200) -> Any:
+    """Open the started firmware's port and resynchronize: a ``protocol.Device`` ready for commands.
+
+    Raises:
+        DeviceError: the port cannot be opened or the firmware does not answer.
+    """
+    from .protocol import Device
+
+    if not running.alive():
+        raise DeviceError(f"the firmware process exited (code {running.process.returncode}); see {running.log}")
+    dev = Device(running.url, baud=baud, timeout=running.spec.command_timeout_s,
+                 open_timeout=running.spec.boot_timeout_s)
+    try:
+        dev.sync(timeout=running.spec.boot_timeout_s)
+    except BaseException:
+        dev.close()
+        raise
+    return dev
