@@ -18,9 +18,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 
 
 def print_json(obj: Any) -> None:
-    from ..core.fsutil import _jsonable
+    from ..core.fsutil import jsonable
 
-    typer.echo(json.dumps(obj, indent=2, sort_keys=True, default=_jsonable))
+    typer.echo(json.dumps(obj, indent=2, sort_keys=True, default=jsonable))
 
 
 def warn(msg: str) -> None:

@@ -52,10 +52,11 @@ def write_atomic(path: Path, data: bytes | str) -> None:
 
 def write_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as indented, key-sorted JSON (same object, same bytes)."""
-    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=jsonable) + "\n")
 
 
-def _jsonable(o: Any) -> Any:
+def jsonable(o: Any) -> Any:
+    """``json.dumps`` default for numpy scalars and arrays and paths."""
     import numpy as np
 
     if isinstance(o, np.integer):

@@ -285,11 +285,11 @@ def machine_info() -> dict:
 
 def append_jsonl(path: Path, record: dict) -> None:
     """Append one JSON object as a line and flush it to disk at once."""
-    from ..core.fsutil import _jsonable
+    from ..core.fsutil import jsonable
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record, sort_keys=True, default=_jsonable) + "\n")
+        f.write(json.dumps(record, sort_keys=True, default=jsonable) + "\n")
         f.flush()
         os.fsync(f.fileno())
 
