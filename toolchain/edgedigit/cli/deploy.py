@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from . import app
 from .common import JsonOpt, print_json
+from .root import app
 
 BoardOpt = Annotated[str, typer.Option("--board", "-b", help="Board id or alias (see `edgedigit boards`).")]
 VariantOpt = Annotated[str | None, typer.Option(

@@ -10,8 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-from . import app, bench_app
 from .common import DataOpt, JsonOpt, SeedOpt, load_data, make_console, print_json
+from .root import app, bench_app
 
 
 @bench_app.command("device")

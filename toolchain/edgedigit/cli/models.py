@@ -10,8 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-from . import app
 from .common import DataOpt, JsonOpt, SeedOpt, load_data, make_console, print_json, warn
+from .root import app
 
 VariantsArg = Annotated[
     list[str] | None,
