@@ -46,7 +46,7 @@ def main() -> int:
                 if res.returncode != 0:
                     manifest[key] = {"status": "refused", "message": res.stderr.strip()}
                     continue
-                project = Path(json.loads(res.stdout)["path"])
+                project = Path(json.loads(res.stdout)["project"])
                 files = {p.relative_to(project).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
                          for p in sorted(project.rglob("*")) if p.is_file()}
                 manifest[key] = {"status": "exported", "files": files}
