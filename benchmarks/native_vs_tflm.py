@@ -48,7 +48,7 @@ def _models(variants: list[str] | None) -> dict[str, Path]:
 def _measure(name: str, path: Path, images: np.ndarray, labels: np.ndarray, m4: bool, chunk: int) -> dict:
     from edgedigit.codegen import native as codegen
     from edgedigit.core.graph import load_graph
-    from edgedigit.models.quantize import quantize_images
+    from edgedigit.core.int8 import quantize_images
     from edgedigit.runtimes import run_litert, run_tflm, tflm_arena_bytes
     from edgedigit.runtimes.native_host import NativeModel
 

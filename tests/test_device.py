@@ -88,7 +88,7 @@ def test_killed_device_keeps_results_and_resume_finishes(trained_build):
 
 def test_wrong_model_on_device_is_refused(trained_build):
     require_tool("cc")
-    from edgedigit.measure import device as bd
+    from edgedigit.measure import bench_device as bd
 
     bd.bench_device("host", "mlp", samples=2, progress=False, log=lambda m: None)  # exports + builds mlp
     # now the host's model changes (retrained): the firmware built from the old one must be refused

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import require_tool
 from edgedigit.core.errors import ToolError
-from edgedigit.measure import compare
+from edgedigit.measure import bench_compare as compare
 
 
 def test_callgrind_totals_are_parsed(tmp_path):
