@@ -77,10 +77,10 @@ def run_board(board_id: str, variant: str, tflite: Path, dataset: Any, total: in
     from edgedigit.core.errors import DeviceError
     from edgedigit.core.fsutil import sha256_file, write_json
     from edgedigit.core.graph import load_graph
+    from edgedigit.core.int8 import quantize_images
     from edgedigit.core.paths import results_dir
     from edgedigit.measure.bench_device import export_project
     from edgedigit.measure.stats import drift_percent
-    from edgedigit.core.int8 import quantize_images
     from edgedigit.runtimes import RUNTIMES
     from edgedigit.targets import devices
     from edgedigit.targets.boards import load_board
