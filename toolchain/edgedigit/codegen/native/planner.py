@@ -5,12 +5,18 @@ that no two buffers alive at the same step overlap; three placements are tried (
 TFLM's GreedyMemoryPlanner; greedy in time order; two-ended in time order, optimal on chains) and the
 smallest arena is kept. The plan is compared with the liveness lower bound: the largest
 sum of the sizes of the buffers alive at one step, which no placement can beat.
+
+:func:`plan_steps` turns a lowered program into buffers: step ``i`` reads every tensor in its ``inputs``
+and writes every tensor in its ``outputs``; a tensor lives from the step that writes it (step 0 for a
+graph input) to the last step that reads it (one past the last step for a graph output); an ``alias``
+step's output shares its input's buffer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -105,3 +111,95 @@ def place(buffers: Sequence[Buffer], alignment: int = 4) -> tuple[list[int], int
               for offsets in plans]
     best = arenas.index(min(arenas))
     return plans[best], arenas[best]
+
+
+# ---- from a lowered program to a memory plan --------------------------------------------------------------------
+
+class Lifetime(Protocol):
+    """What the planner reads from a step (``ops.Step`` has it)."""
+
+    @property
+    def inputs(self) -> Sequence[int]: ...
+
+    @property
+    def outputs(self) -> Sequence[int]: ...
+
+    @property
+    def alias(self) -> bool: ...
+
+
+class SizedTensor(Protocol):
+    """What the planner reads from a tensor (``core.graph.Tensor`` has it)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def nbytes(self) -> int: ...
+
+
+@dataclass
+class MemoryPlan:
+    """Where each activation tensor lives in the static arena."""
+
+    arena_bytes: int
+    lower_bound: int  # max over op steps of the bytes of the buffers alive at that step
+    offsets: dict[int, int]  # tensor index -> byte offset in the arena
+    buffers: list[Buffer] = field(default_factory=list)
+    buffer_offsets: list[int] = field(default_factory=list)
+
+    def describe(self) -> dict[str, Any]:
+        return {"arena_bytes": self.arena_bytes, "lower_bound_bytes": self.lower_bound,
+                "ratio": round(self.arena_bytes / self.lower_bound, 4) if self.lower_bound else 1.0}
+
+
+def plan_steps(steps: Sequence[Lifetime], tensors: Sequence[SizedTensor], graph_inputs: Sequence[int],
+               graph_outputs: Sequence[int], alignment: int = 4) -> MemoryPlan:
+    """Plan the arena of a lowered program: one buffer per activation tensor, alias outputs sharing theirs.
+
+    Args:
+        steps: the program's steps in run order; step ``i`` reads ``inputs`` and writes ``outputs`` at ``i``.
+        tensors: indexed by tensor index: each tensor's name and size in bytes.
+        graph_inputs: tensors written before step 0 (alive from step 0).
+        graph_outputs: tensors read after the last step (alive until ``len(steps)``).
+        alignment: every offset is a multiple of this.
+
+    Returns:
+        The plan: arena size, lower bound, the offset of every tensor touched, the buffers.
+    """
+    root: dict[int, int] = {}
+
+    def find(t: int) -> int:
+        while root.get(t, t) != t:
+            t = root[t]
+        return t
+
+    for s in steps:
+        if s.alias:
+            root[find(s.outputs[0])] = find(s.inputs[0])
+    touched: set[int] = set()
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    size: dict[int, int] = {}
+
+    def touch(t: int, step: int) -> None:
+        touched.add(t)
+        r = find(t)
+        first[r] = min(first.get(r, step), step)
+        last[r] = max(last.get(r, step), step)
+        size[r] = max(size.get(r, 0), tensors[t].nbytes)
+
+    for t in graph_inputs:
+        touch(t, 0)
+    for i, s in enumerate(steps):
+        for t in [*s.inputs, *s.outputs]:
+            if t >= 0:
+                touch(t, i)
+    for t in graph_outputs:
+        touch(t, len(steps))
+    roots = sorted(size)
+    buffers = [Buffer(tensors[r].name, size[r], first[r], last[r]) for r in roots]
+    offs, arena = place(buffers, alignment)
+    by_root = dict(zip(roots, offs, strict=True))
+    offsets = {t: by_root[find(t)] for t in sorted(touched)}
+    return MemoryPlan(arena, lower_bound(buffers), offsets, buffers, offs)

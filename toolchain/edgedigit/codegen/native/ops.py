@@ -1,0 +1,345 @@
+"""The native backend's op registry: one lowering per TFLite operator (or family of operators).
+
+A lowering is registered with ``@lowers("OPCODE", ...)``. It gets an :class:`OpContext` (the graph, the op
+and its position), checks the op's shapes and quantization (raising :class:`ModelError` or
+:class:`UnsupportedOpError` that name the model file and the op), computes TFLM's Prepare values with
+:mod:`.prepare`, and returns one :class:`Step`: the C kernel and its parameter struct, the struct's fields,
+the constant arrays, the activation tensors it reads and writes, and whether the kernel can fail. The
+registry is the whole list of supported operators: ``SUPPORTED_OPS`` is derived from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ...core.errors import ModelError, UnsupportedOpError
+from ...core.graph import Graph, Op, Tensor
+from .prepare import activation_range, channel_multipliers, pad_and_out, softmax_params, wrap_int32
+
+
+@dataclass(frozen=True)
+class Step:
+    """One op lowered to one kernel call.
+
+    Attributes:
+        op: the graph's op.
+        kernel: the C function in ``edgedigit_kernels.c`` (``""`` for an alias step, which emits no call).
+        struct: the C type of its parameter struct in ``edgedigit_kernels.h`` (``""`` for an alias step).
+        params: the struct's fields, in the order they are emitted (name -> C value).
+        arrays: the constant arrays the struct points to: (C type, C name, values).
+        inputs: tensor indices of the activation inputs (in the arena), in the kernel's argument order.
+        outputs: tensor indices of the activation outputs (in the arena).
+        can_fail: the kernel returns a status (nonzero: the run stops with -1).
+        alias: the output is the input's bytes reinterpreted (RESHAPE): no kernel, no arena of its own.
+    """
+
+    op: Op
+    kernel: str
+    struct: str
+    params: dict[str, Any]
+    arrays: list[tuple[str, str, np.ndarray]] = field(default_factory=list)
+    inputs: list[int] = field(default_factory=list)
+    outputs: list[int] = field(default_factory=list)
+    can_fail: bool = False
+    alias: bool = False
+
+
+@dataclass(frozen=True)
+class OpContext:
+    """What a lowering gets: the graph, the op, and the op's position ``n`` (its C arrays are ``g_op<n>_*``)."""
+
+    graph: Graph
+    op: Op
+    n: int
+
+    @property
+    def where(self) -> str:
+        """The model file and the op, to start an error message."""
+        return where(self.graph, self.op)
+
+    @property
+    def prefix(self) -> str:
+        """The C name prefix of this op's constant arrays."""
+        return f"g_op{self.n}"
+
+    def tensor(self, position: int) -> Tensor:
+        """The op's input tensor at ``position`` (a weight, a bias or an activation)."""
+        return self.graph.tensors[self.op.inputs[position]]
+
+    def activation(self, index: int) -> Tensor:
+        """Tensor ``index`` checked to be a per-tensor int8 activation (not a constant).
+
+        Raises:
+            ModelError: a constant, or not per-tensor int8.
+        """
+        t = self.graph.tensors[index]
+        if t.data is not None:
+            raise ModelError(f"{self.where}: tensor {t.index} ({t.name}) is a constant where the native "
+                             "backend expects an activation")
+        if t.dtype != "int8" or t.scale.size != 1 or t.zero_point.size != 1:
+            raise ModelError(f"{self.where}: tensor {t.index} ({t.name}) is not a per-tensor int8 activation")
+        return t
+
+    def activations(self) -> tuple[Tensor, Tensor]:
+        """The op's first input and first output, checked as activations (one-input ops)."""
+        return self.activation(self.op.inputs[0]), self.activation(self.op.outputs[0])
+
+    def options(self, name: str, default: Any) -> Any:
+        """An op option (``op.options``), or ``default`` when the model does not set it."""
+        return self.op.options.get(name, default)
+
+    def fused_activation(self, t_out: Tensor) -> tuple[int, int]:
+        """(act_min, act_max) of the op's fused activation on the int8 output ``t_out``."""
+        scale, zp = qparams(t_out)
+        return activation_range(int(self.options("fused_activation_function", 0)), scale, zp, self.where)
+
+
+Lowering = Callable[[OpContext], Step]
+_REGISTRY: dict[str, Lowering] = {}
+
+
+def lowers(*opcodes: str) -> Callable[[Lowering], Lowering]:
+    """Register the decorated function as the lowering of ``opcodes`` (TFLite builtin operator names).
+
+    Raises:
+        ValueError: an opcode already has a lowering (a bug in this module).
+    """
+
+    def register(fn: Lowering) -> Lowering:
+        for code in opcodes:
+            if code in _REGISTRY:
+                raise ValueError(f"native op {code} is registered twice ({_REGISTRY[code].__name__}, {fn.__name__})")
+            _REGISTRY[code] = fn
+        return fn
+
+    return register
+
+
+def supported_ops() -> tuple[str, ...]:
+    """The registered operators, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def where(graph: Graph, op: Op | None = None) -> str:
+    """``<model file>`` or ``<model file> (op <index> <OPCODE>)`` to start an error message."""
+    return f"{graph.path}" + (f" (op {op.index} {op.opcode})" if op is not None else "")
+
+
+def unsupported(graph: Graph, opcode: str) -> UnsupportedOpError:
+    """The error for an operator without a lowering: names the model file, the op and the supported ops."""
+    return UnsupportedOpError(f"{graph.path}: operator {opcode} is not supported by the native backend "
+                              f"(supported: {', '.join(supported_ops())})")
+
+
+def lower(graph: Graph, op: Op, n: int) -> Step:
+    """Lower op ``n`` of ``graph`` through its registered lowering.
+
+    Raises:
+        UnsupportedOpError: no lowering for the op, or an option the kernel lacks.
+        ModelError: shapes or quantization the kernel cannot take.
+    """
+    fn = _REGISTRY.get(op.opcode)
+    if fn is None:
+        raise unsupported(graph, op.opcode)
+    return fn(OpContext(graph, op, n))
+
+
+def qparams(t: Tensor) -> tuple[float, int]:
+    """(scale, zero point) of a per-tensor quantized tensor."""
+    return float(t.scale[0]), int(t.zero_point[0])
+
+
+def nhwc(ctx: OpContext, t: Tensor) -> tuple[int, int, int, int]:
+    """The shape of a 4-D NHWC tensor.
+
+    Raises:
+        ModelError: not 4-D.
+    """
+    if len(t.shape) != 4:
+        raise ModelError(f"{ctx.where}: tensor {t.name} must be 4-D NHWC, has shape {t.shape}")
+    return t.shape  # type: ignore[return-value]
+
+
+def multipliers(ctx: OpContext, t_in: Tensor, w: Tensor, t_out: Tensor, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """The requantization multipliers and shifts of a weighted op (see :func:`.prepare.channel_multipliers`).
+
+    Raises:
+        ModelError: the weights have neither one nor ``channels`` scales, or a nonzero zero point.
+    """
+    if w.scale.size not in (1, channels):
+        raise ModelError(f"{ctx.where}: weight tensor {w.name} has {w.scale.size} scales for {channels} output "
+                         "channels")
+    if np.any(w.zero_point != 0):
+        raise ModelError(f"{ctx.where}: weight tensor {w.name} has a nonzero zero point; int8 weights must be "
+                         "symmetric")
+    return channel_multipliers(float(t_in.scale[0]), w.scale, float(t_out.scale[0]), channels,
+                               float32_product=ctx.op.opcode == "FULLY_CONNECTED" and w.scale.size == 1)
+
+
+def bias(ctx: OpContext, channels: int) -> np.ndarray | None:
+    """The op's constant int32 bias (input 2) as int64, or None when the op has none.
+
+    Raises:
+        ModelError: not ``channels`` constant int32 values.
+    """
+    op = ctx.op
+    if len(op.inputs) < 3 or op.inputs[2] < 0:
+        return None
+    b = ctx.graph.tensors[op.inputs[2]]
+    if b.data is None or b.dtype != "int32" or b.size != channels:
+        raise ModelError(f"{ctx.where}: bias tensor {b.name} must be {channels} constant int32 values")
+    return b.data.astype(np.int64).reshape(-1)
+
+
+def pack_fc_weights(w: np.ndarray) -> np.ndarray:
+    """Lay out FC weights (out, in) for the kernels: blocks of 4 rows interleaved by groups of 4 inputs,
+    then each row's ``in % 4`` trailing inputs; leftover rows row by row (see ``edgedigit_kernels.c``)."""
+    out_d, n = w.shape
+    full = n // 4 * 4
+    parts = []
+    for c in range(0, out_d // 4 * 4, 4):
+        block = w[c:c + 4]
+        parts.append(block[:, :full].reshape(4, full // 4, 4).transpose(1, 0, 2).reshape(-1))
+        parts.append(block[:, full:].reshape(-1))
+    parts.append(w[out_d // 4 * 4:].reshape(-1))
+    packed = np.concatenate(parts) if parts else np.zeros(0, w.dtype)
+    return packed.astype(np.int8)
+
+
+# ---- the lowerings, in the order SUPPORTED_OPS lists them --------------------------------------------------------
+
+@lowers("FULLY_CONNECTED")
+def fully_connected(ctx: OpContext) -> Step:
+    """FULLY_CONNECTED: packed weights, the input offset folded into the bias, per-tensor or per-channel."""
+    t_in, t_out = ctx.activations()
+    w = ctx.tensor(1)
+    if w.data is None or w.dtype != "int8" or len(w.shape) != 2:
+        raise ModelError(f"{ctx.where}: the weights must be a constant int8 matrix (got {w.dtype} {w.shape})")
+    out_d, in_d = w.shape
+    if t_in.size % in_d or t_out.size % out_d or t_in.size // in_d != t_out.size // out_d:
+        raise ModelError(f"{ctx.where}: input {t_in.shape} and output {t_out.shape} do not match weights {w.shape}")
+    _, in_zp = qparams(t_in)
+    _, out_zp = qparams(t_out)
+    mult, shift = multipliers(ctx, t_in, w, t_out, out_d)
+    b = bias(ctx, out_d)
+    folded = (b if b is not None else 0) + (-in_zp) * w.data.astype(np.int64).sum(axis=1)
+    lo, hi = ctx.fused_activation(t_out)
+    p = ctx.prefix
+    return Step(ctx.op, "edgedigit_fully_connected", "edgedigit_fc_t", {
+        "batches": t_in.size // in_d, "in_depth": in_d, "out_depth": out_d, "weights": f"{p}_weights",
+        "bias": f"{p}_bias", "multiplier": f"{p}_multiplier", "shift": f"{p}_shift", "output_offset": out_zp,
+        "act_min": lo, "act_max": hi,
+    }, [("int8_t", f"{p}_weights", pack_fc_weights(w.data)), ("int32_t", f"{p}_bias", wrap_int32(folded)),
+        ("int32_t", f"{p}_multiplier", mult), ("int32_t", f"{p}_shift", shift)],
+        inputs=[t_in.index], outputs=[t_out.index])
+
+
+@lowers("CONV_2D", "DEPTHWISE_CONV_2D")
+def convolution(ctx: OpContext) -> Step:
+    """CONV_2D (no groups) and DEPTHWISE_CONV_2D (any depth multiplier), SAME or VALID, strides, dilation."""
+    depthwise = ctx.op.opcode == "DEPTHWISE_CONV_2D"
+    t_in, t_out = ctx.activations()
+    w = ctx.tensor(1)
+    b, ih, iw, ic = nhwc(ctx, t_in)
+    ob, oh, ow, oc = nhwc(ctx, t_out)
+    if w.data is None or w.dtype != "int8" or len(w.shape) != 4:
+        raise ModelError(f"{ctx.where}: the filter must be a constant int8 4-D tensor")
+    dm = 1
+    if depthwise:
+        _, kh, kw, wc = w.shape
+        dm = int(ctx.options("depth_multiplier", 1)) or 1
+        if wc != oc or ic * dm != oc:
+            raise ModelError(f"{ctx.where}: filter {w.shape} does not match input {t_in.shape}, output "
+                             f"{t_out.shape} and depth multiplier {dm}")
+    else:
+        wo, kh, kw, wc = w.shape
+        if wo != oc:
+            raise ModelError(f"{ctx.where}: filter {w.shape} does not match output {t_out.shape}")
+        if wc != ic:
+            raise UnsupportedOpError(f"{ctx.where}: grouped convolution (filter depth {wc}, input depth {ic}) is "
+                                     "not supported by the native backend")
+    sh, sw = int(ctx.options("stride_h", 1)), int(ctx.options("stride_w", 1))
+    dh, dw = int(ctx.options("dilation_h_factor", 1)) or 1, int(ctx.options("dilation_w_factor", 1)) or 1
+    padding = int(ctx.options("padding", 0))
+    pad_h, exp_h = pad_and_out(padding, ih, kh, sh, dh, ctx.where)
+    pad_w, exp_w = pad_and_out(padding, iw, kw, sw, dw, ctx.where)
+    if (exp_h, exp_w, b) != (oh, ow, ob):
+        raise ModelError(f"{ctx.where}: output shape {t_out.shape} differs from the computed "
+                         f"({ob}, {exp_h}, {exp_w}, {oc})")
+    _, in_zp = qparams(t_in)
+    _, out_zp = qparams(t_out)
+    mult, shift = multipliers(ctx, t_in, w, t_out, oc)
+    bias_values = bias(ctx, oc)
+    lo, hi = ctx.fused_activation(t_out)
+    p = ctx.prefix
+    arrays = [("int8_t", f"{p}_weights", w.data.reshape(-1)), ("int32_t", f"{p}_multiplier", mult),
+              ("int32_t", f"{p}_shift", shift)]
+    if bias_values is not None:
+        arrays.append(("int32_t", f"{p}_bias", bias_values))
+    kernel = "edgedigit_depthwise_conv2d" if depthwise else "edgedigit_conv2d"
+    return Step(ctx.op, kernel, "edgedigit_conv_t", {
+        "batches": b, "in_h": ih, "in_w": iw, "in_c": ic, "out_h": oh, "out_w": ow, "out_c": oc, "k_h": kh,
+        "k_w": kw, "stride_h": sh, "stride_w": sw, "dil_h": dh, "dil_w": dw, "pad_h": pad_h, "pad_w": pad_w,
+        "depth_multiplier": dm, "weights": f"{p}_weights", "bias": f"{p}_bias" if bias_values is not None else "NULL",
+        "multiplier": f"{p}_multiplier", "shift": f"{p}_shift", "input_offset": -in_zp, "output_offset": out_zp,
+        "act_min": lo, "act_max": hi,
+    }, arrays, inputs=[t_in.index], outputs=[t_out.index])
+
+
+@lowers("MAX_POOL_2D", "AVERAGE_POOL_2D")
+def pooling(ctx: OpContext) -> Step:
+    """MAX_POOL_2D and AVERAGE_POOL_2D; the average returns a status (a window without inputs fails)."""
+    average = ctx.op.opcode == "AVERAGE_POOL_2D"
+    t_in, t_out = ctx.activations()
+    b, ih, iw, c = nhwc(ctx, t_in)
+    ob, oh, ow, oc = nhwc(ctx, t_out)
+    fh, fw = int(ctx.options("filter_height", 1)), int(ctx.options("filter_width", 1))
+    sh, sw = int(ctx.options("stride_h", 1)), int(ctx.options("stride_w", 1))
+    padding = int(ctx.options("padding", 0))
+    pad_h, exp_h = pad_and_out(padding, ih, fh, sh, 1, ctx.where)
+    pad_w, exp_w = pad_and_out(padding, iw, fw, sw, 1, ctx.where)
+    if (exp_h, exp_w, ob, oc) != (oh, ow, b, c):
+        raise ModelError(f"{ctx.where}: output shape {t_out.shape} differs from the computed "
+                         f"({b}, {exp_h}, {exp_w}, {c})")
+    (in_scale, in_zp), (out_scale, out_zp) = qparams(t_in), qparams(t_out)
+    if abs(in_scale - out_scale) > 1e-6 or in_zp != out_zp:
+        raise ModelError(f"{ctx.where}: input and output quantization differ (TFLM requires them equal)")
+    lo, hi = ctx.fused_activation(t_out)
+    return Step(ctx.op, "edgedigit_average_pool" if average else "edgedigit_max_pool", "edgedigit_pool_t", {
+        "batches": b, "in_h": ih, "in_w": iw, "channels": c, "out_h": oh, "out_w": ow, "f_h": fh, "f_w": fw,
+        "stride_h": sh, "stride_w": sw, "pad_h": pad_h, "pad_w": pad_w, "act_min": lo, "act_max": hi,
+    }, inputs=[t_in.index], outputs=[t_out.index], can_fail=average)
+
+
+@lowers("RESHAPE")
+def reshape(ctx: OpContext) -> Step:
+    """RESHAPE: no kernel; the output aliases the input's bytes (same size, same quantization)."""
+    t_in, t_out = ctx.activations()
+    if t_in.nbytes != t_out.nbytes or qparams(t_in) != qparams(t_out):
+        raise ModelError(f"{ctx.where}: a RESHAPE must keep the bytes and the quantization")
+    return Step(ctx.op, "", "", {}, inputs=[t_in.index], outputs=[t_out.index], alias=True)
+
+
+@lowers("SOFTMAX")
+def softmax(ctx: OpContext) -> Step:
+    """SOFTMAX over the last dimension, int8 output with scale 1/256 and zero point -128."""
+    t_in, t_out = ctx.activations()
+    out_scale, out_zp = qparams(t_out)
+    if out_zp != -128 or np.float32(out_scale) != np.float32(1.0 / 256):
+        raise ModelError(f"{ctx.where}: an int8 softmax output must have scale 1/256 and zero point -128 "
+                         f"(has {out_scale} and {out_zp})")
+    if t_in.size != t_out.size or not t_in.shape:
+        raise ModelError(f"{ctx.where}: input {t_in.shape} and output {t_out.shape} differ")
+    depth = t_in.shape[-1]
+    if depth > 511:  # the sum of 512 exps reaches 2^28 in Q12.19: TFLM's exponent check (<= 31) fails
+        raise UnsupportedOpError(f"{ctx.where}: an int8 softmax over {depth} values (more than 511) is not "
+                                 "supported (TFLM's fixed-point sum overflows its range)")
+    mult, shift, diff_min = softmax_params(float(ctx.options("beta", 1.0)), float(t_in.scale[0]))
+    return Step(ctx.op, "edgedigit_softmax", "edgedigit_softmax_t", {
+        "outer": t_in.size // depth, "depth": depth, "input_multiplier": mult, "input_left_shift": shift,
+        "diff_min": diff_min,
+    }, inputs=[t_in.index], outputs=[t_out.index])
