@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from edgedigit.core.graph import load_graph
-from edgedigit.models.quantize import quantize_images
+from edgedigit.core.int8 import quantize_images
 from edgedigit.runtimes import run_tflm
 from edgedigit.targets.export import export
 from tflite_factory import random_images

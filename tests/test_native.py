@@ -16,7 +16,7 @@ from edgedigit.codegen import native as codegen
 from edgedigit.codegen import planner
 from edgedigit.core.errors import ModelError, UnsupportedOpError
 from edgedigit.core.graph import load_graph
-from edgedigit.models.quantize import quantize_images
+from edgedigit.core.int8 import quantize_images
 from edgedigit.runtimes import run_tflm
 from edgedigit.runtimes.native_host import NativeModel
 from tflite_factory import random_images
