@@ -15,8 +15,8 @@ import pytest
 from edgedigit.codegen import tflm
 from edgedigit.core.errors import UnsupportedOpError
 from edgedigit.core.graph import load_graph
+from edgedigit.core.int8 import input_lut, quantize_images
 from edgedigit.core.paths import templates_dir
-from edgedigit.models.quantize import input_lut, quantize_images
 from edgedigit.runtimes import run_tflm, tflm_arena_bytes
 from edgedigit.targets.boards import load_board
 from edgedigit.targets.export import LOCK_FILE, export

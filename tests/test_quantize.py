@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import re
+import types
 
 import numpy as np
 import pytest
 
 from edgedigit.core.errors import EdgeDigitError, ModelError, NotTrainedError
 from edgedigit.core.graph import load_graph
-from edgedigit.models.quantize import calibration_images, input_lut, quantize_images, quantize_variants
+from edgedigit.core.int8 import input_lut, quantize_images
+from edgedigit.core.stage import Blocked
+from edgedigit.models.quantize import calibration_images, quantize_variants
 from edgedigit.models.variants import REGISTRY, QuantizeContext, Variant
 
 
@@ -70,6 +75,93 @@ def test_not_trained_names_the_command(build_dir):
         quantize_variants(["mlp-pruned"], load_fallback())
     with pytest.raises(EdgeDigitError, match="granularity 'per-row' unknown; choose from: per-tensor, per-channel"):
         quantize_variants(["mlp"], load_fallback(), granularity="per-row")
+
+
+def test_nothing_trained_is_one_line(build_dir):
+    from edgedigit.models.data import load_fallback
+
+    with pytest.raises(NotTrainedError, match=r"^no trained variant in .*models: run `edgedigit train` first$"):
+        quantize_variants(None, load_fallback())
+
+
+def _fake_trained(build, name="mlp", kind="neural", float_file="model.keras"):
+    folder = build / "models" / name
+    folder.mkdir(parents=True)
+    (folder / float_file).write_bytes(b"float model")
+    (folder / "card.json").write_text(json.dumps({"variant": name, "kind": kind, "sparsity": 0.5,
+                                                  "files": {"float": float_file, "card": "card.json"}}))
+    return folder
+
+
+def test_a_hook_extends_the_default_neural_quantization(build_dir, monkeypatch):
+    import edgedigit.models.quantize as quantize
+    from edgedigit.models.data import load_fallback
+
+    folder = _fake_trained(build_dir)
+
+    def fake_neural(q, variant):  # the real one converts with TensorFlow
+        (q.out_dir / "model_int8.tflite").write_bytes(b"int8")
+        return {"int8_accuracy": 0.5, "files": {"int8": "model_int8.tflite"}, "variant_seen": variant.name}
+
+    def hook(q: QuantizeContext) -> dict:
+        return {**q.default(), "extra": q.card["sparsity"]}
+
+    monkeypatch.setattr(quantize, "quantize_neural", fake_neural)
+    monkeypatch.setitem(REGISTRY, "mlp", dataclasses.replace(REGISTRY["mlp"], quantize=hook))
+    (card,) = quantize_variants(["mlp"], load_fallback())
+    assert card["int8_accuracy"] == 0.5 and card["extra"] == 0.5 and card["variant_seen"] == "mlp"
+    assert card["files"] == {"float": "model.keras", "card": "card.json", "int8": "model_int8.tflite"}
+    assert json.loads((folder / "card.json").read_text()) == card
+    with pytest.raises(RuntimeError, match="without the neural quantization"):
+        QuantizeContext("mlp", folder, folder, None, 0, 1, "per-tensor", {}).default()
+
+
+def test_quantize_stage_declares_model_dataset_samples_seed(build_dir, monkeypatch):
+    import edgedigit.models.quantize as quantize
+    from edgedigit.models.variants import get_variant
+
+    ds = types.SimpleNamespace(sha256="ef" * 32)
+    st = quantize.stage("mlp", 5, 77, lambda: ds)
+    assert st.name == "quantize mlp" and st.outputs() == [build_dir / "models" / "mlp" / "model_int8.tflite"]
+    assert quantize.stage(get_variant("rfe-lr"), 0, 1, lambda: ds).outputs() == [
+        build_dir / "models" / "rfe-lr" / "model_fixed.npz"]
+    with pytest.raises(Blocked, match=r"models/mlp/model\.keras missing"):
+        st.inputs()
+    _fake_trained(build_dir, "mlp", float_file="other.keras")
+    assert st.inputs() == {"model": [hashlib.sha256(b"float model").hexdigest()], "dataset": ds.sha256,
+                           "calibration_samples": 77, "seed": 5}
+    calls = []
+    monkeypatch.setattr(quantize, "quantize_variants", lambda *a, **k: calls.append((a, k)))
+    st.run()
+    assert calls == [((["mlp"], ds), {"calibration_samples": 77, "seed": 5})]
+
+
+def test_quantize_stage_declares_what_the_pipeline_declares(build_dir):
+    import edgedigit.models.quantize as quantize
+    from edgedigit import pipeline
+
+    ds = types.SimpleNamespace(sha256="01" * 32)
+    cfg = pipeline.PipelineConfig(board="host", variants=["mlp-pruned", "rfe-lr"], seed=2, calibration_samples=9)
+    old = {s.name: s for s in pipeline.build_stages(cfg, lambda: ds)}
+
+    def same(name):
+        new, ref = quantize.stage(name, 2, 9, lambda: ds), old[f"quantize {name}"]
+        assert new.name == ref.name and new.outputs() == ref.outputs()
+        try:
+            expected = ref.inputs()
+        except (Blocked, pipeline.Blocked) as e:  # pipeline.Blocked: until the pipeline imports core.stage's
+            with pytest.raises(Blocked, match=re.escape(str(e))):
+                new.inputs()
+        else:
+            assert new.inputs() == expected
+
+    for name in ("mlp", "mlp-pruned"):  # untrained rfe-lr: the pipeline guessed model.keras, the store model.joblib
+        same(name)
+    _fake_trained(build_dir, "mlp")
+    _fake_trained(build_dir, "mlp-pruned", float_file="pruned.h5")
+    _fake_trained(build_dir, "rfe-lr", kind="linear", float_file="model.joblib")
+    for name in ("mlp", "mlp-pruned", "rfe-lr"):
+        same(name)
 
 
 @pytest.mark.mnist

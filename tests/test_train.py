@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import hashlib
 import json
+import os
+import re
+import subprocess
+import sys
 import types
 
 import numpy as np
 import pytest
 
 from edgedigit.core.errors import NotTrainedError, UnknownVariantError
+from edgedigit.core.stage import Blocked, file_hash
 from edgedigit.core.store import read_card
 from edgedigit.models import variants as variants_mod
 from edgedigit.models.train import count_macs, plan, train_variants
-from edgedigit.models.variants import REGISTRY, SEED_VARIANTS, Variant, get_variant
+from edgedigit.models.variants import REGISTRY, SEED_NAMES, SEED_VARIANTS, TrainContext, TrainResult, Variant, get_variant
 from edgedigit.models.variants.pruned import schedule_steps
 
 CARD_KEYS = {"variant", "kind", "dataset", "seed", "versions", "params", "macs", "float_accuracy", "int8_accuracy",
@@ -33,31 +40,147 @@ def test_unknown_variant_names_the_choices():
     assert str(e.value) == f"unknown variant 'mlp2'; choose from: {', '.join(REGISTRY)}"
 
 
-def test_registry_tolerates_only_the_missing_optional_modules(monkeypatch):
-    real = variants_mod.importlib.import_module
+def test_registry_lists_exactly_the_six_variants_in_order():
+    assert list(REGISTRY) == ["mlp", "mlp-pruned", "rfe-lr", "mlp-qat", "cnn", "tiny"]
+    assert [m.VARIANT for m in variants_mod._MODULES] == list(REGISTRY.values())
+    assert SEED_NAMES == ("mlp", "mlp-pruned", "rfe-lr") and set(SEED_NAMES) <= set(REGISTRY)
+    assert SEED_VARIANTS == SEED_NAMES + ("mlp-qat", "cnn", "tiny")
 
-    def fake(name):
-        if name.endswith(".qat"):
-            err = ModuleNotFoundError("No module named 'some_dependency'")
-            err.name = "some_dependency"  # a missing dependency inside an existing module: a real bug
-            raise err
-        return real(name)
 
-    monkeypatch.setattr(variants_mod.importlib, "import_module", fake)
-    with pytest.raises(ModuleNotFoundError, match="some_dependency"):
-        variants_mod._load_registry()
+def test_the_registry_does_not_import_the_stages():
+    code = ("import sys, edgedigit.models.variants, edgedigit.models.quantize; "
+            "print(sorted(m for m in sys.modules if m.startswith('edgedigit.')))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    loaded = set(ast.literal_eval(out))
+    assert "edgedigit.models.quantize" in loaded and "edgedigit.models.train" in loaded  # quantize -> train
+    assert not {m for m in loaded if m.startswith(("edgedigit.runtimes", "edgedigit.codegen", "edgedigit.measure",
+                                                   "edgedigit.targets", "edgedigit.report", "edgedigit.pipeline"))}
+    code = "import sys, edgedigit.models.variants; print('edgedigit.models.train' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env=env).stdout.strip() == "False"
 
-    def fake_cnn(name):
-        if name.endswith(".cnn"):
-            return types.SimpleNamespace(VARIANT=Variant("cnn", "neural", "test", train=lambda ctx: None))
-        if name.split(".")[-1] in variants_mod._OPTIONAL_MODULES:
-            err = ModuleNotFoundError(f"No module named '{name}'")
-            err.name = name
-            raise err
-        return real(name)
 
-    monkeypatch.setattr(variants_mod.importlib, "import_module", fake_cnn)
-    assert list(variants_mod._load_registry()) == ["mlp", "mlp-pruned", "cnn"]
+def _linear_fake(name, train, requires=()):
+    """A fast linear variant (no TensorFlow) whose model is a dict, saved as JSON."""
+
+    def save(model, folder):
+        (folder / "fake.json").write_text(json.dumps(model))
+        return {"float": "fake.json"}
+
+    return Variant(name, "linear", "a fake", train=train, requires=requires, save=save,
+                   load=lambda folder: json.loads((folder / "fake.json").read_text()),
+                   predict_float=lambda model, images: np.tile(np.eye(10)[model["label"]], (len(images), 1)))
+
+
+def test_train_hands_the_context_its_loader(build_dir, monkeypatch):
+    from edgedigit.models.data import load_fallback
+    from edgedigit.models.train import load_float_model
+
+    seen = {}
+
+    def train_base(ctx):
+        return TrainResult({"label": 3}, params=1, macs=1)
+
+    def train_child(ctx):
+        seen["loader"] = ctx.load_model
+        seen["base"] = ctx.load_model("fake-base")
+        return TrainResult({"label": seen["base"]["label"]}, params=1, macs=1)
+
+    monkeypatch.setitem(REGISTRY, "fake-base", _linear_fake("fake-base", train_base))
+    monkeypatch.setitem(REGISTRY, "fake-child", _linear_fake("fake-child", train_child, requires=("fake-base",)))
+    cards = train_variants(["fake-child"], load_fallback().subset(50, 20), seed=0)
+    assert [c["variant"] for c in cards] == ["fake-base", "fake-child"]
+    assert seen["loader"] is load_float_model and seen["base"] == {"label": 3}
+    assert read_card("fake-child").files == {"float": "fake.json", "card": "card.json"}
+    with pytest.raises(RuntimeError, match="without a loader"):
+        TrainContext(dataset=None, seed=0).load_model("mlp")
+
+
+def test_missing_float_models_use_the_one_wording(build_dir):
+    from edgedigit.models.train import keras_load
+    from edgedigit.models.variants import qat, rfe_lr
+
+    for name, load in (("mlp", keras_load), ("mlp-qat", qat.load), ("rfe-lr", rfe_lr.load)):
+        folder = build_dir / "models" / name
+        folder.mkdir(parents=True)
+        with pytest.raises(NotTrainedError, match=rf"^variant '{name}' is not trained \(.* missing\): "
+                                                  rf"run `edgedigit train {name}` first$"):
+            load(folder)
+
+
+def test_stage_file_hash_blocks_on_a_missing_input(tmp_path):
+    path = tmp_path / "in.bin"
+    with pytest.raises(Blocked, match=f"^{path} missing$"):
+        file_hash(path)
+    path.write_bytes(b"abc")
+    assert file_hash(path) == hashlib.sha256(b"abc").hexdigest()
+
+
+def _write_trained(build, name, kind="neural", float_file="model.keras", data=b"weights"):
+    folder = build / "models" / name
+    folder.mkdir(parents=True)
+    (folder / float_file).write_bytes(data)
+    (folder / "card.json").write_text(json.dumps({"variant": name, "kind": kind, "files": {"float": float_file}}))
+    return folder / float_file
+
+
+def test_train_stage_declares_dataset_seed_epochs_and_dependencies(build_dir, monkeypatch):
+    import edgedigit.models.train as train
+
+    loads = []
+    ds = types.SimpleNamespace(sha256="ab" * 32)
+
+    def loader():
+        loads.append(1)
+        return ds
+
+    st = train.stage("mlp-pruned", 7, 2, loader)
+    assert st.name == "train mlp-pruned"
+    with pytest.raises(Blocked, match=r"models/mlp/model\.keras missing"):
+        st.inputs()
+    assert not loads  # blocked before the data is loaded
+    assert st.outputs() == [build_dir / "models" / "mlp-pruned" / "model.keras"]  # not trained: the kind's default
+    base = _write_trained(build_dir, "mlp")
+    assert st.inputs() == {"dataset": ds.sha256, "seed": 7, "epochs": 2,
+                           "requires": {"mlp": [hashlib.sha256(b"weights").hexdigest()]}}
+    _write_trained(build_dir, "mlp-pruned", float_file="pruned.h5")
+    assert st.outputs() == [build_dir / "models" / "mlp-pruned" / "pruned.h5"]  # the card's files.float
+    assert train.stage("rfe-lr", 0, None, loader).outputs() == [build_dir / "models" / "rfe-lr" / "model.joblib"]
+    assert train.stage(get_variant("mlp"), 0, None, loader).outputs() == [base]
+    calls = []
+    monkeypatch.setattr(train, "train_variants", lambda *a, **k: calls.append((a, k)))
+    st.run()
+    assert calls == [((["mlp-pruned"], ds), {"seed": 7, "epochs": 2})]
+
+
+def test_train_stage_declares_what_the_pipeline_declares(build_dir):
+    import edgedigit.models.train as train
+    from edgedigit import pipeline
+
+    ds = types.SimpleNamespace(sha256="cd" * 32)
+    cfg = pipeline.PipelineConfig(board="host", variants=["mlp-pruned", "rfe-lr"], seed=3, epochs=4)
+    old = {s.name: s for s in pipeline.build_stages(cfg, lambda: ds)}
+
+    def same(name, outputs=True):
+        new, ref = train.stage(name, 3, 4, lambda: ds), old[f"train {name}"]
+        assert new.name == ref.name and (not outputs or new.outputs() == ref.outputs())
+        try:
+            expected = ref.inputs()
+        except (Blocked, pipeline.Blocked) as e:  # pipeline.Blocked: until the pipeline imports core.stage's
+            with pytest.raises(Blocked, match=re.escape(str(e))):
+                new.inputs()
+        else:
+            assert new.inputs() == expected
+
+    # Before training the pipeline guessed model.keras for rfe-lr too; the store names the kind's default
+    # (model.joblib). Either is missing, so the stage runs either way.
+    for name in ("mlp", "mlp-pruned", "rfe-lr"):
+        same(name, outputs=name != "rfe-lr")
+    _write_trained(build_dir, "mlp")
+    _write_trained(build_dir, "rfe-lr", kind="linear", float_file="model.joblib")
+    for name in ("mlp", "mlp-pruned", "rfe-lr"):
+        same(name)
 
 
 def test_plan_trains_missing_dependencies_first(build_dir):

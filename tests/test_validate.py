@@ -37,7 +37,7 @@ def test_scores_summary():
 
 def test_runtimes_on_factory_models(tflite_models):
     from edgedigit.core.graph import load_graph
-    from edgedigit.models.quantize import quantize_images
+    from edgedigit.core.int8 import quantize_images
     from tflite_factory import random_images
 
     assert list(RUNTIMES)[:2] == ["litert", "tflm"]

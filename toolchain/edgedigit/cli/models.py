@@ -128,19 +128,19 @@ def train(
         return
     from rich.table import Table
 
+    from ..core.store import Card, ModelFolder
+
     t = Table(title=f"trained (float accuracy on {ds.label()})")
     for col in ("variant", "float accuracy", "params", "MACs", "extras", "seconds", "folder"):
         t.add_column(col)
-    from ..core.paths import model_dir
-
-    for c in cards:
+    for c in map(Card, cards):
         extras = ""
         if "sparsity" in c:
             extras = "zeros " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in c["sparsity"].items())
         elif "pixels" in c:
             extras = f"{len(c['pixels'])} pixels"
-        t.add_row(c["variant"], _pct(c["float_accuracy"]), f"{c['params']:,}", f"{c['macs']:,}", extras,
-                  f"{c['train_seconds']:.1f}", str(model_dir(c["variant"])))
+        t.add_row(c.variant, _pct(c.float_accuracy), f"{c.params:,}", f"{c.macs:,}", extras,
+                  f"{c['train_seconds']:.1f}", str(ModelFolder(c.variant).path))
     make_console().print(t)
     if ds.fallback:
         warn("these figures are NOT MNIST figures (fallback dataset)")
@@ -174,17 +174,19 @@ def quantize(
         return
     from rich.table import Table
 
+    from ..core.store import Card
+
     t = Table(title=f"quantized (accuracy on {ds.label()}, LiteRT reference kernels)")
     for col in ("variant", "float", "int8", "granularity", "input scale / zp", "bytes", "TFLM arena", "others"):
         t.add_column(col)
-    for c in cards:
-        q = c.get("quantization") or {}
+    for c in map(Card, cards):
+        q = c.quantization
         others = ", ".join(f"{k} {_pct(v.get('accuracy'))} ({v['size_bytes']:,} B)"
                            for k, v in (c.get("comparisons") or {}).items())
         scale = f"{q['input_scale']:.6g} / {q['input_zero_point']}" if "input_scale" in q else "-"
-        arena = f"{c['tflm_arena_bytes']:,}" if c.get("tflm_arena_bytes") else "-"
-        t.add_row(c["variant"], _pct(c.get("float_accuracy")), _pct(c.get("int8_accuracy")),
-                  str(q.get("granularity", "-")), scale, f"{c.get('size_bytes') or 0:,}", arena, others)
+        arena = f"{c.tflm_arena_bytes:,}" if c.tflm_arena_bytes else "-"
+        t.add_row(c.variant, _pct(c.float_accuracy), _pct(c.int8_accuracy),
+                  str(q.get("granularity", "-")), scale, f"{c.size_bytes or 0:,}", arena, others)
     make_console().print(t)
     if ds.fallback:
         warn("these figures are NOT MNIST figures (fallback dataset)")

@@ -1,53 +1,39 @@
-"""The quantize stage: full-integer int8 .tflite files calibrated on training images, and the input LUT.
+"""The quantize stage: full-integer int8 .tflite files calibrated on training images.
 
 Neural variants are converted from a batch-1 concrete function (input ``[1, 28, 28]`` float32, so RESHAPE
 needs no SHAPE/STRIDED_SLICE/PACK) with ``TFLITE_BUILTINS_INT8`` and int8 input and output, calibrated
 on ``calibration_samples`` training images drawn with a fixed seed. Dense layers are quantized per tensor
 by default (every TFLM library runs that) or per channel. Linear variants quantize through their
 registry hook (``Variant.quantize``). Outputs are written into a staged copy of the model folder, which
-replaces the folder in one step: a failure leaves the previous files untouched.
+replaces the folder in one step: a failure leaves the previous files untouched. The input table that
+turns raw pixels into the int8 input is the firmware's contract and lives in :mod:`edgedigit.core.int8`.
+:func:`stage` declares the stage for the pipeline (its inputs and its output, the deployable artifact).
 """
 
 from __future__ import annotations
 
+import functools
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..core import store as cardlib
-from ..core.errors import EdgeDigitError, ModelError, NotTrainedError
+from ..core import store
+from ..core.errors import EdgeDigitError, ModelError
 from ..core.fsutil import staged_dir, write_atomic, write_json
-from ..core.paths import model_dir, models_dir
-from .variants import QuantizeContext, Reporter, Variant, get_variant
+from ..core.int8 import INPUT_SHAPE, quantize_images
+from ..core.stage import Stage, file_hash
+from ..core.store import INT8_FILE
+from .train import float_model_path, keras_load
+from .variants import REGISTRY, QuantizeContext, Reporter, Variant, get_variant
 
 GRANULARITIES = ("per-tensor", "per-channel")
 FORMATS = ("int8", "dynamic", "float16")
-INT8_FILE = "model_int8.tflite"
+# The comparison conversions (``--format``) exist only in this stage; the int8 file is the store's.
 FORMAT_FILES = {"int8": INT8_FILE, "dynamic": "model_dynamic.tflite", "float16": "model_float16.tflite"}
 FORBIDDEN_OPS = ("SHAPE", "STRIDED_SLICE", "PACK")
-INPUT_SHAPE = (1, 28, 28)
-
-
-def input_lut(scale: float, zero_point: int) -> np.ndarray:
-    """int8 input value of each raw pixel 0..255 (COMMON contract 3).
-
-    ``lut[p] = clip(round_half_away_from_zero(p / 255 / scale) + zero_point, -128, 127)`` in float64.
-    """
-    if not scale > 0:
-        raise ModelError(f"input scale {scale!r} is not a positive number")
-    v = np.arange(256, dtype=np.float64) / 255.0 / float(scale)
-    rounded = np.sign(v) * np.floor(np.abs(v) + 0.5)
-    return np.clip(rounded + int(zero_point), -128, 127).astype(np.int8)
-
-
-def quantize_images(images_uint8: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """Raw uint8 images -> the int8 model input, through :func:`input_lut` (same shape)."""
-    images = np.asarray(images_uint8)
-    if images.dtype != np.uint8:
-        raise ModelError(f"images must be uint8 pixels 0..255, got {images.dtype.name}")
-    return input_lut(scale, zero_point)[images]
 
 
 def calibration_images(dataset: Any, samples: int, seed: int) -> np.ndarray:
@@ -115,14 +101,14 @@ def check_int8(path: Path) -> Any:
     return g
 
 
-def int8_predictions(path: Path, images: np.ndarray, runtime: str = "litert") -> tuple[np.ndarray, Any]:
-    """Raw int8 outputs of ``images`` (uint8) on one host runtime, and the graph."""
+def int8_predictions(path: Path, images: np.ndarray) -> tuple[np.ndarray, Any]:
+    """Raw int8 outputs of ``images`` (uint8) on LiteRT's reference kernels, and the graph."""
     from ..core.graph import load_graph
-    from ..runtimes import RUNTIMES
+    from ..runtimes import run_litert
 
     g = load_graph(path)
     x = quantize_images(images, float(g.input.scale[0]), int(g.input.zero_point[0]))
-    return RUNTIMES[runtime](path, x), g
+    return run_litert(path, x), g
 
 
 def quantize_variants(names: list[str] | tuple[str, ...] | None, dataset: Any, calibration_samples: int = 500,
@@ -152,7 +138,7 @@ def quantize_variants(names: list[str] | tuple[str, ...] | None, dataset: Any, c
         raise EdgeDigitError(f"format '{unknown[0]}' unknown; choose from: {', '.join(FORMATS)}")
     formats = ("int8",) + tuple(f for f in dict.fromkeys(formats) if f != "int8")
     variants = select_trained(names)
-    cards = [cardlib.read_card(v.name) for v in variants]
+    cards = [store.read_card(v.name) for v in variants]
     reporter = reporter or Reporter()
     out = []
     with reporter.task("quantize", len(variants)) as advance:
@@ -168,40 +154,40 @@ def select_trained(names: list[str] | tuple[str, ...] | None) -> list[Variant]:
     Raises:
         UnknownVariantError: unknown name. NotTrainedError: a variant (or every one) is not trained.
     """
-    from .variants import REGISTRY
-
     if names:
         variants = [get_variant(n) for n in dict.fromkeys(names)]
     else:
-        variants = [v for v in REGISTRY.values() if cardlib.card_path(v.name).is_file()]
+        trained = set(store.trained_variants())
+        variants = [v for v in REGISTRY.values() if v.name in trained]
         if not variants:
-            raise NotTrainedError(f"no trained variant in {models_dir()}: run `edgedigit train` first")
+            raise store.nothing_trained()
     for v in variants:
-        cardlib.read_card(v.name)
+        store.ModelFolder(v.name).require_trained()
     return variants
 
 
-def _quantize_one(variant: Variant, card: dict, dataset: Any, samples: int, seed: int, granularity: str,
+def _quantize_one(variant: Variant, card: store.Card, dataset: Any, samples: int, seed: int, granularity: str,
                   formats: tuple[str, ...]) -> dict:
-    src = model_dir(variant.name)
+    src = store.ModelFolder(variant.name).path
     with staged_dir(src) as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
         qctx = QuantizeContext(variant.name, src, tmp, dataset, seed, samples, granularity, dict(card), formats)
-        updates = variant.quantize(qctx) if variant.quantize else quantize_neural(qctx, variant)
-        files = {**card.get("files", {}), **updates.pop("files", {})}
-        card = {**card, **updates, "files": files}
-        write_json(tmp / cardlib.CARD, card)
-    return card
+        qctx.default = functools.partial(quantize_neural, qctx, variant)
+        updates = variant.quantize(qctx) if variant.quantize else qctx.default()
+        files = {**card.files, **updates.pop("files", {})}
+        new_card = {**dict(card), **updates, "files": files}
+        write_json(tmp / store.CARD, new_card)
+    return new_card
 
 
 def quantize_neural(q: QuantizeContext, variant: Variant) -> dict:
     """Convert a neural variant's float model to full int8 (plus ``q.formats`` for comparison).
 
     Writes the files into ``q.out_dir`` and returns the card updates (accuracy, size, ops, arena,
-    quantization parameters). Variants with their own ``quantize`` hook may wrap it (mlp-qat does).
+    quantization parameters). Variants with their own ``quantize`` hook may wrap it through
+    ``QuantizeContext.default`` (mlp-qat does).
     """
     from ..runtimes import tflm_arena_bytes
-    from .train import keras_load
 
     model = (variant.load or keras_load)(q.model_dir)
     cal = calibration_images(q.dataset, q.calibration_samples, q.seed)
@@ -221,9 +207,9 @@ def quantize_neural(q: QuantizeContext, variant: Variant) -> dict:
                             "accuracy": _float_input_accuracy(fpath, q.dataset)}
     inp, outp = g.input, g.output
     updates = {
-        "int8_accuracy": cardlib.accuracy(q.dataset.y_test, pred),
+        "int8_accuracy": store.accuracy(q.dataset.y_test, pred),
         "int8_dataset": q.dataset.describe(),
-        "per_class": cardlib.per_class(q.dataset.y_test, pred),
+        "per_class": store.per_class(q.dataset.y_test, pred),
         "per_class_of": "int8",
         "size_bytes": g.size_bytes,
         "int8_sha256": g.sha256,
@@ -251,4 +237,34 @@ def _float_input_accuracy(path: Path, dataset: Any) -> float:
     from ..runtimes import run_litert
 
     out = run_litert(path, dataset.x_test.astype(np.float32) / 255.0)
-    return cardlib.accuracy(dataset.y_test, np.argmax(out, axis=1))
+    return store.accuracy(dataset.y_test, np.argmax(out, axis=1))
+
+
+def stage(variant: Variant | str, seed: int, calibration_samples: int, dataset_loader: Callable[[], Any]) -> Stage:
+    """The pipeline's ``quantize <variant>`` stage (default granularity, int8 only).
+
+    Args:
+        variant: the variant (or its name).
+        seed: the calibration draw's seed.
+        calibration_samples: training images that calibrate the int8 ranges.
+        dataset_loader: returns the :class:`edgedigit.models.data.Dataset`; called whenever the stage needs
+            the data (its hash for the inputs, the images to calibrate and test), so pass one that loads it once.
+
+    Returns:
+        A :class:`Stage` whose inputs are the hash of the trained float model, the dataset hash, the
+        calibration samples and the seed, and whose output is the deployable artifact of the variant's kind
+        (``ModelFolder.quantized_path``).
+    """
+    v = get_variant(variant) if isinstance(variant, str) else variant
+
+    def inputs() -> dict[str, Any]:
+        return {"model": [file_hash(float_model_path(v))], "dataset": dataset_loader().sha256,
+                "calibration_samples": calibration_samples, "seed": seed}
+
+    def outputs() -> list[Path]:
+        return [store.ModelFolder(v.name).quantized_path(v.kind)]
+
+    def run() -> None:
+        quantize_variants([v.name], dataset_loader(), calibration_samples=calibration_samples, seed=seed)
+
+    return Stage(f"quantize {v.name}", inputs, outputs, run)

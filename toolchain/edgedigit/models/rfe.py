@@ -12,7 +12,7 @@ and removes a constant number of features, so it can do neither. Selection runs 
 training images; the regularization strength of the final fit is chosen on a validation split drawn from
 the training set (never the test set), then the model is refitted on all training images.
 
-Fixed-point form (:class:`FixedPointLR`, COMMON contract 4): the standardization is folded into the
+Fixed-point form (:class:`FixedPointLR`, the form the ``linear`` backend's C computes): the standardization is folded into the
 weights, ``logit_k = b_k - sum_i w_ki mu_i / sd_i + sum_i (w_ki / sd_i) p_i`` on raw pixels ``p_i``, then
 weights and bias share one scale (``max |w / sd| / 127``): int8 weights, int32 bias,
 ``score * scale = logit``. Scores are integer sums computed exactly as the device C computes them.
@@ -280,7 +280,7 @@ def progress_steps(n_pixels: int = N_PIXELS, n_cs: int = 5, fine_step: int = 5) 
 
 
 class FixedPointLR:
-    """The rfe-lr fixed-point form (COMMON contract 4).
+    """The rfe-lr fixed-point form (what the ``linear`` backend's C computes, bit for bit).
 
     ``scores(images)[n, k] = bias[k] + sum_i weights[k, i] * image_flat[n, pixels[i]]`` in int32 on raw uint8
     pixels; ``score * scale`` is the logit; the prediction is the first index of the largest score.
@@ -341,7 +341,7 @@ class FixedPointLR:
         return 2 * self.pixels.size + self.weights.size + 4 * self.bias.size
 
     def save(self, path: Path) -> None:
-        """Write ``model_fixed.npz`` atomically."""
+        """Write the tables to ``path`` (an ``.npz``) atomically."""
         import io
 
         from ..core.fsutil import write_atomic
@@ -352,7 +352,7 @@ class FixedPointLR:
 
     @classmethod
     def load(cls, path: Path) -> FixedPointLR:
-        """Read ``model_fixed.npz``.
+        """Read the tables written by :meth:`save`.
 
         Raises:
             ModelError: missing or unreadable file, missing array, wrong dtype/shape/range.

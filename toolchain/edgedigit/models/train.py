@@ -1,26 +1,27 @@
 """The train stage: fit variants and write ``build/models/<variant>/`` (model + card.json) atomically.
 
-Every variant is trained by its registry hook (``edgedigit.variants``); this module seeds everything,
-trains missing dependencies first, measures float accuracy on the test set, counts parameters and MACs,
-and writes the folder through ``fsutil.staged_dir``: a failed run leaves the previous model untouched.
+Every variant is trained by its registry hook (``edgedigit.models.variants``); this module seeds
+everything, trains missing dependencies first, measures float accuracy on the test set, counts parameters
+and MACs, and writes the folder through ``fsutil.staged_dir``: a failed run leaves the previous model
+untouched. :func:`stage` declares the stage for the pipeline (its inputs and its output, the float model).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..core import store as cardlib
-from ..core.errors import ModelError, NotTrainedError
+from ..core import store
+from ..core.errors import ModelError
 from ..core.fsutil import staged_dir, write_json
-from ..core.paths import model_dir
-from ..runtimes import run_keras as keras_predict
+from ..core.stage import Stage, file_hash
 from .variants import Reporter, TrainContext, TrainResult, Variant, get_variant, resolve
 
-KERAS_FILE = "model.keras"
+KERAS_FILE = "model.keras"  # the default ``save`` hook's float model (recorded in the card's files.float)
 
 
 def seed_everything(seed: int) -> None:
@@ -79,7 +80,7 @@ def keras_load(folder: Path) -> Any:
 
     path = folder / KERAS_FILE
     if not path.is_file():
-        raise NotTrainedError(f"{path} missing: run `edgedigit train {folder.name}`")
+        raise store.not_trained(folder.name, path)
     import zipfile
 
     try:
@@ -96,12 +97,26 @@ def load_float_model(name: str) -> Any:
         NotTrainedError: the variant was never trained.
     """
     variant = get_variant(name)
-    cardlib.read_card(name)
-    return (variant.load or keras_load)(model_dir(name))
+    folder = store.ModelFolder(name)
+    folder.require_trained()
+    return (variant.load or keras_load)(folder.path)
 
 
 def predict_float(variant: Variant, model: Any, images: np.ndarray) -> np.ndarray:
-    return (variant.predict_float or keras_predict)(model, images)
+    """Float scores (N, 10) of uint8 ``images`` through the variant's hook (default: the keras runner)."""
+    if variant.predict_float is not None:
+        return variant.predict_float(model, images)
+    from ..runtimes import run_keras
+
+    return run_keras(model, images)
+
+
+def float_model_path(variant: Variant | str) -> Path:
+    """The trained float model file: the card's ``files.float``, or the kind's default before training."""
+    variant = get_variant(variant) if isinstance(variant, str) else variant
+    folder = store.ModelFolder(variant.name)
+    card = folder.card() if folder.is_trained else store.Card({"kind": variant.kind})
+    return folder.float_path(card)
 
 
 def plan(names: list[str] | tuple[str, ...] | None) -> list[Variant]:
@@ -117,7 +132,7 @@ def plan(names: list[str] | tuple[str, ...] | None) -> list[Variant]:
             d = get_variant(dep)
             if dep in chain:
                 raise RuntimeError(f"dependency cycle between variants: {' -> '.join(chain + (dep,))}")
-            if dep in wanted or not cardlib.card_path(dep).is_file():
+            if dep in wanted or not store.ModelFolder(dep).is_trained:
                 visit(d, chain + (dep,))
         order.append(v)
 
@@ -132,10 +147,10 @@ def train_variants(names: list[str] | tuple[str, ...] | None, dataset: Any, seed
 
     Args:
         names: variant names; unknown ones raise before anything is trained.
-        dataset: the :class:`edgedigit.data.Dataset` to train and test on.
+        dataset: the :class:`edgedigit.models.data.Dataset` to train and test on.
         seed: seeds Python, NumPy and TensorFlow before each variant.
         epochs: overrides every variant's default number of epochs.
-        knobs: optional variant settings (see ``edgedigit.variants``).
+        knobs: optional variant settings (see ``edgedigit.models.variants``).
         reporter: progress bars (silent when None).
 
     Raises:
@@ -151,7 +166,8 @@ def train_variants(names: list[str] | tuple[str, ...] | None, dataset: Any, seed
 def train_one(variant: Variant, dataset: Any, *, seed: int, epochs: int | None, knobs: dict,
               reporter: Reporter) -> dict:
     """Train one variant and write its folder (model + card.json) in one atomic step."""
-    ctx = TrainContext(dataset=dataset, seed=seed, epochs=epochs, knobs=dict(knobs), reporter=reporter)
+    ctx = TrainContext(dataset=dataset, seed=seed, epochs=epochs, knobs=dict(knobs), reporter=reporter,
+                       load_model=load_float_model)
     if variant.kind == "neural":
         seed_everything(seed)
     else:
@@ -169,19 +185,49 @@ def train_one(variant: Variant, dataset: Any, *, seed: int, epochs: int | None, 
         "dataset": dataset.describe(),
         "seed": seed,
         "knobs": dict(knobs),
-        "versions": cardlib.versions(),
+        "versions": store.versions(),
         "params": result.params if result.params is not None else int(result.model.count_params()),
         "macs": result.macs if result.macs is not None else count_macs(result.model),
-        "float_accuracy": cardlib.accuracy(dataset.y_test, pred),
+        "float_accuracy": store.accuracy(dataset.y_test, pred),
         "int8_accuracy": None,
-        "per_class": cardlib.per_class(dataset.y_test, pred),
+        "per_class": store.per_class(dataset.y_test, pred),
         "per_class_of": "float",
         "size_bytes": None,
         "quantization": None,
         "train_seconds": round(seconds, 3),
     }
     card.update(result.extras)
-    with staged_dir(model_dir(variant.name)) as tmp:
-        card["files"] = {**(variant.save or keras_save)(result.model, tmp), "card": cardlib.CARD}
-        write_json(tmp / cardlib.CARD, card)
+    with staged_dir(store.ModelFolder(variant.name).path) as tmp:
+        card["files"] = {**(variant.save or keras_save)(result.model, tmp), "card": store.CARD}
+        write_json(tmp / store.CARD, card)
     return card
+
+
+def stage(variant: Variant | str, seed: int, epochs: int | None, dataset_loader: Callable[[], Any]) -> Stage:
+    """The pipeline's ``train <variant>`` stage.
+
+    Args:
+        variant: the variant (or its name).
+        seed: the training seed.
+        epochs: the user's ``--epochs`` (None: each variant's default).
+        dataset_loader: returns the :class:`edgedigit.models.data.Dataset`; called whenever the stage needs
+            the data (its hash for the inputs, the images to train), so pass one that loads it once.
+
+    Returns:
+        A :class:`Stage` whose inputs are the dataset hash, the seed, the epochs and the hashes of the
+        dependencies' float models, and whose output is the float model file (not card.json: ``quantize``
+        rewrites the card, which must not make the training look stale).
+    """
+    v = get_variant(variant) if isinstance(variant, str) else variant
+
+    def inputs() -> dict[str, Any]:
+        deps = {d: [file_hash(float_model_path(d))] for d in v.requires}
+        return {"dataset": dataset_loader().sha256, "seed": seed, "epochs": epochs, "requires": deps}
+
+    def outputs() -> list[Path]:
+        return [float_model_path(v)]
+
+    def run() -> None:
+        train_variants([v.name], dataset_loader(), seed=seed, epochs=epochs)
+
+    return Stage(f"train {v.name}", inputs, outputs, run)

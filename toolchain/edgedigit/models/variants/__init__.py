@@ -2,24 +2,25 @@
 
 Adding a variant
 ----------------
-Write ``variants/<module>.py`` defining ``VARIANT = Variant(...)`` and list the module in ``_MODULES``
-below (modules listed in ``_OPTIONAL_MODULES`` may be absent: the registry skips exactly those when
-their file does not exist yet, any other import error is a bug and propagates).
+Write ``variants/<module>.py`` defining ``VARIANT = Variant(...)`` and add the module to the import and
+to ``_MODULES`` at the end of this file (registry order). A seed variant (one the stress bench and the
+pipeline's default run start with) is also named in ``SEED_NAMES``, the one list of them.
 
 Interface (what the stages pass to a variant and expect back)
 -------------------------------------------------------------
 ``Variant.train(ctx: TrainContext) -> TrainResult`` is the only required hook.
 
-``TrainContext`` (built by ``edgedigit.train``):
-    ``dataset``     the :class:`edgedigit.data.Dataset` (uint8 images; neural variants feed ``x / 255``).
-    ``seed``        int; ``edgedigit.train`` has already called ``tf.keras.utils.set_random_seed(seed)``.
+``TrainContext`` (built by ``edgedigit.models.train``):
+    ``dataset``     the :class:`edgedigit.models.data.Dataset` (uint8 images; neural variants feed ``x / 255``).
+    ``seed``        int; ``edgedigit.models.train`` has already called ``tf.keras.utils.set_random_seed(seed)``.
     ``epochs``      ``int | None``: the user's ``--epochs``; None means the variant's own default
                     (use ``ctx.epochs_or(default)``).
     ``knobs``       dict of optional settings (``width``, ``augment``, ``teacher``, ...); read with
                     ``ctx.knobs.get(name, default)``.
     ``model_dir(name)``   the folder of another (already trained) variant, e.g. ``ctx.model_dir("mlp")``;
                     every name in ``Variant.requires`` is trained before this variant runs.
-    ``load_model(name)``  that variant's float model, loaded through its own ``load`` hook.
+    ``load_model(name)``  that variant's float model, loaded through its own ``load`` hook (the loader is
+                    handed in by ``edgedigit.models.train``, so the registry does not import the stage).
     ``reporter``    progress: ``ctx.reporter.keras_callback(epochs, "mlp")`` is a tf-keras callback that
                     drives a rich progress bar over epochs; ``with ctx.reporter.task("RFE", total) as
                     advance: ... advance()`` for any other loop (e.g. RFE rounds).
@@ -28,29 +29,30 @@ Interface (what the stages pass to a variant and expect back)
     ``model``       the float model: a tf-keras model for neural variants (the QAT variant returns its
                     quantize-aware model), any picklable estimator for linear ones.
     ``extras``      dict merged into card.json (e.g. ``sparsity``, ``pixels``, ``teacher``).
-    ``params``, ``macs``  optional ints; when None, ``edgedigit.train`` counts them on the tf-keras model.
+    ``params``, ``macs``  optional ints; when None, ``edgedigit.models.train`` counts them on the tf-keras model.
 
-Optional hooks (None means the neural default, implemented in ``edgedigit.train`` / ``quantize`` /
-``validate``):
+Optional hooks (None means the neural default, implemented in ``edgedigit.models.train`` /
+``edgedigit.models.quantize`` / ``edgedigit.measure.validate``):
     ``save(model, folder) -> dict[str, str]``  write the float model into ``folder``; returns the card's
         ``files`` entries (default: ``model.keras`` via ``model.save``).
     ``load(folder) -> model``  read it back (default: ``tf_keras.models.load_model(folder/"model.keras")``).
     ``predict_float(model, images_uint8) -> np.ndarray (N, 10)``  float scores (default: keras
         ``model.predict(images / 255)``).
     ``convert(model, calibration_float, granularity) -> bytes``  the full-int8 .tflite (default:
-        ``edgedigit.quantize.convert_int8``, batch-1 concrete function, TFLITE_BUILTINS_INT8).
+        ``edgedigit.models.quantize.convert_int8``, batch-1 concrete function, TFLITE_BUILTINS_INT8).
     ``quantize(qctx: QuantizeContext) -> dict``  replaces the whole neural quantization (linear variants):
         write files into ``qctx.out_dir`` (a staged copy of the model folder) and return the card
-        updates (``int8_accuracy``, ``size_bytes``, ``quantization``, ``files``...).
+        updates (``int8_accuracy``, ``size_bytes``, ``quantization``, ``files``...). A neural variant that
+        only adds to the default calls ``qctx.default()`` (the neural quantization, handed in by
+        ``edgedigit.models.quantize``) and extends its updates (mlp-qat does).
     ``quantized_runners(folder) -> dict[str, Callable[[np.ndarray], np.ndarray]]``  for ``validate``:
         name -> function of uint8 images (N, 28, 28) returning integer scores (N, 10); the first entry is
-        the reference (default: one entry per ``edgedigit.runtimes.RUNTIMES`` on ``model_int8.tflite``).
+        the reference (default: one entry per host runtime on the int8 .tflite).
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,10 +60,7 @@ from typing import Any
 
 from ...core.errors import UnknownVariantError
 
-# Modules that define a VARIANT, in registry order. Optional ones may not exist yet (other issues).
-_MODULES = ("mlp", "pruned")
-_OPTIONAL_MODULES = ("rfe_lr", "qat", "cnn", "tiny")
-SEED_NAMES = ("mlp", "mlp-pruned", "rfe-lr")
+SEED_NAMES: tuple[str, ...] = ("mlp", "mlp-pruned", "rfe-lr")  # the seed's variants: the one list of them
 
 
 @dataclass
@@ -121,6 +120,16 @@ class Reporter:
         return _Epochs()
 
 
+def _no_loader(name: str) -> Any:
+    raise RuntimeError(f"TrainContext.load_model({name!r}): this context was built without a loader "
+                       "(edgedigit.models.train.train_one hands it one)")
+
+
+def _no_default() -> dict:
+    raise RuntimeError("QuantizeContext.default(): this context was built without the neural quantization "
+                       "(edgedigit.models.quantize hands it one)")
+
+
 @dataclass
 class TrainContext:
     """What ``Variant.train`` receives (see the module docstring)."""
@@ -130,6 +139,7 @@ class TrainContext:
     epochs: int | None = None
     knobs: dict = field(default_factory=dict)
     reporter: Reporter = field(default_factory=Reporter)
+    load_model: Callable[[str], Any] = _no_loader  # another variant's float model, through its ``load`` hook
 
     def epochs_or(self, default: int) -> int:
         """The user's ``--epochs`` if given, else ``default``."""
@@ -141,17 +151,11 @@ class TrainContext:
 
         return model_dir(name)
 
-    def load_model(self, name: str) -> Any:
-        """Another variant's float model, loaded through its ``load`` hook."""
-        from ..train import load_float_model
-
-        return load_float_model(name)
-
 
 @dataclass
 class QuantizeContext:
-    """What a ``Variant.quantize`` hook receives (linear variants, and neural ones that wrap
-    ``edgedigit.quantize.quantize_neural`` such as mlp-qat)."""
+    """What a ``Variant.quantize`` hook receives (linear variants, and neural ones that extend the default
+    neural quantization through ``default()``, such as mlp-qat)."""
 
     variant: str
     model_dir: Path  # the trained model's folder (read from here)
@@ -162,6 +166,7 @@ class QuantizeContext:
     granularity: str
     card: dict  # the current card.json
     formats: tuple[str, ...] = ("int8",)  # "int8" first, then any of "dynamic", "float16" for comparison
+    default: Callable[[], dict] = _no_default  # the neural quantization of this variant in this context
 
 
 @dataclass(frozen=True)
@@ -181,24 +186,13 @@ class Variant:
     quantized_runners: Callable[[Path], dict] | None = None
 
 
-def _load_registry() -> dict[str, Variant]:
-    registry: dict[str, Variant] = {}
-    for module in _MODULES + _OPTIONAL_MODULES:
-        qualified = f"{__name__}.{module}"
-        try:
-            mod = importlib.import_module(qualified)
-        except ModuleNotFoundError as e:
-            if module in _OPTIONAL_MODULES and e.name == qualified:
-                continue
-            raise
-        variant = mod.VARIANT
-        registry[variant.name] = variant
-    return registry
+# The variant modules, imported here (after the classes they use) in registry order: one explicit list.
+from . import cnn, mlp, pruned, qat, rfe_lr, tiny  # noqa: E402
 
-
-REGISTRY: dict[str, Variant] = _load_registry()
-SEED_VARIANTS: tuple[str, ...] = tuple(n for n in SEED_NAMES if n in REGISTRY) + tuple(
-    n for n in REGISTRY if n not in SEED_NAMES)
+_MODULES = (mlp, pruned, rfe_lr, qat, cnn, tiny)
+REGISTRY: dict[str, Variant] = {m.VARIANT.name: m.VARIANT for m in _MODULES}
+# Every variant, the seed's first: what the pipeline runs when no variant is named.
+SEED_VARIANTS: tuple[str, ...] = SEED_NAMES + tuple(n for n in REGISTRY if n not in SEED_NAMES)
 
 
 def get_variant(name: str) -> Variant:

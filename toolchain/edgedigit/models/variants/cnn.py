@@ -1,9 +1,9 @@
 """``cnn``: a small convolutional network aimed at the best int8 accuracy within 64 KB of model.
 
 Conv(16) -> pool -> conv(32) -> pool -> conv(64) -> pool -> flatten -> dropout -> Dense(10) -> softmax
-(:func:`edgedigit.zoo.build_cnn`); batch norm is folded into the convolutions at conversion. Trained with
+(:func:`edgedigit.models.zoo.build_cnn`); batch norm is folded into the convolutions at conversion. Trained with
 small random shifts and rotations, Adam with cosine decay and early stopping on a validation split of the
-training set (:func:`edgedigit.zoo.fit`). Knobs: ``width`` (default 16), ``augment`` (default true).
+training set (:func:`edgedigit.models.zoo.fit`). Knobs: ``width`` (default 16), ``augment`` (default true).
 """
 
 from __future__ import annotations

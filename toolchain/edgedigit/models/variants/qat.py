@@ -17,6 +17,7 @@ EPOCHS = 2
 LEARNING_RATE = 1e-4
 BATCH_SIZE = 32
 VALIDATION_SPLIT = 0.2
+NAME = "mlp-qat"
 TWIN = "mlp"
 KERAS_FILE = "model_qat.h5"  # HDF5: the .keras format does not round-trip tfmot QuantizeLayer state
 
@@ -51,36 +52,39 @@ def save(model: Any, folder: Path) -> dict[str, str]:
 
 
 def load(folder: Path) -> Any:
-    """The quantize-aware model (needs tfmot's custom objects)."""
+    """The quantize-aware model (needs tfmot's custom objects).
+
+    Raises:
+        NotTrainedError: the file is missing.
+    """
     import tensorflow_model_optimization as tfmot
     import tf_keras as keras
 
-    from ...core.errors import NotTrainedError
+    from ...core.store import not_trained
 
     path = folder / KERAS_FILE
     if not path.is_file():
-        raise NotTrainedError(f"{path} missing: run `edgedigit train mlp-qat`")
+        raise not_trained(NAME, path)
     with tfmot.quantization.keras.quantize_scope():
         return keras.models.load_model(path, compile=False)
 
 
 def quantize(q: QuantizeContext) -> dict:
-    """The neural int8 conversion, plus the comparison with the PTQ twin's card."""
-    from ...core import store as cardlib
+    """The neural int8 conversion (``q.default()``), plus the comparison with the PTQ twin's card."""
     from ...core.errors import NotTrainedError
-    from ..quantize import quantize_neural
+    from ...core.store import Card, read_card
 
-    updates = quantize_neural(q, VARIANT)
+    updates = q.default()
     try:
-        twin = cardlib.read_card(TWIN)
+        twin = read_card(TWIN)
     except NotTrainedError:
-        twin = {}
-    twin_acc = twin.get("int8_accuracy")
+        twin = Card({})
+    twin_acc = twin.int8_accuracy
     updates["ptq_twin"] = {
         "variant": TWIN,
         "int8_accuracy": twin_acc,
-        "float_accuracy": twin.get("float_accuracy"),
-        "size_bytes": twin.get("size_bytes"),
+        "float_accuracy": twin.float_accuracy,
+        "size_bytes": twin.size_bytes,
         "same_dataset": twin.get("int8_dataset") == q.dataset.describe() if twin_acc is not None else None,
         "delta_points": None if twin_acc is None else round(100 * (updates["int8_accuracy"] - twin_acc), 4),
     }
@@ -88,7 +92,7 @@ def quantize(q: QuantizeContext) -> dict:
 
 
 VARIANT = Variant(
-    name="mlp-qat",
+    name=NAME,
     kind="neural",
     summary="the trained mlp fine-tuned with quantization-aware training (tfmot), compared with its PTQ twin",
     train=train,

@@ -1,8 +1,8 @@
 """``rfe-lr``: exactly 100 pixels chosen by RFE, logistic regression on them, exported as fixed point.
 
-Training, selection and the fixed-point form live in :mod:`edgedigit.linear`. The float model is saved as
-``model.joblib`` (a :class:`edgedigit.linear.PixelLR`); ``edgedigit quantize rfe-lr`` writes
-``model_fixed.npz`` (COMMON contract 4), whose integer scores are the variant's "int8" figures.
+Training, selection and the fixed-point form live in :mod:`edgedigit.models.rfe`. The float model is saved
+as ``model.joblib`` (a :class:`edgedigit.models.rfe.PixelLR`); ``edgedigit quantize rfe-lr`` writes the
+fixed-point tables (``edgedigit.core.store.FIXED_FILE``), whose integer scores are the variant's "int8" figures.
 Knobs: ``rfe_samples`` (training images the RFE ranks on, default 20,000).
 """
 
@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from ...core.store import FIXED_FILE
 from . import QuantizeContext, TrainContext, TrainResult, Variant
 
-FLOAT_FILE = "model.joblib"
-FIXED_FILE = "model_fixed.npz"
+NAME = "rfe-lr"
+FLOAT_FILE = "model.joblib"  # this variant's float model (the save hook records it in the card's files.float)
 
 
 def train(ctx: TrainContext) -> TrainResult:
@@ -53,12 +54,13 @@ def load(folder: Path) -> Any:
     """
     import joblib
 
-    from ...core.errors import ModelError, NotTrainedError
+    from ...core.errors import ModelError
+    from ...core.store import not_trained
     from ..rfe import PixelLR
 
     path = folder / FLOAT_FILE
     if not path.is_file():
-        raise NotTrainedError(f"{path} missing: run `edgedigit train rfe-lr`")
+        raise not_trained(NAME, path)
     try:
         model = joblib.load(path)
     except (OSError, EOFError, ValueError, ImportError, AttributeError) as e:
@@ -74,8 +76,8 @@ def predict_float(model: Any, images: np.ndarray) -> np.ndarray:
 
 
 def quantize(q: QuantizeContext) -> dict:
-    """Write ``model_fixed.npz`` and return the card updates (fixed-point accuracy, table bytes, scale)."""
-    from ...core import store as cardlib
+    """Write the fixed-point tables and return the card updates (fixed-point accuracy, table bytes, scale)."""
+    from ...core import store
     from ..rfe import FixedPointLR
 
     model = load(q.model_dir)
@@ -84,10 +86,10 @@ def quantize(q: QuantizeContext) -> dict:
     pred = fixed.predict(q.dataset.x_test)
     float_pred = model.predict(q.dataset.x_test)
     return {
-        "int8_accuracy": cardlib.accuracy(q.dataset.y_test, pred),
+        "int8_accuracy": store.accuracy(q.dataset.y_test, pred),
         "int8_dataset": q.dataset.describe(),
         "int8_form": "fixed-point (int8 weights on raw pixels, int32 bias)",
-        "per_class": cardlib.per_class(q.dataset.y_test, pred),
+        "per_class": store.per_class(q.dataset.y_test, pred),
         "per_class_of": "int8",
         "size_bytes": fixed.table_bytes(),
         "fixed_point": {
@@ -108,18 +110,22 @@ def quantize(q: QuantizeContext) -> dict:
 
 
 def quantized_runners(folder: Path) -> dict:
-    """The fixed-point form's integer scores (the only quantized runtime of a linear model)."""
-    from ...core.errors import NotTrainedError
+    """The fixed-point form's integer scores (the only quantized runtime of a linear model).
+
+    Raises:
+        NotTrainedError: the fixed-point tables are missing (not quantized).
+    """
+    from ...core.store import not_quantized
     from ..rfe import FixedPointLR
 
     path = folder / FIXED_FILE
     if not path.is_file():
-        raise NotTrainedError(f"variant 'rfe-lr' is not quantized ({path} missing): run `edgedigit quantize rfe-lr` first")
+        raise not_quantized(NAME, path)
     return {"fixed-point": FixedPointLR.load(path).scores}
 
 
 VARIANT = Variant(
-    name="rfe-lr",
+    name=NAME,
     kind="linear",
     summary="100 pixels chosen by RFE + logistic regression (standardized, C on a validation split), fixed point",
     train=train,

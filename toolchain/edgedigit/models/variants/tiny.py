@@ -1,8 +1,8 @@
 """``tiny``: a student distilled from the trained ``cnn``, aimed at <= 16 KB of model and small RAM.
 
 The cnn's architecture at half the width and without dropout: conv(8) -> pool -> conv(16) -> pool -> conv(32)
--> pool -> flatten -> Dense(10) -> softmax (:func:`edgedigit.zoo.build_tiny`), trained by knowledge distillation
-with temperature from the teacher's logits on the same augmented batches (:func:`edgedigit.zoo.distill`).
+-> pool -> flatten -> Dense(10) -> softmax (:func:`edgedigit.models.zoo.build_tiny`), trained by knowledge distillation
+with temperature from the teacher's logits on the same augmented batches (:func:`edgedigit.models.zoo.distill`).
 Knobs: ``width`` (default 8), ``augment`` (default true), ``teacher`` (default ``cnn``: any trained neural
 variant ending in a ``logits`` layer), ``temperature`` (default 4), ``alpha`` (weight of the label loss,
 default 0.1).
@@ -43,8 +43,8 @@ def train(ctx: TrainContext) -> TrainResult:
                        callbacks=[ctx.reporter.keras_callback(epochs, "tiny")])
     return TrainResult(model, extras={
         "architecture": cnn.ARCHITECTURE, "width": width, "training": info,
-        "teacher": {"variant": teacher_name, "float_accuracy": teacher_card.get("float_accuracy"),
-                    "int8_accuracy": teacher_card.get("int8_accuracy"), "params": teacher_card.get("params")},
+        "teacher": {"variant": teacher_name, "float_accuracy": teacher_card.float_accuracy,
+                    "int8_accuracy": teacher_card.int8_accuracy, "params": teacher_card.params},
     })
 
 

@@ -1,0 +1,49 @@
+"""A stage's declaration: what its outputs depend on, which files it writes, and how to run it.
+
+Each stage module (``models.train``, ``models.quantize``, ...) declares its own :class:`Stage`, so the
+pipeline only orders stages and keeps their hash stamps; it does not re-derive file names or inputs.
+
+``inputs()`` returns what the outputs depend on (sha256 of input files through :func:`file_hash`, and the
+settings that shape the output); it raises :class:`Blocked` when an input file an earlier stage should
+have written is absent. ``outputs()`` lists the files the stage writes. ``run()`` does the work; it may
+raise :class:`NotApplicable` (e.g. the model does not fit the board) or :class:`Blocked`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .fsutil import sha256_file
+
+
+class Blocked(Exception):
+    """An input of a stage does not exist (an earlier stage did not produce it)."""
+
+
+class NotApplicable(Exception):
+    """The stage does not apply (e.g. the model does not fit the board); the reason is printed."""
+
+
+@dataclass
+class Stage:
+    """One step of the pipeline (see the module docstring)."""
+
+    name: str
+    inputs: Callable[[], dict[str, Any]]
+    outputs: Callable[[], list[Path]]
+    run: Callable[[], None]
+
+
+def file_hash(path: Path) -> str:
+    """sha256 of an input file.
+
+    Raises:
+        Blocked: the file does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise Blocked(f"{path} missing")
+    return sha256_file(path)
