@@ -156,7 +156,7 @@ def fakes(build_dir, monkeypatch):
             (p / "edgedigit.lock.json").write_text(variant)
 
     def fake_import(module, what):
-        return {"validate": FakeValidate, "firmware": FakeFirmware}[module]
+        return {"measure.validate": FakeValidate, "targets.export": FakeFirmware}[module]
 
     def fake_bench_host(names, ds, cfg):
         calls.append(("bench host", tuple(names)))
