@@ -88,7 +88,7 @@ def test_killed_device_keeps_results_and_resume_finishes(trained_build):
 
 def test_wrong_model_on_device_is_refused(trained_build):
     require_tool("cc")
-    from edgedigit.measure import device as bd
+    from edgedigit.measure import bench_device as bd
 
     bd.bench_device("host", "mlp", samples=2, progress=False, log=lambda m: None)  # exports + builds mlp
     # now the host's model changes (retrained): the firmware built from the old one must be refused
@@ -96,7 +96,7 @@ def test_wrong_model_on_device_is_refused(trained_build):
     old_sha = bd._read_results(trained_build / "results" / "device-host-mlp.jsonl")[0]["model_sha256"]
     model.write_bytes((trained_build / "models" / "mlp-pruned" / "model_int8.tflite").read_bytes())
 
-    def stale_export(board, variant, backend, tflite):
+    def stale_export(board, variant, backend):
         return trained_build / "firmware" / board.id / f"{variant}-{backend}"
 
     original = bd.export_project

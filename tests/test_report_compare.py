@@ -7,7 +7,7 @@ import pytest
 
 from conftest import require_tool
 from edgedigit.core.errors import ToolError
-from edgedigit.measure import compare
+from edgedigit.measure import bench_compare as compare
 
 
 def test_callgrind_totals_are_parsed(tmp_path):
@@ -23,7 +23,7 @@ def test_callgrind_totals_are_parsed(tmp_path):
 def test_native_harness_counts_only_the_graph_and_matches_tflm(tflite_models, tmp_path):
     require_tool("valgrind")
     from edgedigit.core.graph import load_graph
-    from edgedigit.models.quantize import quantize_images
+    from edgedigit.core.int8 import quantize_images
     from edgedigit.runtimes import run_tflm
     from tflite_factory import random_images
 
