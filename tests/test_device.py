@@ -143,3 +143,21 @@ def test_port_option_talks_to_a_running_firmware(trained_build):
     assert s["firmware"] == {} and s["samples"] == 5
     header = _jsonl(trained_build / "results" / "device-host-mlp.jsonl")[0]
     assert header["type"] == "session" and header["port"] == running.url
+
+
+def test_project_option_runs_the_exported_project_without_exporting_again(trained_build, monkeypatch):
+    """--project: the given project is built and started as it is (the pipeline's export is not redone)."""
+    require_tool("cc")
+    import edgedigit.measure.bench_device as bd
+    from edgedigit.targets.export import export
+
+    project = export("host", variant="mlp", backend="native").path
+
+    def no_export(*args):
+        raise AssertionError("bench device --project exported again")
+
+    monkeypatch.setattr(bd, "export_project", no_export)
+    out = _invoke(["bench", "device", "--board", "host", "--project", str(project), "--samples", "5"])
+    assert "raw outputs identical to TFLM: 5/5 images" in out
+    s = json.loads((trained_build / "results" / "device-host-mlp.json").read_text())
+    assert s["firmware"]["project"] == str(project) and s["samples"] == 5
