@@ -81,7 +81,7 @@ def run_board(board_id: str, variant: str, tflite: Path, dataset: Any, total: in
     from edgedigit.core.paths import results_dir
     from edgedigit.measure.bench_device import export_project
     from edgedigit.measure.stats import drift_percent
-    from edgedigit.runtimes import RUNTIMES
+    from edgedigit.runtimes import run_tflm
     from edgedigit.targets import devices
     from edgedigit.targets.boards import load_board
 
@@ -100,10 +100,10 @@ def run_board(board_id: str, variant: str, tflite: Path, dataset: Any, total: in
     loaded_idx = rng.integers(0, n_test, batches)
     streamed_idx = rng.integers(0, n_test, (batches, stream))
     need = np.unique(np.concatenate([loaded_idx, streamed_idx.ravel(), [0]]))
-    ref_raw = np.asarray(RUNTIMES["tflm"](tflite, quantize_images(dataset.x_test[need], in_scale, in_zp)))
+    ref_raw = np.asarray(run_tflm(tflite, quantize_images(dataset.x_test[need], in_scale, in_zp)))
     reference = {int(i): tuple(int(v) for v in r.ravel()) for i, r in zip(need, ref_raw.reshape(len(need), -1), strict=True)}
 
-    project = export_project(board, variant, "native", tflite)
+    project = export_project(board, variant, "native")
     print(f"{board.id}: building {project}")
     devices.make(project)
     elf = project / spec.binary

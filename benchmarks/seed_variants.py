@@ -56,7 +56,7 @@ def main() -> int:
         print(f"\n{name}: params {c['params']:,}, MACs {c['macs']:,}, int8 {c['size_bytes']:,} bytes, "
               f"train {c['train_seconds']:.1f} s, TFLM arena {c['tflm_arena_bytes']:,} B, "
               f"input scale {c['quantization']['input_scale']:.9g} zp {c['quantization']['input_zero_point']}")
-        fl, lit, tflm = v["float"]["accuracy"], v["quantized"]["litert"]["accuracy"], v["quantized"]["tflm"]["accuracy"]
+        fl, lit, tflm = v["float"]["accuracy"], v["quantized"]["litert-ref"]["accuracy"], v["quantized"]["tflm"]["accuracy"]
         floor = 0.965 if name == "mlp" else 0.970
         check(f"{name} float accuracy (%)", 100 * fl, fl >= floor, f">= {100 * floor:.1f}")
         check(f"{name} int8 accuracy, LiteRT ref (%)", 100 * lit, name == "mlp" or lit >= 0.970,
@@ -73,7 +73,7 @@ def main() -> int:
         print(f"        LiteRT vs TFLM int8 outputs: {a['elements_differ']:,} of {a['elements']:,} elements differ "
               f"(max |diff| {a['max_abs_diff']}), in {a['images_with_any_difference']:,} of {a['images']:,} images; "
               f"{a['predictions_differ']} predictions differ")
-        pc = v["quantized"]["litert"]["per_class"]
+        pc = v["quantized"]["litert-ref"]["per_class"]
         print("        int8 per-class F1: " + " ".join(f"{i}:{f:.3f}" for i, f in enumerate(pc["f1"])))
     ok = all(c["ok"] for c in checks)
     write_json(results_dir() / "seed_variants.json", {

@@ -27,7 +27,7 @@ def main() -> None:
     ap.add_argument("--data", default=None)
     args = ap.parse_args()
 
-    from edgedigit.measure.bench_host import trained_variants
+    from edgedigit.core.store import trained_variants
     from edgedigit.measure.bench_stress import StressConfig, stress
     from edgedigit.models.data import load_dataset
 

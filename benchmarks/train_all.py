@@ -29,7 +29,7 @@ def main() -> int:
 
     from edgedigit.core.fsutil import write_json
     from edgedigit.core.paths import results_dir
-    from edgedigit.measure.validate import machine
+    from edgedigit.core.results import machine
     from edgedigit.models.data import load_dataset
     from edgedigit.models.quantize import quantize_variants
     from edgedigit.models.train import train_variants

@@ -52,13 +52,13 @@ def test_train_quantize_validate_end_to_end(build_dir, small_npz, monkeypatch):
     summary = json.loads(r.stdout)
     assert list(summary["variants"]) == ["mlp"] and summary["label"] == "mnist test (100)"
     v = summary["variants"]["mlp"]
-    assert v["agreement"]["tflm"]["images"] == 100 and v["quantized"]["litert"]["accuracy"] > 0.7
+    assert v["agreement"]["tflm"]["images"] == 100 and v["quantized"]["litert-ref"]["accuracy"] > 0.7
 
     r = runner.invoke(app, ["validate", "mlp", "--data", str(small_npz)])
     assert r.exit_code == 0, r.output
     assert "accuracy on mnist test (300)" in r.stdout and "int8 runtime agreement" in r.stdout
     assert "tflm" in r.stdout and "litert" in r.stdout
-    assert "mlp per class (litert int8)" in r.stdout and "mlp confusion (litert int8)" in r.stdout
+    assert "mlp per class (litert-ref int8)" in r.stdout and "mlp confusion (litert-ref int8)" in r.stdout
     assert (build_dir / "results" / "validate.json").is_file()
 
 

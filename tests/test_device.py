@@ -96,7 +96,7 @@ def test_wrong_model_on_device_is_refused(trained_build):
     old_sha = bd._read_results(trained_build / "results" / "device-host-mlp.jsonl")[0]["model_sha256"]
     model.write_bytes((trained_build / "models" / "mlp-pruned" / "model_int8.tflite").read_bytes())
 
-    def stale_export(board, variant, backend, tflite):
+    def stale_export(board, variant, backend):
         return trained_build / "firmware" / board.id / f"{variant}-{backend}"
 
     original = bd.export_project
@@ -143,3 +143,21 @@ def test_port_option_talks_to_a_running_firmware(trained_build):
     assert s["firmware"] == {} and s["samples"] == 5
     header = _jsonl(trained_build / "results" / "device-host-mlp.jsonl")[0]
     assert header["type"] == "session" and header["port"] == running.url
+
+
+def test_project_option_runs_the_exported_project_without_exporting_again(trained_build, monkeypatch):
+    """--project: the given project is built and started as it is (the pipeline's export is not redone)."""
+    require_tool("cc")
+    import edgedigit.measure.bench_device as bd
+    from edgedigit.targets.export import export
+
+    project = export("host", variant="mlp", backend="native").path
+
+    def no_export(*args):
+        raise AssertionError("bench device --project exported again")
+
+    monkeypatch.setattr(bd, "export_project", no_export)
+    out = _invoke(["bench", "device", "--board", "host", "--project", str(project), "--samples", "5"])
+    assert "raw outputs identical to TFLM: 5/5 images" in out
+    s = json.loads((trained_build / "results" / "device-host-mlp.json").read_text())
+    assert s["firmware"]["project"] == str(project) and s["samples"] == 5

@@ -63,11 +63,11 @@ def test_trained_models_equal_tflm(trained_build, native_cache, mnist, variant):
 
 
 def test_registered_runtime_builds_into_the_build_tree(tflite_models, build_dir):
-    from edgedigit.runtimes import RUNTIMES
+    from edgedigit.runtimes import run_int8
 
     path = tflite_models["mlp_pertensor"]
     x = _int8_inputs(path, random_images(20, seed=5))
-    np.testing.assert_array_equal(RUNTIMES["native"](path, x), run_tflm(path, x))
+    np.testing.assert_array_equal(run_int8("native", path, x), run_tflm(path, x))
     assert len(list((build_dir / "cache" / "native").glob("*/libedgedigit_native.so"))) == 1
 
 

@@ -9,7 +9,8 @@ import pytest
 
 from edgedigit.core.errors import EdgeDigitError
 from edgedigit.core.fsutil import write_json
-from edgedigit.measure.bench_host import append_jsonl, confusion
+from edgedigit.core.results import append_jsonl
+from edgedigit.measure.bench_host import confusion
 from edgedigit.report import plots
 from edgedigit.report.document import BoardInfo, Recommendation, collect, latest, write_report
 
@@ -49,12 +50,12 @@ def synthetic(build_dir):
              weights=rng.integers(-127, 128, (10, 100)).astype(np.int8), bias=np.zeros(10, np.int32),
              scale=np.float64(0.01))
     res = build_dir / "results"
-    append_jsonl(res / "bench-host.jsonl", _host_record("mlp", "tflm-int8", 999.0))  # superseded below
-    append_jsonl(res / "bench-host.jsonl", _host_record("mlp", "tflm-int8", 150.0))
-    append_jsonl(res / "bench-host.jsonl", _host_record("mlp", "keras-float", 900.0))
-    append_jsonl(res / "bench-host.jsonl", {"variant": "mlp", "runtime": "native-int8", "status": "missing",
+    append_jsonl(res / "bench-host.jsonl", _host_record("mlp", "tflm", 999.0))  # superseded below
+    append_jsonl(res / "bench-host.jsonl", _host_record("mlp", "tflm", 150.0))
+    append_jsonl(res / "bench-host.jsonl", _host_record("mlp", "keras", 900.0))
+    append_jsonl(res / "bench-host.jsonl", {"variant": "mlp", "runtime": "native", "status": "missing",
                                             "reason": "edgedigit.runtimes.native_host is not available", "command": ""})
-    append_jsonl(res / "stress.jsonl", {"variant": "mlp", "runtime": "tflm-int8", "status": "ok", "dataset": DATASET,
+    append_jsonl(res / "stress.jsonl", {"variant": "mlp", "runtime": "tflm", "status": "ok", "dataset": DATASET,
                                         "iterations": 1000, "batch": 100, "latency_ms": {"median": 15.0, "p95": 16.0,
                                                                                          "p99": 17.0},
                                         "drift_pct": 1.25, "cpu_drift_pct": 0.5, "growth_mb": 0.1, "errors": 0,
@@ -96,8 +97,8 @@ def test_report_marks_missing_parts_and_links_every_plot(synthetic, monkeypatch)
     # measured figures appear, with the dataset; the superseded record does not
     assert LABEL in md
     assert "| mlp | 97.50 % | 97.40 % | 103,000 |" in md
-    assert "150.0 (tflm-int8)" in md and "999.0" not in md
-    assert "1.50 (tflm-int8)" in md  # peak - before RSS
+    assert "150.0 (tflm)" in md and "999.0" not in md
+    assert "1.50 (tflm)" in md  # peak - before RSS
     assert "stable (1/1 runtimes)" in md
     assert "| uno | **rfe-lr** | 91.30 % |" in md and "mlp: flash 103,000 B > 32,256 B" in md
     # unmeasured parts say missing, with the command
@@ -120,7 +121,7 @@ def test_report_marks_missing_parts_and_links_every_plot(synthetic, monkeypatch)
     assert "Confusion matrix of cnn: missing (`edgedigit bench host cnn`)" in md
 
 def test_confusion_of_the_recommended_model(synthetic, monkeypatch):
-    append_jsonl(synthetic / "results" / "bench-host.jsonl", _host_record("cnn", "tflm-int8", 300.0))
+    append_jsonl(synthetic / "results" / "bench-host.jsonl", _host_record("cnn", "tflm", 300.0))
     seen = {}
 
     def fake_confusion(path, m, model, ds):
@@ -131,7 +132,7 @@ def test_confusion_of_the_recommended_model(synthetic, monkeypatch):
     monkeypatch.setattr(plots, "confusion_matrix", fake_confusion)
     md = write_report(collect(board="esp32dev", boards=BOARDS, recommend=_recommend)).read_text()
     # the confusion matrix was computed on 500 test images: its title says so
-    assert "![confusion matrix of cnn (tflm-int8) on mnist test (first 500 of 10,000)](confusion.png)" in md
+    assert "![confusion matrix of cnn (tflm) on mnist test (first 500 of 10,000)](confusion.png)" in md
     assert seen["m"].shape == (10, 10) and seen["m"].sum() == 500
     # for uno the recommendation is rfe-lr, which has no host run
     md = write_report(collect(board="uno", boards=BOARDS, recommend=_recommend)).read_text()

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edgedigit.cli import app
-from edgedigit.measure.bench_host import read_jsonl
+from edgedigit.core.results import read_jsonl
 
 pytestmark = pytest.mark.mnist
 
@@ -31,7 +31,7 @@ def test_bench_host_stress_and_report(trained_build, mnist_small, monkeypatch, t
     out = _invoke(["bench", "host", "mlp", "--runs", "5", "--warmup", "2", "--batch", "10", "--json"])
     summary = json.loads(out[out.index("{"):])
     by_rt = {r["runtime"]: r for r in summary["results"]}
-    assert sorted(by_rt) == ["keras-float", "litert-int8", "native-int8", "tflm-int8"]
+    assert sorted(by_rt) == ["keras", "litert", "native", "tflm"]
     for r in by_rt.values():
         assert r["status"] == "ok" and r["n_test"] == 200 and r["runs"] == 5 and len(r["latency_samples_us"]) == 5
         assert 0.5 < r["accuracy"] <= 1.0
@@ -40,14 +40,14 @@ def test_bench_host_stress_and_report(trained_build, mnist_small, monkeypatch, t
         assert sum(map(sum, r["confusion"])) == 200
         assert r["machine"]["cores_logical"] >= 1 and r["dataset"]["test"] == 200
     # TFLM and the native C compute the same int8 outputs: the same predictions, so the same confusion matrix
-    assert by_rt["tflm-int8"]["predictions_sha256"] == by_rt["native-int8"]["predictions_sha256"]
+    assert by_rt["tflm"]["predictions_sha256"] == by_rt["native"]["predictions_sha256"]
     assert len(read_jsonl(trained_build / "results" / "bench-host.jsonl")) == 4
 
-    out = _invoke(["bench", "stress", "mlp", "--runtime", "tflm-int8", "--runtime", "native-int8",
+    out = _invoke(["bench", "stress", "mlp", "--runtime", "tflm", "--runtime", "native",
                    "--iterations", "6", "--batch", "5", "--warmup", "1", "--json"])
     summary = json.loads(out[out.index("{"):])
     assert [(r["runtime"], r["iterations"], r["errors"]) for r in summary["results"]] == [
-        ("tflm-int8", 6, 0), ("native-int8", 6, 0)]
+        ("tflm", 6, 0), ("native", 6, 0)]
     assert all(r["verdict"] in ("stable", "unstable") for r in summary["results"])
     lines = read_jsonl(trained_build / "results" / "stress.jsonl")
     assert len(lines) == 2 and len(lines[0]["iteration_ms"]) == 6  # raw timings kept in the .jsonl

@@ -124,7 +124,7 @@ def test_device_long_run_drift_through_the_cli(build_dir, monkeypatch):
 
     import edgedigit.measure.bench_device as device
     from edgedigit.cli import app
-    from edgedigit.measure.bench_host import read_jsonl
+    from edgedigit.core.results import read_jsonl
 
     def fake_bench_device(board, variant, samples, data=None, progress=True, log=print):
         path = build_dir / "results" / f"device-{board}-{variant}.jsonl"

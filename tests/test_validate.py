@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from edgedigit.core.errors import ModelError, NotTrainedError
-from edgedigit.measure.validate import agreement, neural_runners, scores_summary, validate_variants
-from edgedigit.runtimes import RUNTIMES, run_litert, run_tflm, tflm_arena_bytes
+from edgedigit.measure.validate import agreement, check_quantized, scores_summary, validate_variants
+from edgedigit.runtimes import run_litert, run_tflm, tflm_arena_bytes, validated_for
 
 
 def test_agreement_counts_exactly():
@@ -40,7 +40,7 @@ def test_runtimes_on_factory_models(tflite_models):
     from edgedigit.core.int8 import quantize_images
     from tflite_factory import random_images
 
-    assert list(RUNTIMES)[:2] == ["litert", "tflm"]
+    assert validated_for("neural")[:2] == ["litert-ref", "tflm"]
     for name in ("mlp_pertensor", "cnn"):
         path = tflite_models[name]
         g = load_graph(path)
@@ -66,11 +66,13 @@ def test_runtimes_refuse_missing_and_corrupt_models(tmp_path):
         run_litert(bad, np.zeros((1, 28, 28), np.int8))
 
 
-def test_not_quantized_names_the_command(tmp_path):
-    folder = tmp_path / "mlp"
-    folder.mkdir()
+def test_not_quantized_names_the_command(build_dir):
+    from edgedigit.core.fsutil import write_json
+    from edgedigit.models.variants import get_variant
+
+    write_json(build_dir / "models" / "mlp" / "card.json", {"variant": "mlp", "kind": "neural"})
     with pytest.raises(NotTrainedError, match=r"variant 'mlp' is not quantized .* `edgedigit quantize mlp`"):
-        neural_runners(folder)
+        check_quantized(get_variant("mlp"))
 
 
 @pytest.mark.mnist
@@ -82,10 +84,10 @@ def test_validate_trained_build(trained_build, mnist_small):
         r = summary["variants"][name]
         card = json.loads((trained_build / "models" / name / "card.json").read_text())
         assert r["float"]["accuracy"] == card["float_accuracy"]  # same data, same model
-        assert r["quantized"]["litert"]["accuracy"] == card["int8_accuracy"]
-        assert r["reference"] == "litert" and set(r["quantized"]) >= {"litert", "tflm"}
+        assert r["quantized"]["litert-ref"]["accuracy"] == card["int8_accuracy"]
+        assert r["reference"] == "litert-ref" and set(r["quantized"]) >= {"litert-ref", "tflm"}
         a = r["agreement"]["tflm"]
-        assert a["vs"] == "litert" and a["images"] == 500 and a["elements"] == 5000
+        assert a["vs"] == "litert-ref" and a["images"] == 500 and a["elements"] == 5000
         # LiteRT rounds once, TFLM twice: a logit one step apart moves a softmax output by a few steps.
         assert a["elements_differ"] < 0.01 * a["elements"] and a["max_abs_diff"] <= 16
         assert a["prediction_agreement"] >= 0.99
@@ -95,16 +97,16 @@ def test_validate_trained_build(trained_build, mnist_small):
             assert conf.sum(axis=1).tolist() == np.bincount(mnist_small.y_test, minlength=10).tolist()
         runtimes = list(r["quantized"])
         assert set(r["pairwise"]) == {f"{a} vs {b}" for i, a in enumerate(runtimes[1:], 1) for b in runtimes[i + 1:]}
-        fvq = r["float_vs_quantized"]["litert"]
+        fvq = r["float_vs_quantized"]["litert-ref"]
         assert fvq["accuracy_delta_points"] == pytest.approx(
-            100 * (r["quantized"]["litert"]["accuracy"] - r["float"]["accuracy"]), abs=1e-3)
+            100 * (r["quantized"]["litert-ref"]["accuracy"] - r["float"]["accuracy"]), abs=1e-3)
         int8 = trained_build / "models" / name / "model_int8.tflite"
         assert r["model_sha256"] == hashlib.sha256(int8.read_bytes()).hexdigest()
     res = trained_build / "results"
     assert json.loads((res / "validate.json").read_text())["variants"].keys() == summary["variants"].keys()
     lines = (res / "validate.jsonl").read_text().splitlines()
     assert [json.loads(x)["variant"] for x in lines] == list(summary["variants"])
-    assert json.loads((res / "validate_mlp.json").read_text())["machine"]["cpus"] >= 1
+    assert json.loads((res / "validate_mlp.json").read_text())["machine"]["cores_logical"] >= 1
 
 
 @pytest.mark.mnist

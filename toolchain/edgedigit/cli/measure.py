@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ..runtimes import REFERENCE, describe
 from .common import DataOpt, JsonOpt, SeedOpt, load_data, make_console, print_json
 from .root import app, bench_app
 
@@ -20,6 +21,10 @@ def bench_device_cmd(
     variant: Annotated[str, typer.Option("--variant", help="Trained variant to run on the device.")] = "mlp",
     port: Annotated[str | None, typer.Option("--port", help="Serial port or pyserial URL of a real board "
                                                              "(nothing is built or started).")] = None,
+    project: Annotated[Path | None, typer.Option("--project", help="An exported project to build and start as it "
+                                                                   "is (its lock must name this board and the "
+                                                                   "variant's model); default: export one.",
+                                                 file_okay=False)] = None,
     samples: Annotated[int, typer.Option("--samples", help="Test images streamed to the device.")] = 200,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the results file on disk.")] = False,
     backend: Annotated[str, typer.Option("--backend", help="Firmware backend for boards built here.")] = "native",
@@ -33,8 +38,8 @@ def bench_device_cmd(
     from ..measure.bench_device import bench_device
 
     log = (lambda msg: typer.echo(msg, err=True)) if as_json else typer.echo
-    summary = bench_device(board, variant, backend=backend, port=port, samples=samples, resume=resume, data=data,
-                           progress=not as_json, log=log)
+    summary = bench_device(board, variant, backend=backend, port=port, project=project, samples=samples,
+                           resume=resume, data=data, progress=not as_json, log=log)
     if as_json:
         print_json(summary)
         return
@@ -78,8 +83,8 @@ VariantsArg = Annotated[
 ]
 RuntimeOpt = Annotated[
     list[str] | None,
-    typer.Option("--runtime", help="Only these runtimes (repeatable): keras-float, litert-int8, tflm-int8, "
-                                   "native-int8, sklearn-float, fixed-point."),
+    typer.Option("--runtime", help=f"Only these runtimes (repeatable; default: each one but {REFERENCE}, on the "
+                                   f"variants of its kind). {describe()}."),
 ]
 
 
@@ -104,9 +109,9 @@ def _progress(enabled: bool) -> Iterator[Any]:
 
 
 def _runtimes(values: list[str] | None) -> tuple[str, ...]:
-    from ..measure.bench_host import ALL_RUNTIMES
+    from ..measure.bench_host import DEFAULT_RUNTIMES
 
-    return tuple(values) if values else ALL_RUNTIMES
+    return tuple(values) if values else DEFAULT_RUNTIMES
 
 
 @bench_app.command("host")
@@ -216,22 +221,22 @@ def bench_stress_cmd(
 
 
 def _device_stress(board: str, variant: str, samples: int, data: Path | None, as_json: bool) -> None:
-    from ..core.paths import results_dir
-    from ..measure.bench_device import bench_device, results_name
-    from ..measure.bench_host import append_jsonl, read_jsonl
+    from ..core.results import ResultFile, device_name
+    from ..measure.bench_device import bench_device
+    from ..measure.bench_stress import STRESS_DEVICE
     from ..report.document import device_summary
     from ..targets.boards import load_board
 
     b = load_board(board)
     log = (lambda msg: typer.echo(msg, err=True)) if as_json else typer.echo
     bench_device(b.id, variant, samples=samples, data=data, progress=not as_json, log=log)
-    recs = read_jsonl(results_dir() / f"{results_name(b.id, variant)}.jsonl")
+    recs = ResultFile(device_name(b.id, variant)).records()
     session = [r for r in recs if r.get("type") == "session"][-1]
     d = device_summary(session, [r for r in recs if r.get("type") == "sample"])
     rec = {"kind": "stress-device", "board": b.id, "variant": variant, "samples": d["samples"],
            "counter_unit": d["counter_unit"], "counter_note": d["counter_note"], "dataset": d["dataset"],
            **d.get("drift", {})}
-    append_jsonl(results_dir() / "stress-device.jsonl", rec)
+    ResultFile(STRESS_DEVICE).append(rec)
     if as_json:
         print_json(rec)
         return

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from enum import StrEnum
 from typing import Annotated, Any
@@ -210,9 +209,9 @@ def validate(
         print_json(summary)
         return
     _print_validation(summary)
-    from ..core.paths import results_dir
+    from ..core.results import VALIDATE, ResultFile
 
-    typer.echo(f"results: {os.path.join(results_dir(), 'validate.json')}")
+    typer.echo(f"results: {ResultFile(VALIDATE).summary_path}")
 
 
 def _print_validation(summary: dict) -> None:

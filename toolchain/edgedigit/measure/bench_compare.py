@@ -37,10 +37,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..core.errors import EdgeDigitError, NotTrainedError, ToolError
-from ..core.fsutil import write_json
-from ..core.paths import model_dir, results_dir
-from .bench_host import append_jsonl, load_card, machine_info, trained_variants
+from ..core.errors import EdgeDigitError, ToolError
+from ..core.results import COMPARE, ResultFile, machine
+from ..core.store import Card, ModelFolder, not_quantized, nothing_trained, read_card, trained_variants
+from ..runtimes import RUNTIMES, int8_graph, tflm_arena_bytes
 
 TFLM_INVOKE = "tflite::micro::MicroInterpreter::Invoke()"
 NATIVE_RUN = "edgedigit_native_run"
@@ -127,12 +127,11 @@ def _callgrind(cmd: list[str], toggle: str, work: Path, tag: str,
     return callgrind_total(out_file)
 
 
-def _inputs(card: dict, dataset, n: int) -> np.ndarray:
-    from ..models.quantize import input_lut
+def _inputs(tflite: Path, variant: str, dataset, n: int) -> np.ndarray:
+    """The first ``n`` test images as the model's int8 input, flattened (through the firmware's input table)."""
+    from ..core.int8 import quantize_for
 
-    q = card.get("quantization") or {}
-    lut = input_lut(float(q["input_scale"]), int(q["input_zero_point"]))
-    return lut[dataset.x_test[:n]].reshape(n, -1).astype(np.int8)
+    return quantize_for(int8_graph(tflite, variant), dataset.x_test[:n]).reshape(n, -1).astype(np.int8)
 
 
 def native_instructions(tflite: Path, x: np.ndarray, work: Path, opt: str | None = None) -> tuple[int, np.ndarray]:
@@ -212,19 +211,23 @@ def tflm_library_estimate(board_id: str = FLASH_BOARD) -> tuple[int, str]:
                  f"{b.runtime['linear'].flash:,} ({b.runtime['tflm'].basis})")
 
 
+def _compares(card: Card) -> bool:
+    """True for a model TFLM runs (the kind of the ``tflm`` runtime)."""
+    return card.kind == RUNTIMES["tflm"].kind
+
+
 def compare_variant(variant: str, dataset, images: int = 10, work: Path | None = None) -> dict:
     """Instructions, RAM and flash of native vs TFLM for one trained, quantized variant."""
     from ..codegen.native import plan
     from ..core.graph import load_graph
-    from ..runtimes import tflm_arena_bytes
 
-    card = load_card(variant)
-    if card.get("kind") == "linear":
-        raise EdgeDigitError(f"variant {variant} is linear: it has no TFLM model to compare (neural variants only)")
-    tflite = model_dir(variant) / "model_int8.tflite"
-    if not tflite.is_file():
-        raise NotTrainedError(f"{tflite} missing: run `edgedigit quantize {variant}`")
-    x = _inputs(card, dataset, images)
+    folder = ModelFolder(variant)
+    card = folder.require_trained()
+    if not _compares(card):
+        raise EdgeDigitError(f"variant {variant} is {card.kind}: it has no TFLM model to compare "
+                             f"({RUNTIMES['tflm'].kind} variants only)")
+    tflite = folder.require_quantized(card.kind)
+    x = _inputs(tflite, variant, dataset, images)
     mp = plan(load_graph(tflite))
     arena = int(tflm_arena_bytes(tflite))
     tmp = Path(work) if work else Path(tempfile.mkdtemp(prefix="edgedigit-compare-"))
@@ -247,9 +250,9 @@ def compare_variant(variant: str, dataset, images: int = 10, work: Path | None =
                                 + np.sum(o3_out.reshape(images, -1) != t_out.reshape(images, -1))),
         "instructions": {"native": round(native_ipi), "tflm": round(tflm_ipi), "ratio": native_ipi / tflm_ipi,
                          "native_O3": round(o3_total / images), "ratio_O3": o3_total / t_total,
-                         "goal": "<= 0.5x", "macs": card.get("macs"),
-                         "native_per_mac": native_ipi / card["macs"] if card.get("macs") else None,
-                         "tflm_per_mac": tflm_ipi / card["macs"] if card.get("macs") else None},
+                         "goal": "<= 0.5x", "macs": card.macs,
+                         "native_per_mac": native_ipi / card.macs if card.macs else None,
+                         "tflm_per_mac": tflm_ipi / card.macs if card.macs else None},
         "ram": {"native_plan": mp.arena_bytes, "lower_bound": mp.lower_bound, "tflm_arena": arena,
                 "ratio_to_lower_bound": mp.arena_bytes / mp.lower_bound if mp.lower_bound else None,
                 "ratio_to_tflm": mp.arena_bytes / arena, "goal": "<= 1.1x lower bound"},
@@ -282,23 +285,28 @@ def compare(variants: Iterable[str] | None, dataset, images: int = 10,
         raise EdgeDigitError(f"--images {images}: need at least 1 image")
     names = list(variants or [])
     if not names:
-        names = [v for v in trained_variants() if load_card(v).get("kind") != "linear"
-                 and (model_dir(v) / "model_int8.tflite").is_file()]
+        trained = trained_variants()
+        neural = [v for v in trained if _compares(read_card(v))]
+        names = [v for v in neural if ModelFolder(v).int8_path.is_file()]
         if not names:
-            raise NotTrainedError("no trained and quantized neural variant: run `edgedigit train mlp && "
-                                  "edgedigit quantize mlp`")
+            if neural:
+                raise not_quantized(neural[0], ModelFolder(neural[0]).int8_path)
+            if not trained:
+                raise nothing_trained()
+            raise EdgeDigitError(f"no {RUNTIMES['tflm'].kind} variant is trained (bench compare needs a TFLM "
+                                 f"model; trained: {', '.join(trained)}): run `edgedigit train mlp` first")
     for tool in ("valgrind", "arm-none-eabi-gcc", "arm-none-eabi-size"):
         _tool(tool)
-    machine = machine_info()
+    host = machine()
+    store = ResultFile(COMPARE)
     results = []
     for v in names:
-        rec = {"kind": "compare", "edgedigit": __version__, "machine": machine, **compare_variant(v, dataset, images)}
-        append_jsonl(results_dir() / "compare.jsonl", rec)
+        rec = {"kind": "compare", "edgedigit": __version__, "machine": host, **compare_variant(v, dataset, images)}
+        store.append(rec)
         results.append(rec)
         if on_result:
             on_result(rec)
-    summary = {"kind": "compare-summary", "dataset": dataset.describe(), "machine": machine, "method": METHOD,
+    summary = {"kind": "compare-summary", "dataset": dataset.describe(), "machine": host, "method": METHOD,
                "results": results}
-    write_json(results_dir() / "compare.json", summary)
+    store.write_summary(summary)
     return summary
-

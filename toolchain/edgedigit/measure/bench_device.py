@@ -1,14 +1,15 @@
 """``edgedigit bench device``: the model on a device, measured over serial.
 
-For the boards without hardware (``host``, ``qemu-m4``) the firmware is exported, built with make and
-started here; a real board is reached through ``--port``. Then:
+For the boards without hardware (``host``, ``qemu-m4``) the firmware is exported (or, with ``--project``,
+an exported project is taken as it is), built with make and started here; a real board is reached through
+``--port``. Then:
 
 1. handshake: the device's model sha256 (``ed-info``) must equal the host model file's, else refuse;
 2. warm-up: a few inferences that are not recorded;
 3. stream N test images (``ed-run DATA``): predicted class, raw outputs and the device counter for each;
-   every raw output is compared with TFLM's on the host, element for element;
-4. every sample is appended to ``build/results/device-<board>-<variant>.jsonl`` as it arrives (flushed
-   per line), so a device that dies mid-run loses nothing and ``--resume`` continues from the file;
+   every raw output is compared with TFLM's on the host (the ``tflm`` host runtime), element for element;
+4. every sample is appended to ``build/results/device-<board>-<variant>.jsonl`` as it arrives (flushed and
+   fsynced per line), so a device that dies mid-run loses nothing and ``--resume`` continues from the file;
 5. the summary (latency median/p95/p99/min/max in µs and counter units, accuracy with its dataset,
    agreement with TFLM) goes to ``device-<board>-<variant>.json``.
 
@@ -19,47 +20,37 @@ from __future__ import annotations
 
 import contextlib
 import json
-import platform as _platform
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..core.errors import DeviceError, EdgeDigitError, ModelError, NotTrainedError, ToolError
+from ..core.errors import BoardError, DeviceError, EdgeDigitError, ModelError, ToolError
+from ..core.results import ResultFile, device_name, machine, read_jsonl
+from ..core.store import Card, ModelFolder
+from ..runtimes import RUNTIMES
 
 WARMUP_RUNS = 5
+REFERENCE = "tflm"  # the host runtime whose raw outputs the device's must equal
 
 
-def results_name(board_id: str, variant: str) -> str:
-    return f"device-{board_id}-{variant}"
+def _int8_model(variant: str) -> tuple[ModelFolder, Card, Path]:
+    """The variant's folder, card and int8 model file.
+
+    Raises:
+        NotTrainedError: not trained, or not quantized. EdgeDigitError: a model TFLM does not run.
+    """
+    folder = ModelFolder(variant)
+    card = folder.require_trained()
+    if card.kind != RUNTIMES[REFERENCE].kind:
+        raise EdgeDigitError(f"variant {variant} is a {card.kind} model; bench device compares raw outputs with "
+                             f"TFLM and runs {RUNTIMES[REFERENCE].kind} variants only")
+    return folder, card, folder.require_quantized(card.kind)
 
 
-def _model_file(variant: str) -> Path:
-    from ..core.paths import model_dir
-
-    path = model_dir(variant) / "model_int8.tflite"
-    if not path.is_file():
-        if (model_dir(variant) / "model_fixed.npz").is_file():
-            raise EdgeDigitError(f"variant {variant} is a linear model; bench device compares raw outputs with TFLM "
-                                 "and runs neural variants only")
-        raise NotTrainedError(f"{path} does not exist; train and quantize {variant} first "
-                              f"(edgedigit train {variant} && edgedigit quantize {variant})")
-    return path
-
-
-def _card(variant: str) -> dict[str, Any]:
-    from ..core.paths import model_dir
-
-    path = model_dir(variant) / "card.json"
-    try:
-        return dict(json.loads(path.read_text()))
-    except (OSError, ValueError):
-        return {}
-
-
-def export_project(board: Any, variant: str, backend: str, tflite: Path) -> Path:
-    """Export the firmware project for ``board`` through ``edgedigit.firmware`` (COMMON contract 6).
+def export_project(board: Any, variant: str, backend: str) -> Path:
+    """Export the firmware project for ``board`` through ``edgedigit.targets.export``.
 
     Returns:
         The project root (holds the Makefile).
@@ -69,17 +60,49 @@ def export_project(board: Any, variant: str, backend: str, tflite: Path) -> Path
     return Path(firmware.export(board.id, variant=variant, backend=backend).path)
 
 
+def check_project(project: Path, board: Any, variant: str, model: Path, sha256: str) -> dict[str, Any]:
+    """The lock record of an exported project, checked to be for ``board`` and this very model.
+
+    Args:
+        project: the project folder (holds ``edgedigit.lock.json``).
+        board: the board it is to run on.
+        variant: the variant (named in the advice).
+        model: the variant's int8 model file.
+        sha256: that file's sha256.
+
+    Returns:
+        The lock record.
+
+    Raises:
+        ModelError: not an exported project, or exported from another model. BoardError: for another board.
+    """
+    from ..targets.export import LOCK_FILE
+
+    again = f"export it again (`edgedigit export --board {board.id} --variant {variant}`) or leave out --project"
+    lock_path = Path(project) / LOCK_FILE
+    try:
+        lock = json.loads(lock_path.read_text())
+    except FileNotFoundError:
+        raise ModelError(f"{project}: not an exported firmware project (no {LOCK_FILE}); "
+                         f"export one with `edgedigit export --board {board.id} --variant {variant}`") from None
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{lock_path}: unreadable ({e}); {again}") from None
+    lock = lock if isinstance(lock, dict) else {}
+    locked_model = lock.get("model") if isinstance(lock.get("model"), dict) else {}
+    if locked_model.get("sha256") != sha256:
+        raise ModelError(f"{project}: exported from model {locked_model.get('sha256')}, but {model} is {sha256}; "
+                         f"{again}")
+    locked_board = lock.get("board") if isinstance(lock.get("board"), dict) else {}
+    if locked_board.get("id") != board.id:
+        raise BoardError(f"{project}: exported for board {locked_board.get('id')}, not {board.id}; {again}")
+    return lock
+
+
 def _read_results(path: Path) -> tuple[dict[str, Any] | None, dict[int, dict[str, Any]]]:
     """The first session header and the samples (by index) in a results file; a torn last line is skipped."""
     header = None
     samples: dict[int, dict[str, Any]] = {}
-    if not path.is_file():
-        return header, samples
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue  # a line cut by a crash
+    for rec in read_jsonl(path):
         if rec.get("type") == "session" and header is None:
             header = rec
         elif rec.get("type") == "sample":
@@ -88,7 +111,7 @@ def _read_results(path: Path) -> tuple[dict[str, Any] | None, dict[int, dict[str
 
 
 @contextlib.contextmanager
-def _connect(board: Any, port: str | None, variant: str, backend: str, tflite: Path,
+def _connect(board: Any, port: str | None, variant: str, backend: str, project: Path | None,
              log: Callable[[str], None]) -> Iterator[tuple[Any, Any, dict[str, Any]]]:
     """Yield (device, running-or-None, firmware facts) for a real port or a started host/qemu firmware."""
     from ..targets import devices
@@ -100,7 +123,8 @@ def _connect(board: Any, port: str | None, variant: str, backend: str, tflite: P
             yield dev, None, {}
         return
     spec = devices.run_spec(board)
-    project = export_project(board, variant, backend, tflite)
+    if project is None:
+        project = export_project(board, variant, backend)
     log(f"building {project}")
     devices.make(project)
     facts: dict[str, Any] = {"project": str(project)}
@@ -123,7 +147,7 @@ def _connect(board: Any, port: str | None, variant: str, backend: str, tflite: P
 
 
 def bench_device(board_name: str, variant: str = "mlp", *, backend: str = "native", port: str | None = None,
-                 samples: int = 200, resume: bool = False, data: Path | None = None,
+                 project: Path | None = None, samples: int = 200, resume: bool = False, data: Path | None = None,
                  progress: bool = True, log: Callable[[str], None] = print,
                  on_sample: Callable[[int, Any], None] | None = None) -> dict[str, Any]:
     """Run the on-device benchmark and validation; see the module docstring.
@@ -131,8 +155,10 @@ def bench_device(board_name: str, variant: str = "mlp", *, backend: str = "nativ
     Args:
         board_name: board id or alias.
         variant: trained variant whose ``model_int8.tflite`` is on (or goes to) the device.
-        backend: firmware backend for the boards built here.
+        backend: firmware backend for the boards built here (when no ``project`` is given).
         port: serial port or pyserial URL of a real board (then nothing is built or started).
+        project: an exported project to build and start as it is (no export); its ``edgedigit.lock.json``
+            must name this board and the variant's int8 model (same sha256).
         samples: number of inferences streamed: the first N test images (beyond the test set's size the
             images repeat from the start, for long runs).
         resume: continue the results file on disk instead of starting it again.
@@ -145,37 +171,34 @@ def bench_device(board_name: str, variant: str = "mlp", *, backend: str = "nativ
         The summary written to ``device-<board>-<variant>.json``.
 
     Raises:
+        NotTrainedError: the variant is not trained or not quantized.
+        ModelError / BoardError: ``project`` was exported from another model or for another board.
         DeviceError: wrong model on the device, protocol failure or the device died (the message says how
             many results are on disk and to use --resume).
     """
-    from ..core.fsutil import sha256_file, write_json
-    from ..core.graph import load_graph
-    from ..core.paths import results_dir
+    from ..core.fsutil import sha256_file
     from ..models.data import load_dataset
-    from ..models.quantize import quantize_images
-    from ..runtimes import RUNTIMES
     from ..targets.boards import load_board
     from .stats import summarize
 
     board = load_board(board_name)
     if samples < 1:
         raise EdgeDigitError(f"--samples must be at least 1, got {samples}")
-    tflite = _model_file(variant)
+    if project is not None and port is not None:
+        raise EdgeDigitError(f"--project {project} and --port {port}: a project is built and started here, a port "
+                             "is a board already running its firmware; give one of them")
+    folder, card, tflite = _int8_model(variant)
     host_sha = sha256_file(tflite)
+    if project is not None:
+        check_project(project, board, variant, tflite, host_sha)
     dataset = load_dataset(data)
     n = samples  # more samples than test images cycle through the test set (long runs)
     m = min(n, len(dataset.x_test))
     images, labels = dataset.x_test[:m], dataset.y_test[:m]
-    graph = load_graph(tflite)
-    if not graph.is_full_int8():  # a float model has no input scale: say so instead of an IndexError
-        raise ModelError(f"{tflite}: not a full-int8 model (input {graph.input.dtype}, output {graph.output.dtype}); "
-                         f"run `edgedigit quantize {variant}`")
-    scale, zp = graph.input.scale, graph.input.zero_point
-    scale = float(np.asarray(scale).ravel()[0])
-    zp = int(np.asarray(zp).ravel()[0])
-    reference = np.asarray(RUNTIMES["tflm"](tflite, quantize_images(images, scale, zp))).reshape(m, -1)
+    reference = np.asarray(RUNTIMES[REFERENCE].load(folder).raw(images)).reshape(m, -1)
 
-    out = results_dir() / f"{results_name(board.id, variant)}.jsonl"
+    results = ResultFile(device_name(board.id, variant))
+    out = results.jsonl
     header, done = _read_results(out) if resume else (None, {})
     if resume and header is not None:
         if header.get("model_sha256") != host_sha or header.get("dataset") != dataset.describe():
@@ -184,84 +207,76 @@ def bench_device(board_name: str, variant: str = "mlp", *, backend: str = "nativ
                               "run without --resume to start again")
     done = {i: r for i, r in done.items() if i < n}
     note = str(board.run.get("counter_note", ""))
-    out.parent.mkdir(parents=True, exist_ok=True)
     if done:
         log(f"resuming: {len(done)} of {n} samples already in {out}")
 
-    with _connect(board, port, variant, backend, tflite, log) as (dev, running, facts):
+    with _connect(board, port, variant, backend, project, log) as (dev, running, facts):
         where = port or running.url
         info = dev.info()
         if info.model_sha256 != host_sha:
             raise DeviceError(f"port {where}: the device runs model {info.model_sha256}, but {tflite} is {host_sha}; "
                               "export and flash this model first")
         session = {"type": "session", "board": board.id, "variant": variant, "backend": info.backend,
-                   "model_sha256": host_sha, "dataset": dataset.describe(), "machine": _machine(),
+                   "model_sha256": host_sha, "dataset": dataset.describe(), "machine": machine(),
                    "port": where, "counter_unit": info.counter_unit, "counter_note": note, "samples": n,
                    "device": info.as_dict(), "firmware": facts}
-        with open(out, "a" if resume else "w", buffering=1) as f:
-            f.write(json.dumps(session, sort_keys=True) + "\n")
-            f.flush()
-            first = images[0].tobytes()
-            for _ in range(WARMUP_RUNS):
-                dev.classify(first)
-            todo = [i for i in range(n) if i not in done]
-            try:
-                with _progress(progress, len(todo), f"{board.id}: streaming {len(todo)} images") as advance:
-                    for i in todo:
-                        r = dev.classify(images[i % m].tobytes())
-                        ref = [int(v) for v in reference[i % m]]
-                        rec = {"type": "sample", "index": i, "image": i % m, "label": int(labels[i % m]),
-                               "predicted": r.predicted,
-                               "raw": list(r.raw), "tflm": ref, "agree": list(r.raw) == ref, "counter": r.counter,
-                               "us": r.us}
-                        f.write(json.dumps(rec, sort_keys=True) + "\n")
-                        f.flush()
-                        done[i] = rec
-                        advance()
-                        if on_sample is not None:
-                            on_sample(len(done), running)
-            except DeviceError as e:
-                raise DeviceError(f"{e}; {len(done)} of {n} results are saved in {out}; "
-                                  "run the same command with --resume to finish") from None
+        if not resume:
+            out.unlink(missing_ok=True)  # a new run starts the file again
+        results.append(session)
+        first = images[0].tobytes()
+        for _ in range(WARMUP_RUNS):
+            dev.classify(first)
+        todo = [i for i in range(n) if i not in done]
+        try:
+            with _progress(progress, len(todo), f"{board.id}: streaming {len(todo)} images") as advance:
+                for i in todo:
+                    r = dev.classify(images[i % m].tobytes())
+                    ref = [int(v) for v in reference[i % m]]
+                    rec = {"type": "sample", "index": i, "image": i % m, "label": int(labels[i % m]),
+                           "predicted": r.predicted,
+                           "raw": list(r.raw), "tflm": ref, "agree": list(r.raw) == ref, "counter": r.counter,
+                           "us": r.us}
+                    results.append(rec)
+                    done[i] = rec
+                    advance()
+                    if on_sample is not None:
+                        on_sample(len(done), running)
+        except DeviceError as e:
+            raise DeviceError(f"{e}; {len(done)} of {n} results are saved in {out}; "
+                              "run the same command with --resume to finish") from None
 
     recs = [done[i] for i in range(n)]
     counters = [r["counter"] for r in recs]
     raw_dev = np.array([r["raw"] for r in recs])
     raw_ref = np.array([r["tflm"] for r in recs])
-    card = _card(variant)
     lat = summarize(counters, "device counter")
     summary: dict[str, Any] = {
         "board": board.id, "variant": variant, "backend": info.backend, "model_sha256": host_sha,
-        "dataset": dataset.describe(), "machine": _machine(), "samples": n,
+        "dataset": dataset.describe(), "machine": machine(), "samples": n,
         "counter_unit": info.counter_unit, "counter_note": note,
         "latency_counter": lat.as_dict(), "latency_us": _latency_us(recs, info.counter_unit),
         "accuracy": float(np.mean([r["predicted"] == r["label"] for r in recs])),
         "agreement": {"images_identical": int(sum(r["agree"] for r in recs)), "images": n,
                       "elements_identical": int((raw_dev == raw_ref).sum()), "elements": int(raw_ref.size),
-                      "reference": "tflm"},
+                      "reference": REFERENCE},
         "predictions_match_tflm": int(sum(r["predicted"] == int(np.argmax(r["tflm"])) for r in recs)),
         "device": info.as_dict(), "firmware": facts, "results_file": str(out),
     }
-    if card.get("macs"):
-        summary["macs"] = int(card["macs"])
-        summary["counter_per_mac"] = lat.median / int(card["macs"])
-    write_json(results_dir() / f"{results_name(board.id, variant)}.json", summary)
+    if card.macs:
+        summary["macs"] = int(card.macs)
+        summary["counter_per_mac"] = lat.median / int(card.macs)
+    results.write_summary(summary)
     return summary
 
 
 def _latency_us(recs: list[dict[str, Any]], unit: str) -> dict[str, Any]:
+    """Latency in µs: from the counter when it counts nanoseconds or emulated instructions (-icount shift=0:
+    one emulated nanosecond per instruction), else the device's own µs figure."""
     from .stats import summarize
 
-    if unit == "ns":
-        return summarize([r["counter"] / 1000.0 for r in recs], "latency").as_dict()
-    if unit == "instructions":  # -icount shift=0: one emulated nanosecond per instruction
+    if unit in ("ns", "instructions"):
         return summarize([r["counter"] / 1000.0 for r in recs], "latency").as_dict()
     return summarize([r["us"] for r in recs], "latency").as_dict()
-
-
-def _machine() -> dict[str, str]:
-    return {"system": _platform.system(), "release": _platform.release(), "machine": _platform.machine(),
-            "python": _platform.python_version()}
 
 
 @contextlib.contextmanager

@@ -4,13 +4,13 @@ After ``warmup`` untimed iterations, ``iterations`` times (default 1,000) the sa
 (default 100) go through the runtime; each iteration's wall time and this process's CPU time are
 recorded, and this process's RSS after it. Figures: p50/p95/p99 per iteration (wall), drift of the last
 100 iterations against the first 100 in percent (medians; the seed's mean-based figure is kept as
-``drift_mean_pct``; see :mod:`edgedigit.bench.stats`), on the process CPU time by default
+``drift_mean_pct``; see :mod:`edgedigit.measure.stats`), on the process CPU time by default
 (``clock="cpu"``): on a machine shared with other work, wall time measures the other processes as much
 as the runtime, while CPU time measures what the runtime itself spends; ``clock="wall"`` gives the
 seed's wall-clock drift, which is recorded in every case as ``wall_drift_pct``. Memory
 growth (RSS after the last iteration minus RSS after the warm-up) in MB, and the error count: iterations
 that raised, plus iterations whose predictions differ from the first iteration's (a runtime must be
-deterministic). Verdict: see :mod:`edgedigit.bench.stats` (the seed's < 5 % drift and < 10 MB growth).
+deterministic). Verdict: see :mod:`edgedigit.measure.stats` (the seed's < 5 % drift and < 10 MB growth).
 
 Results go to ``build/results/stress.jsonl`` as each runtime finishes, and ``stress.json``.
 """
@@ -24,20 +24,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import __version__
-from ..core.errors import EdgeDigitError, NotTrainedError
-from ..core.fsutil import sha256_file, write_json
-from ..core.paths import models_dir, results_dir
+from ..core.errors import EdgeDigitError
+from ..core.fsutil import sha256_file
+from ..core.results import STRESS, ResultFile, machine
+from ..core.store import ModelFolder, not_trained, nothing_trained, read_card, trained_variants
 from . import stats
-from .bench_host import (
-    ALL_RUNTIMES,
-    RuntimeMissing,
-    load_card,
-    machine_info,
-    make_runner,
-    measure_each,
-    trained_variants,
-)
+from .bench_host import DEFAULT_RUNTIMES, RuntimeMissing, check_runtimes, make_runner, measure_each
 
+STRESS_DEVICE = "stress-device"  # bench stress --board: one record per device long run
 SEED_VARIANTS = ("mlp", "mlp-pruned", "rfe-lr")
 
 
@@ -49,7 +43,7 @@ class StressConfig:
     batch: int = 100
     warmup: int = 10
     window: int = stats.DRIFT_WINDOW
-    runtimes: tuple[str, ...] = ALL_RUNTIMES
+    runtimes: tuple[str, ...] = DEFAULT_RUNTIMES
     clock: str = "cpu"  # which per-iteration time the verdict's drift uses: "cpu" or "wall"
 
     def check(self) -> None:
@@ -148,32 +142,35 @@ def stress_loop(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray,
 
 def stress(variants: Iterable[str] | None, dataset, cfg: StressConfig | None = None,
            on_result: Callable[[dict], None] | None = None,
-           progress: Callable[[str, int, int], None] | None = None, name: str = "stress") -> dict:
+           progress: Callable[[str, int, int], None] | None = None, name: str = STRESS) -> dict:
     """Stress every applicable runtime of ``variants`` (default: the seed's variants that are trained).
 
     Raises:
         NotTrainedError: a named variant is not trained, or none of the defaults is.
-        EdgeDigitError: a bad setting (named).
+        EdgeDigitError: a bad setting or an unknown runtime (named).
     """
     import psutil
 
     cfg = cfg or StressConfig()
     cfg.check()
+    check_runtimes(cfg.runtimes)
     names = list(variants or [])
     if not names:
-        names = [v for v in SEED_VARIANTS if v in trained_variants()]
+        trained = trained_variants()
+        names = [v for v in SEED_VARIANTS if v in trained]
         if not names:
-            raise NotTrainedError(f"none of {', '.join(SEED_VARIANTS)} is trained under {models_dir()}: "
-                                  f"run `edgedigit train` first")
-    cards = {v: load_card(v) for v in names}
+            if not trained:
+                raise nothing_trained()
+            raise not_trained(SEED_VARIANTS[0], ModelFolder(SEED_VARIANTS[0]).card_path)
+    cards = {v: read_card(v) for v in names}
     proc = psutil.Process()
     images = dataset.x_test[np.arange(cfg.batch) % len(dataset.x_test)]
-    machine = machine_info()
-    jsonl = results_dir() / f"{name}.jsonl"
+    host = machine()
+    results = ResultFile(name)
 
     def measure(v: str, rt: str) -> dict:
         base = {"kind": "stress", "variant": v, "runtime": rt, "dataset": dataset.describe(),
-                "machine": machine, "edgedigit": __version__,
+                "machine": host, "edgedigit": __version__,
                 "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         try:
             runner = make_runner(v, rt, cards[v])
@@ -184,12 +181,12 @@ def stress(variants: Iterable[str] | None, dataset, cfg: StressConfig | None = N
         return {**base, "status": "ok", "model_file": str(runner.model_file),
                 "model_sha256": sha256_file(runner.model_file), **figures}
 
-    records = measure_each(names, cards, cfg.runtimes, jsonl, on_result, measure)
-    summary = {"kind": "stress-summary", "dataset": dataset.describe(), "machine": machine,
+    records = measure_each(names, cards, cfg.runtimes, results, on_result, measure)
+    summary = {"kind": "stress-summary", "dataset": dataset.describe(), "machine": host,
                "settings": {"iterations": cfg.iterations, "batch": cfg.batch, "warmup": cfg.warmup,
                             "drift_window": cfg.window},
                "results": [{k: val for k, val in r.items() if k != "iteration_ms"} for r in records]}
-    write_json(results_dir() / f"{name}.json", summary)
+    results.write_summary(summary)
     return summary
 
 

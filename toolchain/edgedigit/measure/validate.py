@@ -1,62 +1,52 @@
 """The validate stage: every trained variant on the test set, float and quantized, on each host runtime.
 
-For each variant: accuracy, per-class precision/recall/F1 and the confusion matrix of the float model
-and of the quantized model on every runtime (neural: ``edgedigit.runtimes.RUNTIMES`` on
-``model_int8.tflite``, LiteRT's reference kernels first; linear: the variant's ``quantized_runners``
-hook, e.g. the fixed-point form), then the agreement of every runtime with the reference (int8 output
-elements that differ, the largest difference, predictions that differ; ``pairwise`` for the other
-pairs, e.g. native vs tflm) and of each quantized form with the float model.
+For each variant (runtimes from the registry, ``edgedigit.runtimes``): accuracy, per-class
+precision/recall/F1 and the confusion matrix of the float model (``keras`` or ``sklearn``) and of the
+quantized model on every runtime ``runtimes.validated_for(kind)`` names (neural: ``litert-ref``, LiteRT's
+reference kernels, first, then ``tflm`` and ``native``; linear: ``fixed-point``), then the agreement of
+every runtime with the reference (output elements that differ, the largest difference, predictions that
+differ; ``pairwise`` for the other pairs, e.g. native vs tflm) and of each quantized form with the float model.
 Results: ``build/results/validate.jsonl`` (one line per variant as it finishes),
 ``validate_<variant>.json`` and the summary ``validate.json``, each with the dataset, machine and model hash.
 """
 
 from __future__ import annotations
 
-import os
-import platform
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..core import store as cardlib
-from ..core.errors import EdgeDigitError, ModelError, NotTrainedError
+from ..core.errors import EdgeDigitError
 from ..core.fsutil import sha256_file, write_json
-from ..core.paths import model_dir, results_dir
+from ..core.results import VALIDATE, ResultFile, machine
 from ..models.variants import Reporter, Variant
+from ..runtimes import RUNTIMES, Runner, float_runtime, int8_graph, validated_for
 
-RESULT_NAME = "validate"
-
-
-def machine() -> dict:
-    """The host the figures were measured on."""
-    return {"hostname": platform.node(), "system": platform.system(), "machine": platform.machine(),
-            "processor": platform.processor(), "python": platform.python_version(), "cpus": os.cpu_count()}
+RESULT_NAME = VALIDATE
 
 
-def neural_runners(folder: Path) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
-    """Default ``quantized_runners``: every host runtime on ``model_int8.tflite`` (reference first)."""
-    from ..core.graph import load_graph
-    from ..models.quantize import INT8_FILE, quantize_images
-    from ..runtimes import REFERENCE, RUNTIMES
+def check_quantized(variant: Variant) -> Path:
+    """The variant's quantized artifact, checked as far as it can be without running it.
 
-    path = folder / INT8_FILE
-    if not path.is_file():
-        raise NotTrainedError(f"variant '{folder.name}' is not quantized ({path} missing): "
-                              f"run `edgedigit quantize {folder.name}` first")
-    g = load_graph(path)
-    if not g.is_full_int8():  # a float model has no input scale: say so instead of an IndexError
-        raise ModelError(f"{path}: not a full-int8 model (input {g.input.dtype}, output {g.output.dtype}); "
-                         f"run `edgedigit quantize {folder.name}`")
-    scale, zp = float(g.input.scale[0]), int(g.input.zero_point[0])
-    names = [REFERENCE] + [n for n in RUNTIMES if n != REFERENCE]
+    Raises:
+        NotTrainedError: not trained, or not quantized (names the command to run).
+        ModelError: the int8 model is unreadable or not full int8 (names the file).
+    """
+    folder = cardlib.ModelFolder(variant.name)
+    card = folder.require_trained()
+    path = folder.require_quantized(card.kind)
+    if path == folder.int8_path:
+        int8_graph(path, variant.name)
+    return path
 
-    def runner(name: str) -> Callable[[np.ndarray], np.ndarray]:
-        return lambda images: RUNTIMES[name](path, quantize_images(images, scale, zp))
 
-    return {name: runner(name) for name in names}
+def quantized_runners(variant: Variant) -> dict[str, Runner]:
+    """The variant under every quantized runtime validate compares, the reference first."""
+    folder = cardlib.ModelFolder(variant.name)
+    return {name: RUNTIMES[name].load(folder, variant) for name in validated_for(variant.kind)}
 
 
 def scores_summary(y: np.ndarray, pred: np.ndarray) -> dict:
@@ -82,45 +72,35 @@ def agreement(ref: np.ndarray, other: np.ndarray) -> dict:
     }
 
 
-def _quantized_file(variant: Variant, folder: Path) -> Path | None:
-    from ..models.quantize import INT8_FILE
-
-    for name in (INT8_FILE, "model_fixed.npz"):
-        if (folder / name).is_file():
-            return folder / name
-    return None
-
-
 def validate_one(variant: Variant, dataset: Any, reporter: Reporter | None = None) -> dict:
     """Validate one trained and quantized variant on ``dataset``'s test set (see the module docstring)."""
-    from ..models.train import load_float_model, predict_float
-
     reporter = reporter or Reporter()
-    folder = model_dir(variant.name)
-    card = cardlib.read_card(variant.name)
-    runners = (variant.quantized_runners or neural_runners)(folder)
+    folder = cardlib.ModelFolder(variant.name)
+    card = folder.require_trained()
+    runners = quantized_runners(variant)  # before the float model: a broken artifact names itself first
     y, images = dataset.y_test, dataset.x_test
     start = time.perf_counter()
     with reporter.task(f"validate {variant.name}", 1 + len(runners)) as advance:
-        float_scores = predict_float(variant, load_float_model(variant.name), images)
+        float_scores = RUNTIMES[float_runtime(variant.kind)].load(folder, variant).raw(images)
         float_pred = np.argmax(float_scores, axis=1)
         advance()
         raw: dict[str, np.ndarray] = {}
-        for name, run in runners.items():
-            raw[name] = np.asarray(run(images))
+        for name, runner in runners.items():
+            raw[name] = np.asarray(runner.raw(images))
             advance()
     ref_name = next(iter(raw))
     quantized = {name: scores_summary(y, np.argmax(out, axis=1)) for name, out in raw.items()}
-    qfile = _quantized_file(variant, folder)
+    qfile = folder.quantized_path(card.kind)
+    has_file = qfile.is_file()
     return {
         "variant": variant.name,
         "kind": variant.kind,
         "dataset": dataset.describe(),
         "label": dataset.label(),
         "machine": machine(),
-        "model_sha256": sha256_file(qfile) if qfile else None,
-        "model_file": str(qfile) if qfile else None,
-        "card_float_accuracy": card.get("float_accuracy"),
+        "model_sha256": sha256_file(qfile) if has_file else None,
+        "model_file": str(qfile) if has_file else None,
+        "card_float_accuracy": card.float_accuracy,
         "float": scores_summary(y, float_pred),
         "quantized": quantized,
         "reference": ref_name,
@@ -141,14 +121,13 @@ def select_validatable(names: list[str] | tuple[str, ...] | None) -> list[Varian
     """The variants ``names`` (all trained ones when empty), each checked to be trained and quantized.
 
     Raises:
-        UnknownVariantError, NotTrainedError (names the command to run).
+        UnknownVariantError, NotTrainedError (names the command to run), ModelError (a broken int8 model).
     """
     from ..models.quantize import select_trained
 
     variants = select_trained(names)
     for v in variants:
-        if v.quantized_runners is None:
-            neural_runners(model_dir(v.name))
+        check_quantized(v)
     return variants
 
 
@@ -168,21 +147,17 @@ def validate_variants(names: list[str] | tuple[str, ...] | None, dataset: Any, l
     Raises:
         UnknownVariantError, NotTrainedError (not trained or not quantized: names the command to run).
     """
-    import json
-
     if limit is not None:
         if limit < 1:
             raise EdgeDigitError(f"--limit {limit}: need at least 1 test image")
         dataset = dataset.subset(None, limit)
     variants = select_validatable(names)
-    out_dir = results_dir()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    results = ResultFile(RESULT_NAME)
     summary = {"dataset": dataset.describe(), "label": dataset.label(), "machine": machine(), "variants": {}}
     for v in variants:
         result = validate_one(v, dataset, reporter)
         summary["variants"][v.name] = result
-        with open(out_dir / f"{RESULT_NAME}.jsonl", "a") as f:
-            f.write(json.dumps(result, sort_keys=True) + "\n")
-        write_json(out_dir / f"{RESULT_NAME}_{v.name}.json", result)
-    write_json(out_dir / f"{RESULT_NAME}.json", summary)
+        results.append(result)
+        write_json(results.summary_path.with_name(f"{RESULT_NAME}_{v.name}.json"), result)
+    results.write_summary(summary)
     return summary

@@ -22,10 +22,11 @@ from .. import __version__
 from ..core.errors import EdgeDigitError
 from ..core.fsutil import staged_dir
 from ..core.paths import models_dir, reports_dir, results_dir
-from ..measure.bench_host import read_jsonl
+from ..core.results import read_jsonl
+from ..runtimes import deployed_order
 from . import plots
 
-DEPLOYED_ORDER = ("tflm-int8", "native-int8", "litert-int8", "fixed-point")
+DEPLOYED_ORDER = deployed_order()  # the runtimes whose figures stand for a deployed model, best first
 MISSING = "missing"
 MCU_FLASH_MAX = 16 * 2**20  # boards with more flash (the host) are not drawn as limits
 
@@ -256,7 +257,7 @@ def _ok(records: list[dict], variant: str, runtime: str | None = None) -> list[d
 
 
 def _deployed(records: list[dict], variant: str) -> dict | None:
-    """The record of the runtime that runs on the boards (TFLM, then native, LiteRT, fixed point)."""
+    """The record of the runtime that runs on the boards (``DEPLOYED_ORDER``: TFLM, native, fixed point, LiteRT)."""
     for rt in DEPLOYED_ORDER:
         r = _ok(records, variant, rt)
         if r:
