@@ -8,7 +8,7 @@ training set (:func:`edgedigit.models.zoo.fit`). Knobs: ``width`` (default 16), 
 
 from __future__ import annotations
 
-from . import TrainContext, TrainResult, Variant
+from .base import TrainContext, TrainResult, Variant
 
 EPOCHS = 12
 WIDTH = 16

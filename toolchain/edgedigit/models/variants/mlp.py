@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import TrainContext, TrainResult, Variant
+from .base import TrainContext, TrainResult, Variant
 
 EPOCHS = 3
 VALIDATION_SPLIT = 0.2

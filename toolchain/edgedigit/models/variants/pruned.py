@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from . import TrainContext, TrainResult, Variant
+from .base import TrainContext, TrainResult, Variant
 
 EPOCHS = 2
 TARGET_SPARSITY = 0.5

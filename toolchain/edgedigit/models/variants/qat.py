@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import QuantizeContext, TrainContext, TrainResult, Variant
+from .base import QuantizeContext, TrainContext, TrainResult, Variant
 
 EPOCHS = 2
 LEARNING_RATE = 1e-4

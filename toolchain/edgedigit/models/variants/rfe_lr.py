@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ...core.store import FIXED_FILE
-from . import QuantizeContext, TrainContext, TrainResult, Variant
+from .base import QuantizeContext, TrainContext, TrainResult, Variant
 
 NAME = "rfe-lr"
 FLOAT_FILE = "model.joblib"  # this variant's float model (the save hook records it in the card's files.float)

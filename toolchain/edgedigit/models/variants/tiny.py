@@ -11,7 +11,8 @@ default 0.1).
 from __future__ import annotations
 
 from ...core.errors import ModelError
-from . import TrainContext, TrainResult, Variant, cnn
+from . import cnn
+from .base import TrainContext, TrainResult, Variant
 
 EPOCHS = 5
 WIDTH = 8
