@@ -47,3 +47,24 @@ def file_hash(path: Path) -> str:
     if not path.is_file():
         raise Blocked(f"{path} missing")
     return sha256_file(path)
+
+
+class MissingPart(Exception):
+    """Something the stage needs is not installed here (e.g. a tool); the reason is printed."""
+
+
+def quantized_hashes(names: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """sha256 of each variant's deployable artifact.
+
+    Raises:
+        Blocked: a variant is not trained or not quantized yet.
+    """
+    from .store import ModelFolder
+
+    out = {}
+    for name in names:
+        folder = ModelFolder(name)
+        if not folder.is_trained:
+            raise Blocked(f"{folder.card_path} missing")
+        out[name] = file_hash(folder.quantized_path())
+    return out
