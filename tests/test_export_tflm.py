@@ -4,7 +4,6 @@ start-up self-check, refusals, and the files that need no TFLM headers compiled 
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -15,14 +14,12 @@ import pytest
 from edgedigit.codegen import tflm
 from edgedigit.core.errors import UnsupportedOpError
 from edgedigit.core.graph import load_graph
-from edgedigit.core.paths import templates_dir
-from edgedigit.models.quantize import input_lut, quantize_images
+from edgedigit.core.int8 import input_lut, quantize_images
 from edgedigit.runtimes import run_tflm, tflm_arena_bytes
 from edgedigit.targets.boards import load_board
 from edgedigit.targets.export import LOCK_FILE, export
+from helpers import GOLDEN, TINY, check_golden
 
-GOLDEN = Path(__file__).parent / "golden"
-TINY = GOLDEN / "tiny.tflite"
 FLAGS = ["-Wall", "-Wextra", "-Werror"]
 
 
@@ -51,29 +48,8 @@ def _c_numbers(text: str, name: str) -> list[int]:
 
 
 def test_golden_files(tiny_project):
-    """Every rendered file equals tests/golden/esp32dev-tiny-tflm/ (EDGEDIGIT_REGEN_GOLDEN=1 rewrites them).
-
-    The hand-written runtime files (protocol, interfaces) are copied verbatim: they are compared with
-    firmware_templates/runtime/ instead, so a protocol change does not touch the golden files.
-    """
-    golden = GOLDEN / "esp32dev-tiny-tflm"
-    runtime = templates_dir() / "runtime"
-    rendered = {}
-    for p in sorted(tiny_project.rglob("*")):
-        if not p.is_file() or p.name == LOCK_FILE:
-            continue
-        if p.parent.name == "src" and (runtime / p.name).is_file():
-            assert p.read_bytes() == (runtime / p.name).read_bytes(), p.name
-            continue
-        rendered[p.relative_to(tiny_project).as_posix()] = p.read_text()
-    if os.environ.get("EDGEDIGIT_REGEN_GOLDEN") == "1":
-        for rel, text in rendered.items():
-            (golden / rel).parent.mkdir(parents=True, exist_ok=True)
-            (golden / rel).write_text(text)
-    expected = {p.relative_to(golden).as_posix(): p.read_text() for p in sorted(golden.rglob("*")) if p.is_file()}
-    assert sorted(rendered) == sorted(expected)
-    for rel, text in rendered.items():
-        assert text == expected[rel], f"{rel} differs from its golden file (regenerate with EDGEDIGIT_REGEN_GOLDEN=1)"
+    """Every rendered file equals tests/golden/esp32dev-tiny-tflm/ (EDGEDIGIT_REGEN_GOLDEN=1 rewrites them)."""
+    check_golden(tiny_project, GOLDEN / "esp32dev-tiny-tflm")
 
 
 def test_every_generated_file_has_the_banner(tiny_project):
