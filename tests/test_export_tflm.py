@@ -4,8 +4,10 @@ start-up self-check, refusals, and the files that need no TFLM headers compiled 
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -82,10 +84,27 @@ def test_op_resolver_registers_exactly_the_models_ops(tiny_project):
 
 def test_op_resolver_for_the_cnn_ops(tflite_models):
     graph = load_graph(tflite_models["cnn"])
-    files = tflm.generate(graph, variant="cnn", source_name="cnn.tflite", measured_arena=1000)
+    check = tflm.SelfCheck(tflm.self_check_images(), np.zeros((3, 10), np.int8))
+    files = tflm.generate(graph, variant="cnn", source_name="cnn.tflite", measured_arena=1000, self_check=check)
     methods = re.findall(r"resolver\.(Add\w+)\(\)", files["edgedigit_op_resolver.h"])
     assert methods == [tflm.add_method(op) for op in graph.op_names()]
     assert {"AddConv2D", "AddDepthwiseConv2D", "AddMaxPool2D", "AddAveragePool2D"} <= set(methods)
+
+
+def test_the_generator_runs_no_interpreter(tmp_path):
+    """codegen.tflm is a pure function of the model, the measured arena and the self-check vectors: rendering
+    imports neither the host runtimes nor TFLM (the export stage measures and runs them)."""
+    script = (
+        "import sys, numpy as np\n"
+        "from edgedigit.codegen import tflm\n"
+        "from edgedigit.core.graph import load_graph\n"
+        f"g = load_graph({str(TINY)!r})\n"
+        "check = tflm.SelfCheck(tflm.self_check_images(), np.zeros((3, 10), np.int8))\n"
+        "files = tflm.generate(g, variant='tiny', source_name='tiny.tflite', measured_arena=1000, self_check=check)\n"
+        "assert 'EDGEDIGIT_ARENA_BYTES 3056u' in files['edgedigit_model_tflm.cc']\n"
+        "loaded = [m for m in sys.modules if m.startswith(('edgedigit.runtimes', 'edgedigit.models', 'tflite_micro'))]\n"
+        "assert not loaded, loaded\n")
+    subprocess.run([sys.executable, "-c", script], check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
 
 
 def test_add_method_names():

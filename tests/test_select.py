@@ -163,7 +163,7 @@ def test_errors(synthetic, build_dir):
             parse_min_accuracy(bad)
     shutil.rmtree(build_dir / "models")
     _board(synthetic, "roomy", 10**8, 10**8)
-    with pytest.raises(NotTrainedError, match="no trained variants in .*: run `edgedigit train`"):
+    with pytest.raises(NotTrainedError, match="no trained variant in .*: run `edgedigit train` first"):
         select("roomy", boards_directory=synthetic)
 
 

@@ -403,7 +403,7 @@ def _comparison_section(data: ReportData) -> str:
                 else:
                     lat = f"{f['counter']:,.0f} {f.get('counter_unit', '')}".strip() if "counter" in f else MISSING
                 row.append(f"{_pct(f.get('accuracy'))} / {lat}")
-            elif card and card.get("kind") == "linear":
+            elif card and card.get("kind", "neural") != "neural":  # bench device runs neural variants
                 row.append("not measured (bench device runs neural variants)")
             else:
                 row.append(_miss(f"edgedigit bench device --board {b} --variant {v}"))
