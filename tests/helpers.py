@@ -1,6 +1,7 @@
 """Builders shared by several test modules (no test module imports another one; they import from here).
 
-- models: :data:`TINY` (the fixed golden .tflite), :func:`random_fixed_lr`, :func:`add_variant` (a variant
+- models: :data:`TINY` (the fixed golden .tflite), :func:`random_fixed_lr`, :func:`save_fixed_lr`,
+  :func:`tanh_tflite` (an int8 model with an op the native backend lacks), :func:`add_variant` (a variant
   in a build tree);
 - exported projects: :func:`read_tree`, :func:`check_golden` (compare with ``tests/golden/<name>/``,
   ``EDGEDIGIT_REGEN_GOLDEN=1`` rewrites);
@@ -41,6 +42,26 @@ def random_fixed_lr(seed: int = 0):
 def save_fixed_lr(model, path: Path) -> Path:
     """Write ``model``'s four tables as ``model_fixed.npz`` does (pixels, weights, bias, scale)."""
     np.savez(path, pixels=model.pixels, weights=model.weights, bias=model.bias, scale=np.float64(model.scale))
+    return path
+
+
+def tanh_tflite(path: Path) -> Path:
+    """Write a small full-int8 classifier with a TANH layer (FULLY_CONNECTED per tensor, TANH, SOFTMAX).
+
+    The boards' TFLM libraries provide TANH; the native backend does not, so it must be left out of native
+    with its reason. Seeded weights, converted with the real TFLite converter.
+    """
+    import tensorflow as tf
+    import tf_keras as keras
+    from tf_keras import layers as L
+
+    from tflite_factory import convert, random_images
+
+    tf.keras.utils.set_random_seed(0)
+    model = keras.Sequential([L.Flatten(batch_input_shape=(1, 28, 28)), L.Dense(16, activation="tanh"),
+                              L.Dense(10), L.Softmax()])
+    x = random_images(32, seed=3).astype(np.float32) / 255.0
+    path.write_bytes(convert(model, x, per_channel_dense=False))
     return path
 
 

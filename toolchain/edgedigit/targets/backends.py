@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import UnsupportedOpError
 
 if TYPE_CHECKING:
+    from ..codegen.tflm import SelfCheck
     from ..core.graph import Graph
     from ..core.store import Card
     from .boards import Board
@@ -220,7 +221,7 @@ class TflmBackend(Backend):
                                               "arena_measured": measured_arena,
                                               "arena_margin": tflm.arena_margin(measured_arena)})
 
-    def self_check(self, src: ModelSource) -> Any:
+    def self_check(self, src: ModelSource) -> SelfCheck:
         """The start-up check vectors: ``codegen.tflm.self_check_images()`` and host TFLM's int8 outputs."""
         import numpy as np
 
