@@ -206,8 +206,11 @@ def test_a_variant_native_cannot_run_is_left_out_of_native_only(build_dir, tanh_
     for board in list_boards():
         sel = select(board.id)
         tanh = next(c for c in sel.candidates if c.variant == "tanh")
+        if "native" in board.backends:
+            assert why in tanh.backend_problems["native"] and why in tanh.as_dict()["backend_problems"]["native"]
         if "tflm" in board.backends:  # the board's TFLM library provides TANH
             assert (sel.chosen.variant, sel.chosen.backend) == ("tanh", "tflm"), board.id
+            assert "tflm" not in tanh.backend_problems
         else:
             assert sel.chosen.variant == "rfe-lr", board.id
             assert not tanh.eligible and why in tanh.left_out, tanh.left_out
@@ -234,3 +237,13 @@ def test_ties_are_broken_alike_by_select_and_export(build_dir, tmp_path):
     by = {c.variant: c for c in sel.candidates}
     assert "as accurate as lr-a" in by["lr-b"].left_out
     assert export("esp32").model.name == select("esp32").chosen.variant == "lr-a"
+
+
+def test_a_broken_card_is_one_variants_reason(synthetic, build_dir):
+    from edgedigit.report.select import select
+
+    (build_dir / "models" / "raw" / "card.json").write_text("{not json")
+    _board(synthetic, "roomy", 10**8, 10**8)
+    sel = select("roomy", boards_directory=synthetic)
+    raw = next(c for c in sel.candidates if c.variant == "raw")
+    assert sel.chosen.variant == "big" and "not a valid card" in raw.left_out

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.errors import EdgeDigitError, ModelTooLargeError
+
+if TYPE_CHECKING:
+    from ..targets.backends import Fit
 
 
 @dataclass
@@ -29,6 +32,7 @@ class Candidate:
     requirement: dict[str, Any] | None = None
     reasons: list[str] = field(default_factory=list)  # why it cannot be chosen (empty: eligible)
     ranked_below: str | None = None  # eligible but another eligible variant is better
+    backend_problems: dict[str, str] = field(default_factory=dict)  # backend -> why it cannot run the variant
 
     @property
     def eligible(self) -> bool:
@@ -42,7 +46,8 @@ class Candidate:
     def as_dict(self) -> dict[str, Any]:
         return {"variant": self.variant, "int8_accuracy": self.int8_accuracy, "size_bytes": self.size_bytes,
                 "backend": self.backend, "requirement": self.requirement, "eligible": self.eligible,
-                "reasons": list(self.reasons), "left_out": self.left_out}
+                "reasons": list(self.reasons), "left_out": self.left_out,
+                "backend_problems": dict(self.backend_problems)}
 
 
 @dataclass
@@ -83,10 +88,11 @@ def parse_min_accuracy(value: float | None) -> float | None:
     return value / 100 if value > 1 else float(value)
 
 
-def _candidate(fit: Any) -> Candidate:
+def _candidate(fit: Fit) -> Candidate:
     """A :class:`Candidate` from a judged variant (``edgedigit.targets.backends.Fit``)."""
     card = fit.card
-    cand = Candidate(fit.name, fit.accuracy, card.size_bytes if card is not None else None, reasons=list(fit.reasons))
+    cand = Candidate(fit.name, fit.accuracy, card.size_bytes if card is not None else None, reasons=list(fit.reasons),
+                     backend_problems=dict(fit.problems))
     if fit.requirement is not None:
         cand.backend, cand.requirement = fit.requirement.backend, fit.requirement.as_dict()
     return cand

@@ -122,7 +122,10 @@ def judge_variant(board: Board, variant: str, min_accuracy: float | None = None)
     Raises:
         NotTrainedError: ``variant`` has no card.
     """
-    card = read_card(variant)
+    try:
+        card = read_card(variant)
+    except ModelError as e:  # a card that is not valid JSON: this variant cannot be judged, the others can
+        return Fit(variant, None, reasons=[str(e)])
     acc = card.int8_accuracy
     try:
         src = _variant_source(variant, card)
