@@ -60,6 +60,14 @@ def tflite_models(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tanh_model(tmp_path_factory):
+    """An int8 .tflite with a TANH layer (the native backend lacks TANH), built once per session."""
+    from helpers import tanh_tflite
+
+    return tanh_tflite(tmp_path_factory.mktemp("tanh") / "tanh.tflite")
+
+
+@pytest.fixture(scope="session")
 def mnist_small(mnist):
     """A real-MNIST slice for fast training: the first 3,000 training and 500 test images."""
     return mnist.subset(3000, 500)

@@ -25,7 +25,7 @@ from conftest import require_tool
 from edgedigit.codegen.linear import generate, tables_bytes
 from edgedigit.core.paths import templates_dir
 from edgedigit.targets.boards import load_board
-from test_export_linear import random_fixed_lr
+from helpers import random_fixed_lr
 
 pytestmark = pytest.mark.tool
 

@@ -110,3 +110,16 @@ def test_duplicate_alias_refused(board_copy):
     other.write_text(board_copy.read_text())
     with pytest.raises(BoardError, match="board name .esp32. is already used by esp32b"):
         list_boards(board_copy.parent)
+
+
+def test_backend_names_come_from_the_registry():
+    """boards.BACKENDS is the backend registry's names; each backend runs one kind of model."""
+    from edgedigit.core.store import KINDS
+    from edgedigit.targets import backends, boards
+
+    assert boards.BACKENDS == tuple(backends.BACKENDS) == ("tflm", "native", "linear")
+    for name, backend in backends.BACKENDS.items():
+        assert backend.name == name and backend.kind in KINDS
+    assert backends.default_backend(load_board("esp32"), "neural") == "tflm"
+    assert backends.default_backend(load_board("uno"), "neural") == "native"
+    assert backends.default_backend(load_board("uno"), "linear") == "linear"

@@ -7,11 +7,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 import subprocess
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 from conftest import require_tool
@@ -19,24 +16,7 @@ from edgedigit.core.errors import BoardError, ModelTooLargeError, NotTrainedErro
 from edgedigit.targets import export as firmware
 from edgedigit.targets.boards import load_board
 from edgedigit.targets.export import LOCK_FILE, export
-
-TINY = Path(__file__).parent / "golden" / "tiny.tflite"
-
-
-def add_variant(build: Path, name: str, kind: str, accuracy: float, source: Path | None = None, seed: int = 0) -> Path:
-    """Put a variant into ``build/models/<name>/``: a card plus its int8 artifact (a copy of ``source``, or a
-    seeded random fixed-point LR per COMMON contract 4 for kind "linear")."""
-    d = build / "models" / name
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "card.json").write_text(json.dumps({"variant": name, "kind": kind, "int8_accuracy": accuracy, "seed": seed}))
-    if kind == "neural":
-        shutil.copy(source, d / "model_int8.tflite")
-    else:
-        rng = np.random.default_rng(seed)
-        np.savez(d / "model_fixed.npz", pixels=np.sort(rng.choice(784, 100, replace=False)).astype(np.int32),
-                 weights=rng.integers(-128, 128, (10, 100)).astype(np.int8),
-                 bias=rng.integers(-5000, 5000, 10).astype(np.int32), scale=np.float64(1e-3))
-    return d
+from helpers import TINY, add_variant, read_tree
 
 
 @pytest.fixture
@@ -45,10 +25,6 @@ def small_build(build_dir):
     add_variant(build_dir, "tiny", "neural", 0.5, TINY)
     add_variant(build_dir, "rfe-lr", "linear", 0.8)
     return build_dir
-
-
-def read_tree(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_project_layout(small_build):

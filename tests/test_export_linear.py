@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import ctypes
+import json
 import subprocess
-import types
 
 import numpy as np
 import pytest
@@ -12,6 +12,8 @@ import pytest
 from edgedigit.codegen.linear import generate, tables_bytes
 from edgedigit.core.errors import ModelError
 from edgedigit.core.paths import templates_dir
+from edgedigit.targets.export import export
+from helpers import GOLDEN, check_golden, random_fixed_lr, save_fixed_lr
 
 FLAGS = ["-Wall", "-Wextra", "-Werror", "-O2"]
 
@@ -33,17 +35,6 @@ void lr_predict_batch(const uint8_t *images, int n, int32_t *pred, int32_t *scor
 """
 
 
-def random_fixed_lr(seed: int = 0):
-    """A fixed-point LR per COMMON contract 4 with seeded random tables (stands in for a trained rfe-lr)."""
-    rng = np.random.default_rng(seed)
-    return types.SimpleNamespace(
-        pixels=np.sort(rng.choice(784, 100, replace=False)).astype(np.int32),
-        weights=rng.integers(-128, 128, (10, 100)).astype(np.int8),
-        bias=rng.integers(-200_000, 200_000, 10).astype(np.int32),
-        scale=float(rng.uniform(1e-5, 1e-3)),
-    )
-
-
 def reference(model, tmp_path):
     """The Python fixed-point form: edgedigit.models.rfe.FixedPointLR when it exists, else contract 4 in numpy."""
     try:
@@ -51,9 +42,7 @@ def reference(model, tmp_path):
     except ImportError:
         FixedPointLR = None
     if FixedPointLR is not None:
-        path = tmp_path / "model_fixed.npz"
-        np.savez(path, pixels=model.pixels, weights=model.weights, bias=model.bias, scale=np.float64(model.scale))
-        return FixedPointLR.load(path)
+        return FixedPointLR.load(save_fixed_lr(model, tmp_path / "model_fixed.npz"))
 
     class _ContractLR:
         def scores(self, images):
@@ -139,3 +128,16 @@ def test_lr_tables_bytes_and_validation():
     bad.weights = bad.weights.astype(np.int32) * 4
     with pytest.raises(ModelError, match="int8"):
         generate(bad, variant="rfe-lr", source_name="x")
+
+
+def test_golden_files(build_dir, tmp_path):
+    """A seeded fixed-point LR exported as variant rfe-lr for the uno equals tests/golden/uno-rfe-lr-linear/
+    (EDGEDIGIT_REGEN_GOLDEN=1 rewrites them)."""
+    folder = build_dir / "models" / "rfe-lr"
+    folder.mkdir(parents=True)
+    (folder / "card.json").write_text(json.dumps({"variant": "rfe-lr", "kind": "linear", "int8_accuracy": 0.8,
+                                                  "seed": 0}))
+    save_fixed_lr(random_fixed_lr(seed=0), folder / "model_fixed.npz")
+    res = export("uno", variant="rfe-lr", out=tmp_path / "uno-rfe-lr-linear")
+    assert res.backend == "linear"
+    check_golden(res.path, GOLDEN / "uno-rfe-lr-linear")

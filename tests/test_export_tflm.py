@@ -7,6 +7,7 @@ import dataclasses
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +17,11 @@ from edgedigit.codegen import tflm
 from edgedigit.core.errors import UnsupportedOpError
 from edgedigit.core.graph import load_graph
 from edgedigit.core.int8 import input_lut, quantize_images
-from edgedigit.core.paths import templates_dir
 from edgedigit.runtimes import run_tflm, tflm_arena_bytes
 from edgedigit.targets.boards import load_board
 from edgedigit.targets.export import LOCK_FILE, export
+from helpers import GOLDEN, TINY, check_golden
 
-GOLDEN = Path(__file__).parent / "golden"
-TINY = GOLDEN / "tiny.tflite"
 FLAGS = ["-Wall", "-Wextra", "-Werror"]
 
 
@@ -51,29 +50,8 @@ def _c_numbers(text: str, name: str) -> list[int]:
 
 
 def test_golden_files(tiny_project):
-    """Every rendered file equals tests/golden/esp32dev-tiny-tflm/ (EDGEDIGIT_REGEN_GOLDEN=1 rewrites them).
-
-    The hand-written runtime files (protocol, interfaces) are copied verbatim: they are compared with
-    firmware_templates/runtime/ instead, so a protocol change does not touch the golden files.
-    """
-    golden = GOLDEN / "esp32dev-tiny-tflm"
-    runtime = templates_dir() / "runtime"
-    rendered = {}
-    for p in sorted(tiny_project.rglob("*")):
-        if not p.is_file() or p.name == LOCK_FILE:
-            continue
-        if p.parent.name == "src" and (runtime / p.name).is_file():
-            assert p.read_bytes() == (runtime / p.name).read_bytes(), p.name
-            continue
-        rendered[p.relative_to(tiny_project).as_posix()] = p.read_text()
-    if os.environ.get("EDGEDIGIT_REGEN_GOLDEN") == "1":
-        for rel, text in rendered.items():
-            (golden / rel).parent.mkdir(parents=True, exist_ok=True)
-            (golden / rel).write_text(text)
-    expected = {p.relative_to(golden).as_posix(): p.read_text() for p in sorted(golden.rglob("*")) if p.is_file()}
-    assert sorted(rendered) == sorted(expected)
-    for rel, text in rendered.items():
-        assert text == expected[rel], f"{rel} differs from its golden file (regenerate with EDGEDIGIT_REGEN_GOLDEN=1)"
+    """Every rendered file equals tests/golden/esp32dev-tiny-tflm/ (EDGEDIGIT_REGEN_GOLDEN=1 rewrites them)."""
+    check_golden(tiny_project, GOLDEN / "esp32dev-tiny-tflm")
 
 
 def test_every_generated_file_has_the_banner(tiny_project):
@@ -106,10 +84,27 @@ def test_op_resolver_registers_exactly_the_models_ops(tiny_project):
 
 def test_op_resolver_for_the_cnn_ops(tflite_models):
     graph = load_graph(tflite_models["cnn"])
-    files = tflm.generate(graph, variant="cnn", source_name="cnn.tflite", measured_arena=1000)
+    check = tflm.SelfCheck(tflm.self_check_images(), np.zeros((3, 10), np.int8))
+    files = tflm.generate(graph, variant="cnn", source_name="cnn.tflite", measured_arena=1000, self_check=check)
     methods = re.findall(r"resolver\.(Add\w+)\(\)", files["edgedigit_op_resolver.h"])
     assert methods == [tflm.add_method(op) for op in graph.op_names()]
     assert {"AddConv2D", "AddDepthwiseConv2D", "AddMaxPool2D", "AddAveragePool2D"} <= set(methods)
+
+
+def test_the_generator_runs_no_interpreter(tmp_path):
+    """codegen.tflm is a pure function of the model, the measured arena and the self-check vectors: rendering
+    imports neither the host runtimes nor TFLM (the export stage measures and runs them)."""
+    script = (
+        "import sys, numpy as np\n"
+        "from edgedigit.codegen import tflm\n"
+        "from edgedigit.core.graph import load_graph\n"
+        f"g = load_graph({str(TINY)!r})\n"
+        "check = tflm.SelfCheck(tflm.self_check_images(), np.zeros((3, 10), np.int8))\n"
+        "files = tflm.generate(g, variant='tiny', source_name='tiny.tflite', measured_arena=1000, self_check=check)\n"
+        "assert 'EDGEDIGIT_ARENA_BYTES 3056u' in files['edgedigit_model_tflm.cc']\n"
+        "loaded = [m for m in sys.modules if m.startswith(('edgedigit.runtimes', 'edgedigit.models', 'tflite_micro'))]\n"
+        "assert not loaded, loaded\n")
+    subprocess.run([sys.executable, "-c", script], check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
 
 
 def test_add_method_names():

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from edgedigit.cli import app
 from edgedigit.targets import pio
-from test_export import TINY, add_variant
+from helpers import TINY, add_variant
 
 runner = CliRunner()
 

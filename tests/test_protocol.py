@@ -4,58 +4,17 @@ fake port (timeouts, retries, a vanished port)."""
 
 from __future__ import annotations
 
-import shutil
 import time
-from pathlib import Path
 
 import pytest
 import serial
 
-from conftest import REPO, require_tool
-from edgedigit.codegen.render import banner, render
+from conftest import require_tool
 from edgedigit.core.errors import DeviceError, SerialTimeoutError
-from edgedigit.core.paths import templates_dir
 from edgedigit.targets import devices
 from edgedigit.targets.boards import load_board
 from edgedigit.targets.protocol import Device, ProtocolError, encode_zero_runs
-
-RUNNER_C = REPO / "tests" / "test_protocol_runner.c"
-SHA = "0123456789abcdef" * 4
-
-
-def assemble(dest: Path, platform: str, runner: Path = RUNNER_C) -> Path:
-    """A make project laid out as export does (contract 6): runtime + platform sources + a model runner."""
-    src = dest / "src"
-    src.mkdir(parents=True)
-    tdir = templates_dir()
-    for f in [*(tdir / "runtime").iterdir(), *(tdir / "platform" / platform / "src").iterdir()]:
-        shutil.copy(f, src / f.name)
-    shutil.copy(runner, src / "edgedigit_model_test.c")
-    ctx = dict(board={}, model=dict(variant="testrunner", backend="test", sha256=SHA),
-               sources=sorted(p.name for p in src.iterdir()), banner_c=banner("test", SHA, "c"),
-               banner_hash=banner("test", SHA, "hash"), edgedigit_version="test")
-    for f in (tdir / "platform" / platform / "root").iterdir():
-        if f.suffix == ".j2":
-            (dest / f.stem).write_text(render(f"platform/{platform}/root/{f.name}", **ctx))
-        else:
-            shutil.copy(f, dest / f.name)
-    return dest
-
-
-def expected(pixels: bytes) -> tuple[int, list[int]]:
-    """What test_protocol_runner.c computes."""
-    s = sum(pixels)
-    raw = [((s * (k + 1) + k) % 256) - 128 for k in range(10)]
-    return raw.index(max(raw)), raw
-
-
-def image(seed: int) -> bytes:
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    px = rng.integers(0, 256, 784, dtype=np.uint8)
-    px[rng.random(784) < 0.7] = 0  # MNIST-like: mostly zeros, so the zero runs are exercised
-    return px.tobytes()
+from helpers import SHA, assemble, expected, image
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from conftest import require_tool
 from edgedigit.core.errors import DeviceError
 from edgedigit.targets import devices
 from edgedigit.targets.boards import load_board
-from test_protocol import assemble, expected, image
+from helpers import assemble, expected, image
 
 PIECES = [
     b"name%", b"profile%", b"timestamp%", b"help%", b"ed-info%", b"results%", b"ed-echo ok1%", b"%", b"   %",

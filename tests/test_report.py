@@ -173,3 +173,25 @@ def test_device_records_are_read(synthetic):
     assert "| 80.00 % / 202,000 emulated instructions |" in md  # the device column of the comparison table
     assert "| not measured (bench device runs neural variants) |" in md  # rfe-lr's device cell
     assert "emulated instructions, not cycles" in md
+
+
+def test_recommendation_for_every_board_despite_a_variant_native_cannot_run(build_dir, tanh_model):
+    """The report's recommendation goes through `edgedigit select`: a variant with TANH (no native kernel)
+    is left out of native-only boards with its reason, and every board still gets a recommendation."""
+    from edgedigit.targets.boards import list_boards
+    from helpers import add_variant
+
+    add_variant(build_dir, "tanh", "neural", 0.99, tanh_model)
+    add_variant(build_dir, "rfe-lr", "linear", 0.8)
+    data = collect()
+    assert not [n for n in data.notes if n.startswith("recommendation")], data.notes
+    recs = {r.board: r for r in data.recommendations}
+    assert sorted(recs) == sorted(b.id for b in list_boards())
+    for b in list_boards():
+        r = recs[b.id]
+        assert r.variant == ("tanh" if "tflm" in b.backends else "rfe-lr"), (b.id, r)
+        if r.variant == "rfe-lr":
+            why = dict(r.excluded)["tanh"]
+            assert "operator TANH is not supported by the native backend" in why
+    md = write_report(data).read_text()
+    assert "| uno | **rfe-lr** (backend linear)" in md

@@ -163,7 +163,7 @@ def test_errors(synthetic, build_dir):
             parse_min_accuracy(bad)
     shutil.rmtree(build_dir / "models")
     _board(synthetic, "roomy", 10**8, 10**8)
-    with pytest.raises(NotTrainedError, match="no trained variants in .*: run `edgedigit train`"):
+    with pytest.raises(NotTrainedError, match="no trained variant in .*: run `edgedigit train` first"):
         select("roomy", boards_directory=synthetic)
 
 
@@ -190,3 +190,60 @@ def test_cli(synthetic, monkeypatch):
     assert "error: no trained variant fits speck (1,000 B flash, 100 B RAM): " in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
     assert "Traceback" not in res.output
+
+
+def test_a_variant_native_cannot_run_is_left_out_of_native_only(build_dir, tanh_model):
+    """A variant with TANH (which the native backend lacks) is left out of native with that reason; select
+    still chooses for every shipped board, TFLM boards may take it, and export without --variant agrees."""
+    from edgedigit.report.select import select
+    from edgedigit.targets.boards import list_boards
+    from edgedigit.targets.export import export
+    from helpers import add_variant
+
+    add_variant(build_dir, "tanh", "neural", 0.99, tanh_model)
+    add_variant(build_dir, "rfe-lr", "linear", 0.8)
+    why = "operator TANH is not supported by the native backend"
+    for board in list_boards():
+        sel = select(board.id)
+        tanh = next(c for c in sel.candidates if c.variant == "tanh")
+        if "native" in board.backends:
+            assert why in tanh.backend_problems["native"] and why in tanh.as_dict()["backend_problems"]["native"]
+        if "tflm" in board.backends:  # the board's TFLM library provides TANH
+            assert (sel.chosen.variant, sel.chosen.backend) == ("tanh", "tflm"), board.id
+            assert "tflm" not in tanh.backend_problems
+        else:
+            assert sel.chosen.variant == "rfe-lr", board.id
+            assert not tanh.eligible and why in tanh.left_out, tanh.left_out
+            assert tanh.left_out.startswith("no backend of the board runs it (")
+        assert export(board.id).model.name == sel.chosen.variant
+    with pytest.raises(EdgeDigitError, match=why):
+        export("host", variant="tanh")
+    assert export("esp32", variant="tanh").backend == "tflm"
+
+
+def test_ties_are_broken_alike_by_select_and_export(build_dir, tmp_path):
+    """Two variants equally accurate: less flash wins, then the first name; export without --variant agrees."""
+    from edgedigit.report.select import select
+    from edgedigit.targets.boards import load_board
+    from edgedigit.targets.export import default_variant, export
+    from helpers import TINY, add_variant
+
+    add_variant(build_dir, "lr-b", "linear", 0.9, seed=1)
+    add_variant(build_dir, "lr-a", "linear", 0.9, seed=2)  # same table sizes: the name decides
+    add_variant(build_dir, "tiny", "neural", 0.9, TINY)  # as accurate, more flash
+    sel = select("uno")
+    assert sel.chosen.variant == "lr-a"
+    assert default_variant(load_board("uno")) == "lr-a" and export("uno").model.name == "lr-a"
+    by = {c.variant: c for c in sel.candidates}
+    assert "as accurate as lr-a" in by["lr-b"].left_out
+    assert export("esp32").model.name == select("esp32").chosen.variant == "lr-a"
+
+
+def test_a_broken_card_is_one_variants_reason(synthetic, build_dir):
+    from edgedigit.report.select import select
+
+    (build_dir / "models" / "raw" / "card.json").write_text("{not json")
+    _board(synthetic, "roomy", 10**8, 10**8)
+    sel = select("roomy", boards_directory=synthetic)
+    raw = next(c for c in sel.candidates if c.variant == "raw")
+    assert sel.chosen.variant == "big" and "not a valid card" in raw.left_out

@@ -221,6 +221,7 @@ def _import(module: str, what: str) -> Any:
 def build_stages(cfg: PipelineConfig, dataset_loader: Callable[[], Any]) -> list[Stage]:
     """The real stages for ``cfg``; ``dataset_loader`` is called once, when a stage first needs data."""
     from .models.variants import SEED_VARIANTS, get_variant
+    from .targets.backends import default_backend
     from .targets.boards import load_board
 
     board = load_board(cfg.board)
@@ -319,8 +320,7 @@ def build_stages(cfg: PipelineConfig, dataset_loader: Callable[[], Any]) -> list
     neural = [v for v in variants if v.kind == "neural"]
     for v in variants:
         # the board's first backend that runs this kind of model (as `edgedigit export` chooses)
-        usable = ("linear",) if v.kind == "linear" else ("tflm", "native")
-        backend = next((b for b in board.backends if b in usable), None)
+        backend = default_backend(board, v.kind)
         if backend is None:
             continue
         project = build_dir() / "firmware" / board.id / f"{v.name}-{backend}"

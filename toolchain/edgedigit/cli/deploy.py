@@ -56,8 +56,8 @@ def _print_export(result) -> None:
     typer.echo(f"exported {result.model.name} ({result.backend}) for {b.id} -> {result.path}")
     typer.echo(f"  flash {req.flash:,} / {b.flash_bytes:,} B ({req.model_flash:,} B model + ~{req.runtime_flash:,} B runtime)")
     typer.echo(f"  RAM   {req.ram:,} / {b.ram_bytes:,} B ({req.arena:,} B arena + ~{req.runtime_ram:,} B runtime)")
-    if result.backend == "tflm":
-        d = req.detail
+    d = req.detail
+    if "arena_measured" in d:  # an arena measured on the host (tflm): say how the constant was sized
         typer.echo(f"  arena {req.arena:,} B = {d['arena_measured']:,} B measured + {d['arena_margin']:,} B margin")
     typer.echo(f"  {len(result.files)} files + edgedigit.lock.json")
 
@@ -89,7 +89,7 @@ def _project(board: str, variant: str | None, model: Path | None, backend: str |
     """The board and the project folder to build/flash: given, already exported, or exported now."""
     from ..core.errors import EdgeDigitError
     from ..targets.boards import load_board
-    from ..targets.export import default_variant, export, project_dir
+    from ..targets.export import LOCK_FILE, default_variant, export, project_dir
 
     b = load_board(board)
     if project is not None:
@@ -99,7 +99,7 @@ def _project(board: str, variant: str | None, model: Path | None, backend: str |
     name = model.stem if model is not None else (variant or default_variant(b))
     candidates = [backend] if backend is not None else list(b.backends)
     existing = [project_dir(b, name, c) for c in candidates]
-    existing = [p for p in existing if (p / "edgedigit.lock.json").is_file()]
+    existing = [p for p in existing if (p / LOCK_FILE).is_file()]
     if len(existing) > 1:
         raise EdgeDigitError(f"several exports of {name} for {b.id} ({', '.join(p.name for p in existing)}): pass --backend")
     if existing:

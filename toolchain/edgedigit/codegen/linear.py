@@ -11,10 +11,8 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import ModelError
+from ..core.int8 import IMAGE_BYTES, MAX_CLASSES, MIN_CLASSES
 from .render import banner, c_float, render
-
-MAX_CLASSES = 16  # EDGEDIGIT_MAX_CLASSES in edgedigit_model.h
-IMAGE_PIXELS = 784
 
 
 def tables(model: Any) -> dict[str, np.ndarray | float]:
@@ -36,10 +34,11 @@ def tables(model: Any) -> dict[str, np.ndarray | float]:
     if pixels.ndim != 1 or weights.ndim != 2 or weights.shape[1] != pixels.size or bias.shape != (weights.shape[0],):
         raise ModelError(f"fixed-point LR shapes do not agree: pixels {pixels.shape}, weights {weights.shape}, "
                          f"bias {bias.shape}")
-    if not 1 < weights.shape[0] <= MAX_CLASSES:
-        raise ModelError(f"fixed-point LR has {weights.shape[0]} classes; the firmware handles 2..{MAX_CLASSES}")
-    if pixels.size and (pixels.min() < 0 or pixels.max() >= IMAGE_PIXELS or np.any(np.diff(pixels) <= 0)):
-        raise ModelError("fixed-point LR pixel indices must be unique, ascending and within 0..783")
+    if not MIN_CLASSES <= weights.shape[0] <= MAX_CLASSES:
+        raise ModelError(f"fixed-point LR has {weights.shape[0]} classes; the firmware handles "
+                         f"{MIN_CLASSES}..{MAX_CLASSES}")
+    if pixels.size and (pixels.min() < 0 or pixels.max() >= IMAGE_BYTES or np.any(np.diff(pixels) <= 0)):
+        raise ModelError(f"fixed-point LR pixel indices must be unique, ascending and within 0..{IMAGE_BYTES - 1}")
     if weights.min(initial=0) < -128 or weights.max(initial=0) > 127:
         raise ModelError("fixed-point LR weights must fit int8")
     if bias.min(initial=0) < -(2**31) or bias.max(initial=0) > 2**31 - 1:

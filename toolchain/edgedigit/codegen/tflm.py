@@ -1,11 +1,14 @@
 """C++ for the ``tflm`` backend: the .tflite as an aligned C array, an op resolver with exactly the model's
 ops, a measured arena, the input LUT and a runner implementing ``edgedigit_model.h``.
 
-Python computes everything (bytes, op list, arena size, LUT, self-check vectors); the templates in
-``firmware_templates/tflm/`` only substitute. The runner checks itself at start-up: it runs a few fixed
-images and compares every int8 output with what TFLM computed on the host, so a library that computes the
-model differently (e.g. per-channel FULLY_CONNECTED on an old TFLM) refuses to run instead of
-misclassifying in silence.
+Python computes everything (bytes, op list, arena size, LUT); the templates in ``firmware_templates/tflm/``
+only substitute. The runner checks itself at start-up: it runs a few fixed images
+(:func:`self_check_images`) and compares every int8 output with what TFLM computed on the host, so a
+library that computes the model differently (e.g. per-channel FULLY_CONNECTED on an old TFLM) refuses to
+run instead of misclassifying in silence.
+
+This module is a pure function of its inputs: it runs no interpreter. The export stage measures the arena
+and computes the self-check's expected outputs with the host TFLM and passes both in.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 
 from ..core.errors import ModelError, UnsupportedOpError
 from ..core.graph import Graph
+from ..core.int8 import IMAGE_BYTES, MAX_CLASSES, MIN_CLASSES, input_lut
 from .render import banner, c_array_body, c_float, render, sanitize_identifier
 
 # The arena: TFLM's own allocation report for this model plus a margin for other TFLM versions and for
@@ -80,7 +84,9 @@ def per_channel_fully_connected(graph: Graph) -> bool:
 
 @dataclass(frozen=True)
 class SelfCheck:
-    images: np.ndarray  # uint8 (K, 28, 28)
+    """The runner's start-up check: fixed images and the int8 outputs TFLM computes for them on the host."""
+
+    images: np.ndarray  # uint8 (K, 28, 28): self_check_images()
     expected: np.ndarray  # int8 (K, C): TFLM's outputs on the host
 
 
@@ -112,11 +118,12 @@ def model_facts(graph: Graph) -> dict[str, Any]:
         raise ModelError(f"{graph.path}: the tflm export needs a full-int8 model (int8 input, output and "
                          f"activations); quantize it with `edgedigit quantize` first")
     inp, out = graph.input, graph.output
-    if int(np.prod(inp.shape)) != 784:
+    if int(np.prod(inp.shape)) != IMAGE_BYTES:
         raise ModelError(f"{graph.path}: input shape {inp.shape} does not hold one 28 x 28 image")
     classes = int(np.prod(out.shape))
-    if not 1 < classes <= 16 or out.shape[0] != 1:
-        raise ModelError(f"{graph.path}: output shape {out.shape}: the firmware reads 2..16 classes of one image")
+    if not MIN_CLASSES <= classes <= MAX_CLASSES or out.shape[0] != 1:
+        raise ModelError(f"{graph.path}: output shape {out.shape}: the firmware reads {MIN_CLASSES}..{MAX_CLASSES} "
+                         "classes of one image")
     in_scale, in_zp = _quant(inp, "input", graph.path)
     out_scale, out_zp = _quant(out, "output", graph.path)
     return {"input_scale": in_scale, "input_zero_point": in_zp, "output_scale": out_scale,
@@ -128,20 +135,20 @@ def model_array_name(variant: str) -> str:
     return f"g_{sanitize_identifier(variant)}_model_data"
 
 
-def generate(graph: Graph, *, variant: str, source_name: str, measured_arena: int | None = None,
+def generate(graph: Graph, *, variant: str, source_name: str, measured_arena: int, self_check: SelfCheck,
              available_ops: frozenset[str] | None = None, library: str = "the TFLM library",
-             include: str = "", self_check: SelfCheck | None = None) -> dict[str, str | bytes]:
+             include: str = "") -> dict[str, str | bytes]:
     """Render the tflm backend's sources for ``src/``.
 
     Args:
-        graph: the int8 model (``edgedigit.graph.load_graph``); its file is embedded byte for byte.
+        graph: the int8 model (``edgedigit.core.graph.load_graph``); its file is embedded byte for byte.
         variant: the variant name reported by the firmware and used in the array name.
         source_name: the model file named in the banners.
-        measured_arena: TFLM's arena for this model; default: measured now (``runtimes.tflm_arena_bytes``).
+        measured_arena: the arena TFLM allocates for this model on the host (the constant adds a margin).
+        self_check: start-up check vectors: :func:`self_check_images` and host TFLM's int8 outputs for them.
         available_ops: the builtin ops the board's TFLM library provides (None: do not check).
         library: the library's name, for error messages.
         include: a header the library wants included first (e.g. ``TensorFlowLite.h``), or "".
-        self_check: start-up check vectors; default: :func:`self_check_images` run through host TFLM.
 
     Returns:
         File name in ``src/`` -> content: ``edgedigit_model_data.{h,cc}``, ``edgedigit_input_lut.h``,
@@ -151,19 +158,11 @@ def generate(graph: Graph, *, variant: str, source_name: str, measured_arena: in
         ModelError: not a full-int8 (1, 28, 28) classifier.
         UnsupportedOpError: an op the library does not provide.
     """
-    from ..models.quantize import input_lut
-
     facts = model_facts(graph)
     ops = check_ops(graph, available_ops, library)
     raw = graph.path.read_bytes()
     if len(raw) != graph.size_bytes:
         raise ModelError(f"{graph.path}: the file changed since it was read ({len(raw)} != {graph.size_bytes} bytes)")
-    if measured_arena is None:
-        from ..runtimes import tflm_arena_bytes
-
-        measured_arena = tflm_arena_bytes(graph.path)
-    if self_check is None:
-        self_check = host_self_check(graph, facts)
     lut = input_lut(facts["input_scale"], facts["input_zero_point"])
     ctx = {
         "banner_c": banner(source_name, graph.sha256, "c"),
@@ -193,16 +192,3 @@ def generate(graph: Graph, *, variant: str, source_name: str, measured_arena: in
         "edgedigit_op_resolver.h": render("tflm/edgedigit_op_resolver.h.j2", **ctx),
         "edgedigit_model_tflm.cc": render("tflm/edgedigit_model_tflm.cc.j2", **ctx),
     }
-
-
-def host_self_check(graph: Graph, facts: dict[str, Any] | None = None) -> SelfCheck:
-    """The start-up check vectors: :func:`self_check_images` and TFLM's int8 outputs for them on the host."""
-    from ..models.quantize import quantize_images
-    from ..runtimes import RUNTIMES
-
-    facts = facts or model_facts(graph)
-    images = self_check_images()
-    x = quantize_images(images, facts["input_scale"], facts["input_zero_point"])
-    x = x.reshape((len(images), *graph.input.shape[1:]))
-    out = np.asarray(RUNTIMES["tflm"](graph.path, x)).reshape(len(images), facts["num_classes"])
-    return SelfCheck(images, out.astype(np.int8))

@@ -82,15 +82,16 @@ def latest(records: Iterable[dict], keys: tuple[str, ...]) -> list[dict]:
 
 
 def read_cards() -> dict[str, dict]:
-    """Every readable ``card.json`` under ``build/models`` by variant."""
+    """Every readable card under ``build/models`` by variant (``core.store``), as plain dicts."""
+    from ..core.errors import ModelError
+    from ..core.store import read_card, trained_variants
+
     cards = {}
-    root = models_dir()
-    if root.is_dir():
-        for p in sorted(root.glob("*/card.json")):
-            try:
-                cards[p.parent.name] = json.loads(p.read_text())
-            except (OSError, ValueError):
-                continue
+    for name in trained_variants():
+        try:
+            cards[name] = dict(read_card(name))
+        except (OSError, ModelError):
+            continue
     return cards
 
 
@@ -192,7 +193,9 @@ def _recommend(boards: list[BoardInfo], cards: dict[str, dict]) -> tuple[list[Re
 
 
 def _pixels(cards: dict[str, dict]) -> dict | None:
-    p = models_dir() / "rfe-lr" / "model_fixed.npz"
+    from ..core.store import FIXED_FILE, ModelFolder
+
+    p = ModelFolder("rfe-lr").path / FIXED_FILE
     if not p.is_file():
         return None
     with np.load(p, allow_pickle=False) as z:
@@ -404,7 +407,7 @@ def _comparison_section(data: ReportData) -> str:
                 else:
                     lat = f"{f['counter']:,.0f} {f.get('counter_unit', '')}".strip() if "counter" in f else MISSING
                 row.append(f"{_pct(f.get('accuracy'))} / {lat}")
-            elif card and card.get("kind") == "linear":
+            elif card and card.get("kind", "neural") != "neural":  # bench device runs neural variants
                 row.append("not measured (bench device runs neural variants)")
             else:
                 row.append(_miss(f"edgedigit bench device --board {b} --variant {v}"))

@@ -2,18 +2,23 @@
 
 Accuracy is the optimizing metric (card ``int8_accuracy``: LiteRT int8 on the test set, rfe-lr's fixed-point
 form); flash, RAM and an optional minimum accuracy are the satisficing ones. Flash and RAM come from the
-export budget check (:func:`edgedigit.firmware.requirement`): flash = model bytes + the board's runtime
-estimate for the backend, RAM = activation arena (TFLM arena measured at quantization + margin, or the
-native buffer plan) + the runtime estimate. Each trained variant left out gets the reason why.
+export budget check (``Backend.requirement`` in :mod:`edgedigit.targets.backends`): flash = model bytes +
+the board's runtime estimate for the backend, RAM = activation arena (TFLM arena measured at quantization +
+margin, or the native buffer plan) + the runtime estimate. The ranking is the one export uses without
+``--variant`` (:func:`edgedigit.targets.backends.choose`). Each trained variant left out gets the reason
+why; a variant no backend of the board can run is one of them, never a failure of the whole selection.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..core.errors import EdgeDigitError, ModelTooLargeError, NotTrainedError
+from ..core.errors import EdgeDigitError, ModelTooLargeError
+
+if TYPE_CHECKING:
+    from ..targets.backends import Fit
 
 
 @dataclass
@@ -27,6 +32,7 @@ class Candidate:
     requirement: dict[str, Any] | None = None
     reasons: list[str] = field(default_factory=list)  # why it cannot be chosen (empty: eligible)
     ranked_below: str | None = None  # eligible but another eligible variant is better
+    backend_problems: dict[str, str] = field(default_factory=dict)  # backend -> why it cannot run the variant
 
     @property
     def eligible(self) -> bool:
@@ -40,7 +46,8 @@ class Candidate:
     def as_dict(self) -> dict[str, Any]:
         return {"variant": self.variant, "int8_accuracy": self.int8_accuracy, "size_bytes": self.size_bytes,
                 "backend": self.backend, "requirement": self.requirement, "eligible": self.eligible,
-                "reasons": list(self.reasons), "left_out": self.left_out}
+                "reasons": list(self.reasons), "left_out": self.left_out,
+                "backend_problems": dict(self.backend_problems)}
 
 
 @dataclass
@@ -81,61 +88,43 @@ def parse_min_accuracy(value: float | None) -> float | None:
     return value / 100 if value > 1 else float(value)
 
 
+def _candidate(fit: Fit) -> Candidate:
+    """A :class:`Candidate` from a judged variant (``edgedigit.targets.backends.Fit``)."""
+    card = fit.card
+    cand = Candidate(fit.name, fit.accuracy, card.size_bytes if card is not None else None, reasons=list(fit.reasons),
+                     backend_problems=dict(fit.problems))
+    if fit.requirement is not None:
+        cand.backend, cand.requirement = fit.requirement.backend, fit.requirement.as_dict()
+    return cand
+
+
 def judge(board: Any, variant: str, min_accuracy: float | None = None) -> Candidate:
     """Whether ``variant`` (trained and quantized) can run on ``board``, with which backend, or why not."""
-    from ..core.store import read_card
-    from ..targets.export import backend_problem, requirement, resolve_model
+    from ..targets.export import judge_variant
 
-    card = read_card(variant)
-    acc = card.get("int8_accuracy")
-    cand = Candidate(variant, acc, card.get("size_bytes"))
-    try:
-        src = resolve_model(variant=variant)
-    except EdgeDigitError as e:  # not quantized, or a broken artifact: say which
-        cand.reasons.append(str(e))
-        return cand
-    if acc is None:
-        cand.reasons.append(f"its card has no int8 accuracy: run `edgedigit quantize {variant}`")
-    elif min_accuracy is not None and acc < min_accuracy:
-        cand.reasons.append(f"int8 accuracy {_pct(acc)} < required {_pct(min_accuracy)}")
-    problems = {b: backend_problem(board, src, b) for b in board.backends}
-    usable = [b for b, p in problems.items() if p is None]
-    if not usable:
-        cand.reasons.append("no backend of the board runs it (" + "; ".join(p for p in problems.values() if p) + ")")
-        return cand
-    shortfalls = []
-    for backend in usable:
-        measured = card.get("tflm_arena_bytes") if backend == "tflm" else None
-        req = requirement(board, src, backend, measured_arena=measured)
-        if req.fits:
-            cand.backend, cand.requirement = backend, req.as_dict()
-            return cand
-        shortfalls.append(req.shortfall())
-    cand.reasons.append("too large: " + "; ".join(shortfalls))
-    return cand
+    return _candidate(judge_variant(board, variant, min_accuracy))
 
 
 def select(board: str, min_accuracy: float | None = None, boards_directory: Path | None = None) -> Selection:
     """Judge every trained variant against ``board`` and pick the most accurate one that fits.
 
-    Ties go to the smaller flash need, then the name. ``Selection.chosen`` is None when nothing fits.
+    Ties go to the smaller flash need, then the name (:func:`edgedigit.targets.backends.choose`).
+    ``Selection.chosen`` is None when nothing fits.
 
     Raises:
         BoardError: unknown board. NotTrainedError: no trained variant at all.
     """
-    from ..core.paths import models_dir
+    from ..targets.backends import choose
     from ..targets.boards import load_board
-    from ..targets.export import trained_variants
+    from ..targets.export import judge_trained
 
     b = load_board(board, boards_directory)
-    names = trained_variants()
-    if not names:
-        raise NotTrainedError(f"no trained variants in {models_dir()}: run `edgedigit train` and `edgedigit quantize` first")
-    candidates = [judge(b, name, min_accuracy) for name in names]
-    eligible = sorted((c for c in candidates if c.eligible),
-                      key=lambda c: (-c.int8_accuracy, c.requirement["flash"], c.variant))
-    chosen = eligible[0] if eligible else None
-    for c in eligible[1:]:
+    fits = judge_trained(b, min_accuracy)
+    candidates = [_candidate(f) for f in fits]
+    by_name = {c.variant: c for c in candidates}
+    ranked = [by_name[f.name] for f in choose(fits)]
+    chosen = ranked[0] if ranked else None
+    for c in ranked[1:]:
         if c.int8_accuracy < chosen.int8_accuracy:
             c.ranked_below = (f"fits, but less accurate than {chosen.variant} "
                               f"({_pct(c.int8_accuracy)} < {_pct(chosen.int8_accuracy)})")

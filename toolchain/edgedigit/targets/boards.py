@@ -14,8 +14,9 @@ from typing import Any
 
 from ..core.errors import BoardError
 from ..core.paths import boards_dir
+from .backends import BACKENDS as _REGISTRY
 
-BACKENDS = ("tflm", "native", "linear")
+BACKENDS = tuple(_REGISTRY)  # the backend names a board may list: the registry's (targets/backends.py)
 BUILDS = ("platformio", "make")
 
 

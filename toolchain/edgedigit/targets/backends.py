@@ -1,0 +1,381 @@
+"""The backends as objects, and the one policy that picks a model and a backend for a board.
+
+A backend (``tflm``, ``native``, ``linear``) is one :class:`Backend` in :data:`BACKENDS`. For a model
+(:class:`ModelSource`) on a board it answers, in this order:
+
+1. :meth:`Backend.problem`: why it cannot run this model there (None when it can): the board does not
+   list it, the model is of another kind, or the model uses something the backend lacks (an operator
+   missing from the board's TFLM library, per-channel FULLY_CONNECTED where that library computes it
+   wrong, an operator or graph the native backend cannot compile). Size is not a problem here;
+2. :meth:`Backend.requirement`: the flash and RAM it needs on the board (:class:`Requirement`);
+3. :meth:`Backend.generate`: the backend's files for the project's ``src/``.
+
+:func:`judge` asks 1 and 2 of a board's backends, in the board's order of preference, and keeps the first
+that fits (:class:`Fit`); :func:`choose` ranks judged models with the one selection policy: highest int8
+accuracy, then less flash, then the name. ``edgedigit export`` without ``--variant``, ``edgedigit select``
+and the report's recommendation all rank through it.
+
+What costs an interpreter or a plan (TFLM's measured arena, the native memory plan) is computed once per
+:class:`ModelSource` and kept on it (``ModelSource.prepared``): the budget check and the generator share
+it. Code generation itself (``edgedigit.codegen``) runs no interpreter: the tflm backend measures the arena
+and computes the start-up self-check here, in the export stage, and hands both to the generator.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..core.errors import UnsupportedOpError
+
+if TYPE_CHECKING:
+    from ..codegen.tflm import SelfCheck
+    from ..core.graph import Graph
+    from ..core.store import Card
+    from .boards import Board
+
+LUT_BYTES = 256  # the input table every backend's runner carries (one int8 per raw pixel value)
+
+
+# ---- the model -------------------------------------------------------------------------------------------
+
+@dataclass
+class ModelSource:
+    """The model an export embeds: a trained variant's artifact or any int8 .tflite."""
+
+    name: str  # variant name, or the .tflite's file stem
+    kind: str  # "neural" or "linear" (core.store.KINDS)
+    path: Path
+    sha256: str
+    source_name: str  # how banners and the lock file name it (relative to the build tree when inside it)
+    card: Card | None = None
+    graph: Graph | None = None  # neural models
+    fixed: Any = None  # the fixed-point LR tables of linear models (pixels, weights, bias, scale)
+    # facts the backends computed once for this model (TFLM's measured arena, the native plan)
+    prepared: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def accuracy(self) -> float | None:
+        """The card's int8 accuracy (None for a bare .tflite or a card without one)."""
+        return self.card.int8_accuracy if self.card is not None else None
+
+    @property
+    def num_classes(self) -> int:
+        """Outputs per image: the graph's output size, or the LR's number of weight rows."""
+        import numpy as np
+
+        if self.graph is not None:
+            return int(np.prod(self.graph.output.shape))
+        return int(np.asarray(self.fixed.weights).shape[0])
+
+    def once(self, key: str, compute: Callable[[], Any]) -> Any:
+        """``compute()`` the first time ``key`` is asked for, the kept value afterwards."""
+        if key not in self.prepared:
+            self.prepared[key] = compute()
+        return self.prepared[key]
+
+
+# ---- what it needs ---------------------------------------------------------------------------------------
+
+def _kb(n: int) -> str:
+    return f"{n / 1024:.0f} KB" if n >= 1024 else f"{n} B"
+
+
+@dataclass
+class Requirement:
+    """What a model + backend needs on a board, against what the board has."""
+
+    board: Board
+    backend: str
+    model_name: str
+    model_flash: int  # model data in flash: .tflite, native weights, or LR tables (+ LUT / self-check)
+    arena: int  # activation RAM: TFLM arena, native plan; 0 for linear
+    runtime_flash: int
+    runtime_ram: int
+    detail: dict[str, Any] = field(default_factory=dict)
+    model_ram: int = 0  # model tables the toolchain copies to SRAM (AVR without PROGMEM)
+
+    @property
+    def flash(self) -> int:
+        return self.model_flash + self.runtime_flash
+
+    @property
+    def ram(self) -> int:
+        return self.arena + self.model_ram + self.runtime_ram
+
+    @property
+    def fits(self) -> bool:
+        return self.flash <= self.board.flash_bytes and self.ram <= self.board.ram_bytes
+
+    def shortfall(self) -> str:
+        """The numbers that do not fit, e.g. ``107,752 B model + ~60 KB tflm runtime = ... > uno's ... flash``."""
+        parts = []
+        if self.flash > self.board.flash_bytes:
+            parts.append(f"{self.model_flash:,} B model + ~{_kb(self.runtime_flash)} {self.backend} runtime = "
+                         f"{self.flash:,} B > {self.board.id}'s {self.board.flash_bytes:,} B flash")
+        if self.ram > self.board.ram_bytes:
+            in_ram = f" + {self.model_ram:,} B model tables copied to RAM" if self.model_ram else ""
+            parts.append(f"{self.arena:,} B arena{in_ram} + ~{_kb(self.runtime_ram)} {self.backend} runtime = "
+                         f"{self.ram:,} B > {self.board.id}'s {self.board.ram_bytes:,} B RAM")
+        return "; ".join(parts)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"backend": self.backend, "model_flash": self.model_flash, "runtime_flash": self.runtime_flash,
+                "flash": self.flash, "flash_available": self.board.flash_bytes, "arena": self.arena,
+                "model_ram": self.model_ram, "runtime_ram": self.runtime_ram, "ram": self.ram,
+                "ram_available": self.board.ram_bytes,
+                "runtime_basis": self.board.runtime[self.backend].basis, **self.detail}
+
+
+# ---- the backends ----------------------------------------------------------------------------------------
+
+class Backend:
+    """One way to run a model on a board. Subclasses set ``name`` and ``kind`` and implement the rest."""
+
+    name: str = ""
+    kind: str = ""  # the kind of model it runs: "neural" or "linear"
+
+    def problem(self, board: Board, src: ModelSource) -> str | None:
+        """Why this backend cannot run ``src`` on ``board`` (None when it can). Size is not checked here.
+
+        Raises:
+            ModelError: the model itself is not usable (e.g. not full int8): no backend could run it.
+        """
+        if self.name not in board.backends:
+            return board.why_not(self.name)
+        if self.kind != src.kind:
+            return f"backend {self.name} runs {self.kind} models and {src.name} is {src.kind}"
+        return self._model_problem(board, src)
+
+    def _model_problem(self, board: Board, src: ModelSource) -> str | None:
+        return None
+
+    def recorded_arena(self, src: ModelSource) -> int | None:
+        """The activation arena the model's card recorded at quantization, if this backend uses one."""
+        return None
+
+    def requirement(self, board: Board, src: ModelSource, measured_arena: int | None = None) -> Requirement:
+        """Flash and RAM ``src`` needs on ``board`` with this backend (which must be able to run it).
+
+        Args:
+            measured_arena: the arena already measured for this model (e.g. recorded on its card); default:
+                measured now, once per model.
+        """
+        raise NotImplementedError
+
+    def generate(self, board: Board, src: ModelSource, req: Requirement) -> dict[str, str | bytes]:
+        """The backend's files for ``src/`` (file name -> content)."""
+        raise NotImplementedError
+
+    def lock(self, board: Board) -> dict[str, Any] | None:
+        """What the lock file records of the library this backend pins on ``board`` (None: nothing)."""
+        return None
+
+
+class TflmBackend(Backend):
+    """TensorFlow Lite Micro: the .tflite embedded as is, the board's pinned TFLM library runs it."""
+
+    name = "tflm"
+    kind = "neural"
+
+    def _model_problem(self, board: Board, src: ModelSource) -> str | None:
+        from ..codegen import tflm
+
+        lib = board.tflm
+        try:
+            tflm.check_ops(src.graph, lib.ops, f"{board.id}'s TFLM library ({lib.library})")
+        except UnsupportedOpError as e:
+            return str(e)
+        if tflm.per_channel_fully_connected(src.graph) and not lib.per_channel_fully_connected:
+            fix = (f"edgedigit quantize {src.name} --granularity per-tensor" if src.card is not None
+                   else "re-convert with converter._experimental_disable_per_channel_quantization_for_dense_layers = True")
+            return (f"{src.name}'s FULLY_CONNECTED weights are quantized per channel and {board.id}'s TFLM library "
+                    f"({lib.library}, {lib.version}) computes such layers wrong without an error; re-quantize per "
+                    f"tensor ({fix}) or use --backend native")
+        return None
+
+    def recorded_arena(self, src: ModelSource) -> int | None:
+        return src.card.tflm_arena_bytes if src.card is not None else None
+
+    def measured_arena(self, src: ModelSource) -> int:
+        """The arena host TFLM allocates for ``src`` (one interpreter, once per model)."""
+        from ..runtimes import tflm_arena_bytes
+
+        return src.once("tflm.arena", lambda: tflm_arena_bytes(src.path))
+
+    def requirement(self, board: Board, src: ModelSource, measured_arena: int | None = None) -> Requirement:
+        from ..codegen import tflm
+        from ..core.int8 import IMAGE_BYTES
+
+        if measured_arena is None:
+            tflm.model_facts(src.graph)  # a float or dynamic-range model: say so, not "TFLM cannot load it"
+            measured_arena = self.measured_arena(src)
+        rt = board.runtime[self.name]
+        checks = len(tflm.self_check_images())
+        extra = LUT_BYTES + checks * (IMAGE_BYTES + src.num_classes)  # input LUT + start-up self-check vectors
+        return Requirement(board, self.name, src.name, src.graph.size_bytes + extra, tflm.arena_bytes(measured_arena),
+                           rt.flash, rt.ram, {"tflite_bytes": src.graph.size_bytes, "tables_bytes": extra,
+                                              "arena_measured": measured_arena,
+                                              "arena_margin": tflm.arena_margin(measured_arena)})
+
+    def self_check(self, src: ModelSource) -> SelfCheck:
+        """The start-up check vectors: ``codegen.tflm.self_check_images()`` and host TFLM's int8 outputs."""
+        import numpy as np
+
+        from ..codegen import tflm
+        from ..core.int8 import quantize_for
+        from ..runtimes import run_tflm
+
+        images = tflm.self_check_images()
+        out = np.asarray(run_tflm(src.path, quantize_for(src.graph, images)))
+        return tflm.SelfCheck(images, out.reshape(len(images), src.num_classes).astype(np.int8))
+
+    def generate(self, board: Board, src: ModelSource, req: Requirement) -> dict[str, str | bytes]:
+        from ..codegen import tflm
+
+        tflm.model_facts(src.graph)  # refuse a model the firmware cannot feed before running it on the host
+        return tflm.generate(src.graph, variant=src.name, source_name=src.source_name,
+                             measured_arena=req.detail["arena_measured"], self_check=self.self_check(src),
+                             available_ops=board.tflm.ops, library=board.tflm.library, include=board.tflm.include)
+
+    def lock(self, board: Board) -> dict[str, Any] | None:
+        if board.tflm is None:
+            return None
+        t = board.as_dict()["tflm"]
+        return {k: t[k] for k in ("library", "version", "date", "source", "per_channel_fully_connected")}
+
+
+class NativeBackend(Backend):
+    """edgedigit's interpreter-free C: the graph lowered to kernel calls over a statically planned arena."""
+
+    name = "native"
+    kind = "neural"
+
+    def plan(self, src: ModelSource) -> Any:
+        """The native memory plan of ``src`` (it checks the graph first), once per model.
+
+        Raises:
+            UnsupportedOpError: an operator the backend lacks. ModelError: a graph it cannot compile.
+        """
+        from ..codegen import native
+
+        return src.once("native.plan", lambda: native.plan(src.graph))
+
+    def _model_problem(self, board: Board, src: ModelSource) -> str | None:
+        try:
+            self.plan(src)
+        except UnsupportedOpError as e:
+            return str(e)
+        return None
+
+    def requirement(self, board: Board, src: ModelSource, measured_arena: int | None = None) -> Requirement:
+        rt = board.runtime[self.name]
+        weights = int(sum(t.nbytes for t in src.graph.tensors if t.data is not None))
+        arena = self.plan(src).arena_bytes
+        # Where const tables are copied to SRAM (AVR without PROGMEM), they need RAM as well as flash.
+        return Requirement(board, self.name, src.name, weights + LUT_BYTES, arena, rt.flash, rt.ram,
+                           {"weights_bytes": weights}, model_ram=weights + LUT_BYTES if rt.weights_in_ram else 0)
+
+    def generate(self, board: Board, src: ModelSource, req: Requirement) -> dict[str, str | bytes]:
+        from ..codegen import native
+
+        return native.generate(src.graph, variant=src.name, source_name=src.source_name)
+
+
+class LinearBackend(Backend):
+    """The fixed-point logistic regression (rfe-lr): a table of pixel indices, int8 weights, int32 biases."""
+
+    name = "linear"
+    kind = "linear"
+
+    def requirement(self, board: Board, src: ModelSource, measured_arena: int | None = None) -> Requirement:
+        from ..codegen import linear
+
+        rt = board.runtime[self.name]
+        return Requirement(board, self.name, src.name, linear.tables_bytes(src.fixed), 0, rt.flash, rt.ram)
+
+    def generate(self, board: Board, src: ModelSource, req: Requirement) -> dict[str, str | bytes]:
+        from ..codegen import linear
+
+        return linear.generate(src.fixed, variant=src.name, source_name=src.source_name, sha256=src.sha256)
+
+
+BACKENDS: dict[str, Backend] = {b.name: b for b in (TflmBackend(), NativeBackend(), LinearBackend())}
+
+
+def problem(board: Board, src: ModelSource, backend: str) -> str | None:
+    """Why ``backend`` (any name, even an unknown one) cannot run ``src`` on ``board``; None when it can."""
+    if backend not in BACKENDS:
+        return board.why_not(backend)
+    return BACKENDS[backend].problem(board, src)
+
+
+def default_backend(board: Board, kind: str) -> str | None:
+    """The board's first backend that runs models of ``kind`` (before a model exists: no op check)."""
+    return next((b for b in board.backends if BACKENDS[b].kind == kind), None)
+
+
+# ---- the selection policy --------------------------------------------------------------------------------
+
+@dataclass
+class Fit:
+    """One model judged against a board: the first backend (board order) that runs it and fits, or why not."""
+
+    name: str
+    accuracy: float | None  # int8 accuracy (the card's)
+    src: ModelSource | None = None
+    card: Card | None = None
+    requirement: Requirement | None = None  # the first backend that runs the model and fits
+    problems: dict[str, str] = field(default_factory=dict)  # backend -> why it cannot run the model
+    too_large: list[Requirement] = field(default_factory=list)  # backends that run it but do not fit, in order
+    reasons: list[str] = field(default_factory=list)  # why it cannot be chosen (empty: it can)
+
+    @property
+    def eligible(self) -> bool:
+        return not self.reasons
+
+
+def judge(board: Board, src: ModelSource, *, recorded: bool = False) -> Fit:
+    """Ask every backend of ``board`` whether it runs ``src``; keep the first (board order) that fits.
+
+    Args:
+        recorded: use the arena the model's card recorded at quantization where it has one, instead of
+            measuring it (``edgedigit select`` and the report judge every variant on every board).
+
+    Returns:
+        The fit; ``reasons`` says why it cannot be chosen (no backend runs it, or it is too large).
+
+    Raises:
+        ModelError: the model itself is not usable (e.g. not full int8).
+    """
+    fit = Fit(src.name, src.accuracy, src, src.card)
+    for name in board.backends:
+        why = problem(board, src, name)
+        if why is not None:
+            fit.problems[name] = why
+    usable = [BACKENDS[b] for b in board.backends if b not in fit.problems]
+    if not usable:
+        fit.reasons.append("no backend of the board runs it (" + "; ".join(fit.problems.values()) + ")")
+        return fit
+    for backend in usable:
+        req = backend.requirement(board, src, backend.recorded_arena(src) if recorded else None)
+        if req.fits:
+            fit.requirement = req
+            return fit
+        fit.too_large.append(req)
+    fit.reasons.append("too large: " + "; ".join(r.shortfall() for r in fit.too_large))
+    return fit
+
+
+def rank(fit: Fit) -> tuple[float, float, str]:
+    """The one tie-break: highest int8 accuracy (none counts lowest), then less flash, then the name."""
+    flash = fit.requirement.flash if fit.requirement is not None else math.inf
+    return (-fit.accuracy if fit.accuracy is not None else math.inf, flash, fit.name)
+
+
+def choose(fits: Iterable[Fit]) -> list[Fit]:
+    """The eligible fits, best first (see :func:`rank`); empty when none is eligible."""
+    return sorted((f for f in fits if f.eligible and f.requirement is not None), key=rank)
