@@ -1,7 +1,7 @@
 """The package's import graph: no circles, and imports only run down the floors of docs/architecture.md.
 
 Every ``import`` and ``from ... import`` in ``toolchain/edgedigit`` counts, those inside functions too (a
-lazy import is still a dependency). Run as a script to print the graph's figures for any tree:
+lazy import is still a dependency), except those under ``if TYPE_CHECKING:`` (annotations only). Run as a script to print the graph's figures for any tree:
 ``python tests/test_architecture.py [path/to/edgedigit]``.
 """
 
@@ -40,7 +40,7 @@ def imports(root: Path) -> dict[str, set[str]]:
     for name, path in mods.items():
         is_pkg = path.name == "__init__.py"
         pkg = name.split(".") if is_pkg else name.split(".")[:-1]
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for node in _runtime_nodes(ast.parse(path.read_text(), str(path))):
             targets: list[str] = []
             if isinstance(node, ast.ImportFrom):
                 base = pkg[: len(pkg) - node.level + 1] if node.level else []
@@ -56,6 +56,20 @@ def imports(root: Path) -> dict[str, set[str]]:
                 if t and t != name:
                     graph[name].add(t)
     return graph
+
+
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node of ``tree`` except the bodies of ``if TYPE_CHECKING:`` blocks."""
+    out: list[ast.AST] = []
+    todo: list[ast.AST] = [tree]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+            todo.extend(node.orelse)
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+    return out
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:

@@ -115,10 +115,12 @@ def fakes(build_dir, monkeypatch):
     import edgedigit.measure.bench_device as device
     import edgedigit.measure.bench_host as host
     import edgedigit.measure.bench_stress as stress
+    import edgedigit.measure.validate as validate
     import edgedigit.models.data as data
     import edgedigit.models.quantize as quantize
     import edgedigit.models.train as train
     import edgedigit.report.document as report
+    import edgedigit.targets.export as export
 
     calls: list[tuple] = []
     models, results = build_dir / "models", build_dir / "results"
@@ -138,25 +140,18 @@ def fakes(build_dir, monkeypatch):
             card["int8_accuracy"] = 0.9  # quantize rewrites the card: training must stay up to date
             (models / n / "card.json").write_text(json.dumps(card))
 
-    class FakeValidate:
-        @staticmethod
-        def validate_variants(names, ds):
-            calls.append(("validate", tuple(names)))
-            results.mkdir(parents=True, exist_ok=True)
-            (results / "validate.json").write_text("{}")
+    def fake_validate(names, ds):
+        calls.append(("validate", tuple(names)))
+        results.mkdir(parents=True, exist_ok=True)
+        (results / "validate.json").write_text("{}")
 
-    class FakeFirmware:
-        @staticmethod
-        def export(board, variant=None, backend=None):
-            if board == "uno" and variant != "rfe-lr":
-                raise ModelTooLargeError(f"{variant} does not fit uno's 32,256 B flash")
-            calls.append(("export", variant, board, backend))
-            p = build_dir / "firmware" / board / f"{variant}-{backend}"
-            p.mkdir(parents=True, exist_ok=True)
-            (p / "edgedigit.lock.json").write_text(variant)
-
-    def fake_import(module, what):
-        return {"measure.validate": FakeValidate, "targets.export": FakeFirmware}[module]
+    def fake_export(board, variant=None, backend=None):
+        if board == "uno" and variant != "rfe-lr":
+            raise ModelTooLargeError(f"{variant} does not fit uno's 32,256 B flash")
+        calls.append(("export", variant, board, backend))
+        p = build_dir / "firmware" / board / f"{variant}-{backend}"
+        p.mkdir(parents=True, exist_ok=True)
+        (p / "edgedigit.lock.json").write_text(variant)
 
     def fake_bench_host(names, ds, cfg):
         calls.append(("bench host", tuple(names)))
@@ -171,7 +166,8 @@ def fakes(build_dir, monkeypatch):
         calls.append(("compare", tuple(names), images))
         (results / "compare.json").write_text("{}")
 
-    def fake_device(board, variant, samples=0, data=None, progress=True):
+    def fake_device(board, variant, samples=0, data=None, progress=True, project=None):
+        assert project == build_dir / "firmware" / board / f"{variant}-native"  # the export stage's project
         calls.append(("device", board, variant, samples))
         (results / f"device-{board}-{variant}.json").write_text(json.dumps({"samples": samples}))
 
@@ -182,7 +178,8 @@ def fakes(build_dir, monkeypatch):
 
     monkeypatch.setattr(train, "train_variants", fake_train)
     monkeypatch.setattr(quantize, "quantize_variants", fake_quantize)
-    monkeypatch.setattr(pipeline, "_import", fake_import)
+    monkeypatch.setattr(validate, "validate_variants", fake_validate)
+    monkeypatch.setattr(export, "export", fake_export)
     monkeypatch.setattr(host, "bench_host", fake_bench_host)
     monkeypatch.setattr(stress, "stress", fake_stress)
     monkeypatch.setattr(device, "bench_device", fake_device)

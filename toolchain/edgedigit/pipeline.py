@@ -9,9 +9,12 @@ of the input files and the settings that shape the output) and every output file
 recorded when the stage last ran. Hashes, not modification times: a file rewritten with the same bytes
 does not re-run anything, an edited one does. ``--force`` re-runs every stage.
 
-One line per stage: ``ran``, ``skipped (up to date)``, ``missing part (...)`` when the module that
-implements it is not available, ``not applicable (...)`` (e.g. the model does not fit the board), or
-``blocked (...)`` when an input an earlier stage should have made is absent.
+Each stage is declared by its own module (``models.train.stage``, ``models.quantize.stage``,
+``measure.validate.stage``, ...: inputs, outputs, run); this module only orders them and keeps the stamps.
+
+One line per stage: ``ran``, ``skipped (up to date)``, ``missing part (...)`` when something it needs is
+not installed here, ``not applicable (...)`` (e.g. the model does not fit the board), or ``blocked (...)``
+when an input an earlier stage should have made is absent.
 """
 
 from __future__ import annotations
@@ -26,36 +29,11 @@ from typing import Any
 from . import __version__
 from .core.errors import EdgeDigitError
 from .core.fsutil import sha256_file, write_json
-from .core.paths import build_dir, model_dir, results_dir
+from .core.paths import build_dir
+from .core.stage import Blocked, MissingPart, NotApplicable, Stage, file_hash
 
-SEED_STRESS = ("mlp", "mlp-pruned", "rfe-lr")
-
-
-class Blocked(Exception):
-    """An input of a stage does not exist (an earlier stage did not produce it)."""
-
-
-class MissingPart(Exception):
-    """The module implementing a stage is not available in this installation."""
-
-
-class NotApplicable(Exception):
-    """The stage does not apply (e.g. the model does not fit the board); the reason is printed."""
-
-
-@dataclass
-class Stage:
-    """One step of the pipeline.
-
-    ``inputs()`` returns what the outputs depend on (file hashes and settings; raise :class:`Blocked` when
-    an input file is absent), ``outputs()`` the files the stage writes, ``run()`` does the work (raise
-    :class:`MissingPart` when its implementation is not available).
-    """
-
-    name: str
-    inputs: Callable[[], dict[str, Any]]
-    outputs: Callable[[], list[Path]]
-    run: Callable[[], None]
+__all__ = ["Blocked", "MissingPart", "NotApplicable", "PipelineConfig", "Stage", "StageResult", "build_stages",
+           "file_hash", "run_pipeline", "run_stages", "up_to_date"]
 
 
 @dataclass
@@ -86,18 +64,6 @@ def stamps_dir() -> Path:
 
 def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
-def file_hash(path: Path) -> str:
-    """sha256 of an input file.
-
-    Raises:
-        Blocked: the file does not exist.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise Blocked(f"{path} missing")
-    return sha256_file(path)
 
 
 def _output_hashes(paths: Iterable[Path]) -> dict[str, str] | None:
@@ -181,47 +147,16 @@ class PipelineConfig:
     data: Path | None = None
 
 
-def _card_files(variant: str) -> dict[str, str]:
-    p = model_dir(variant) / "card.json"
-    if not p.is_file():
-        return {}
-    return dict(json.loads(p.read_text()).get("files") or {})
-
-
-def _train_outputs(variant: str) -> list[Path]:
-    """The trained float model file (``card.files.float``, else model.keras / model.joblib).
-
-    Not card.json: ``quantize`` rewrites the card, which must not make the training look stale.
-    """
-    folder = model_dir(variant)
-    name = _card_files(variant).get("float")
-    if name:
-        return [folder / name]
-    for candidate in ("model.keras", "model.joblib"):
-        if (folder / candidate).is_file():
-            return [folder / candidate]
-    return [folder / "model.keras"]
-
-
-def _quantized_outputs(variant: str, kind: str) -> list[Path]:
-    return [model_dir(variant) / ("model_fixed.npz" if kind == "linear" else "model_int8.tflite")]
-
-
-def _import(module: str, what: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(f"edgedigit.{module}")
-    except ModuleNotFoundError as e:
-        if e.name and e.name.startswith("edgedigit"):
-            raise MissingPart(f"edgedigit.{module} is not available: {what}") from None
-        raise
-
-
 def build_stages(cfg: PipelineConfig, dataset_loader: Callable[[], Any]) -> list[Stage]:
-    """The real stages for ``cfg``; ``dataset_loader`` is called once, when a stage first needs data."""
+    """The stages for ``cfg`` in order, each declared by its stage module.
+
+    ``dataset_loader`` is called once, when a stage first needs data.
+    """
+    from .measure import bench_compare, bench_device, bench_host, bench_stress, validate
+    from .models import quantize, train
     from .models.variants import SEED_VARIANTS, get_variant
-    from .targets.backends import default_backend
+    from .report import document
+    from .targets import export
     from .targets.boards import load_board
 
     board = load_board(cfg.board)
@@ -243,126 +178,22 @@ def build_stages(cfg: PipelineConfig, dataset_loader: Callable[[], Any]) -> list
             cache["ds"] = dataset_loader()
         return cache["ds"]
 
-    def ds_id() -> str:
-        return ds().sha256
-
-    stages: list[Stage] = []
-    for v in variants:
-        def train_inputs(v=v) -> dict:
-            deps = {d: [file_hash(p) for p in _train_outputs(d)] for d in v.requires}
-            return {"dataset": ds_id(), "seed": cfg.seed, "epochs": cfg.epochs, "requires": deps}
-
-        def train_run(v=v) -> None:
-            from .models.train import train_variants
-
-            train_variants([v.name], ds(), seed=cfg.seed, epochs=cfg.epochs)
-
-        stages.append(Stage(f"train {v.name}", train_inputs, lambda v=v: _train_outputs(v.name), train_run))
-
-    for v in variants:
-        def q_inputs(v=v) -> dict:
-            return {"model": [file_hash(p) for p in _train_outputs(v.name)], "dataset": ds_id(),
-                    "calibration_samples": cfg.calibration_samples, "seed": cfg.seed}
-
-        def q_run(v=v) -> None:
-            from .models.quantize import quantize_variants
-
-            quantize_variants([v.name], ds(), calibration_samples=cfg.calibration_samples, seed=cfg.seed)
-
-        stages.append(Stage(f"quantize {v.name}", q_inputs, lambda v=v: _quantized_outputs(v.name, v.kind), q_run))
-
-    def quantized_inputs() -> dict:
-        return {v.name: file_hash(_quantized_outputs(v.name, v.kind)[0]) for v in variants}
-
-    def validate_run() -> None:
-        _import("measure.validate", "edgedigit validate").validate_variants(names, ds())
-
-    stages.append(Stage("validate", lambda: {**quantized_inputs(), "dataset": ds_id()},
-                        lambda: [results_dir() / "validate.json"], validate_run))
-
-    def host_run() -> None:
-        from .measure.bench_host import HostBenchConfig, bench_host
-
-        bench_host(names, ds(), HostBenchConfig(runs=cfg.bench_runs))
-
-    stages.append(Stage("bench host", lambda: {**quantized_inputs(), "dataset": ds_id(), "runs": cfg.bench_runs},
-                        lambda: [results_dir() / "bench-host.json"], host_run))
-
-    stress_names = [n for n in names if n in SEED_STRESS]
-    if stress_names:
-        def stress_run() -> None:
-            from .measure.bench_stress import StressConfig, stress
-
-            stress(stress_names, ds(), StressConfig(iterations=cfg.stress_iterations))
-
-        stages.append(Stage("bench stress", lambda: {**{k: h for k, h in quantized_inputs().items() if k in stress_names},
-                                                     "dataset": ds_id(), "iterations": cfg.stress_iterations},
-                            lambda: [results_dir() / "stress.json"], stress_run))
-
-    neural_names = [v.name for v in variants if v.kind == "neural"]
-    if neural_names:
-        def compare_run() -> None:
-            import shutil
-
-            from .measure.bench_compare import compare
-
-            absent = [t for t in ("valgrind", "arm-none-eabi-gcc", "arm-none-eabi-size") if shutil.which(t) is None]
-            if absent:
-                raise MissingPart(f"{', '.join(absent)} not installed")
-            compare(neural_names, ds(), images=cfg.compare_images)
-
-        stages.append(Stage("bench compare", lambda: {**{k: h for k, h in quantized_inputs().items() if k in neural_names},
-                                                      "dataset": ds_id(), "images": cfg.compare_images},
-                            lambda: [results_dir() / "compare.json"], compare_run))
-
-    board_hash = file_hash(board.path)
-    runs_here = board.build == "make"
-    neural = [v for v in variants if v.kind == "neural"]
-    for v in variants:
-        # the board's first backend that runs this kind of model (as `edgedigit export` chooses)
-        backend = default_backend(board, v.kind)
-        if backend is None:
-            continue
-        project = build_dir() / "firmware" / board.id / f"{v.name}-{backend}"
-
-        def export_run(v=v, backend=backend) -> None:
-            from .core.errors import ModelTooLargeError
-
-            fw = _import("targets.export", "edgedigit export")
-            try:
-                fw.export(board.id, variant=v.name, backend=backend)
-            except ModelTooLargeError as e:
-                raise NotApplicable(str(e)) from None
-
-        stages.append(Stage(f"export {board.id} {v.name} {backend}",
-                            lambda v=v: {"model": file_hash(_quantized_outputs(v.name, v.kind)[0]), "board": board_hash},
-                            lambda project=project: [project / "edgedigit.lock.json"], export_run))
-
-    if runs_here:
-        for v in neural:
-            def device_run(v=v) -> None:
-                from .measure.bench_device import bench_device
-
-                bench_device(board.id, v.name, samples=cfg.samples, data=cfg.data, progress=True)
-
-            stages.append(Stage(f"bench device {board.id} {v.name}",
-                                lambda v=v: {"model": file_hash(_quantized_outputs(v.name, v.kind)[0]),
-                                             "board": board_hash, "samples": cfg.samples, "dataset": ds_id()},
-                                lambda v=v: [results_dir() / f"device-{board.id}-{v.name}.json"], device_run))
-
-    def report_inputs() -> dict:
-        files = sorted(p for p in results_dir().glob("*.json*")) if results_dir().is_dir() else []
-        cards = sorted(Path(model_dir(n)) / "card.json" for n in names)
-        return {"files": {str(p): sha256_file(p) for p in files + [c for c in cards if c.is_file()]},
-                "board": cfg.board}
-
-    def report_run() -> None:
-        from .report.document import report
-
-        report(board.id)
-
-    stages.append(Stage("report", report_inputs, lambda: [build_dir() / "reports" / "report.md"], report_run))
-    return stages
+    stages: list[Stage | None] = []
+    stages += [train.stage(v, cfg.seed, cfg.epochs, ds) for v in variants]
+    stages += [quantize.stage(v, cfg.seed, cfg.calibration_samples, ds) for v in variants]
+    stages += [validate.stage(variants, ds), bench_host.stage(variants, ds, cfg.bench_runs),
+               bench_stress.stage(variants, ds, cfg.stress_iterations),
+               bench_compare.stage(variants, ds, cfg.compare_images)]
+    exports = {v.name: export.stage(board, v) for v in variants}
+    stages += list(exports.values())
+    if board.build == "make":  # boards that build and run here: the device bench on the exported project
+        for v in variants:
+            exported = exports[v.name]
+            if exported is not None and bench_device.runs_on_device(v):
+                project = exported.outputs()[0].parent  # the folder of the project's lock file
+                stages.append(bench_device.stage(board, v, project, cfg.samples, cfg.data, ds))
+    stages.append(document.stage(board.id, variants))
+    return [s for s in stages if s is not None]
 
 
 def run_pipeline(board: str, *, variants: list[str] | None = None, force: bool = False, samples: int = 1000,

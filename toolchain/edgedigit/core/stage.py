@@ -53,18 +53,15 @@ class MissingPart(Exception):
     """Something the stage needs is not installed here (e.g. a tool); the reason is printed."""
 
 
-def quantized_hashes(names: list[str] | tuple[str, ...]) -> dict[str, str]:
+def quantized_hashes(variants: Any) -> dict[str, str]:
     """sha256 of each variant's deployable artifact.
 
+    Args:
+        variants: objects with ``name`` and ``kind`` (the variant registry's entries).
+
     Raises:
-        Blocked: a variant is not trained or not quantized yet.
+        Blocked: an artifact is missing (the variant is not trained or not quantized yet).
     """
     from .store import ModelFolder
 
-    out = {}
-    for name in names:
-        folder = ModelFolder(name)
-        if not folder.is_trained:
-            raise Blocked(f"{folder.card_path} missing")
-        out[name] = file_hash(folder.quantized_path())
-    return out
+    return {v.name: file_hash(ModelFolder(v.name).quantized_path(v.kind)) for v in variants}

@@ -33,12 +33,14 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .. import __version__
 from ..core.errors import EdgeDigitError, ToolError
 from ..core.results import COMPARE, ResultFile, machine
+from ..core.stage import MissingPart, Stage, quantized_hashes
 from ..core.store import Card, ModelFolder, not_quantized, nothing_trained, read_card, trained_variants
 from ..runtimes import RUNTIMES, int8_graph, tflm_arena_bytes
 
@@ -310,3 +312,24 @@ def compare(variants: Iterable[str] | None, dataset, images: int = 10,
                "results": results}
     store.write_summary(summary)
     return summary
+
+
+TOOLS = ("valgrind", "arm-none-eabi-gcc", "arm-none-eabi-size")  # what compare runs besides the host compiler
+
+
+def stage(variants: list[Any], dataset_loader: Callable[[], Any], images: int) -> Stage | None:
+    """The pipeline's ``bench compare`` stage on the TFLM-comparable variants (None: there is none)."""
+    comparable = [v for v in variants if v.kind == RUNTIMES["tflm"].kind]
+    if not comparable:
+        return None
+    names = [v.name for v in comparable]
+
+    def run() -> None:
+        absent = [t for t in TOOLS if shutil.which(t) is None]
+        if absent:
+            raise MissingPart(f"{', '.join(absent)} not installed")
+        compare(names, dataset_loader(), images=images)
+
+    return Stage("bench compare",
+                 lambda: {**quantized_hashes(comparable), "dataset": dataset_loader().sha256, "images": images},
+                 lambda: [ResultFile(COMPARE).summary_path], run)

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..core.errors import BoardError, DeviceError, EdgeDigitError, ModelError, ToolError
 from ..core.results import ResultFile, device_name, machine, read_jsonl
+from ..core.stage import Stage, file_hash, quantized_hashes
 from ..core.store import Card, ModelFolder
 from ..runtimes import RUNTIMES
 
@@ -290,3 +291,32 @@ def _progress(enabled: bool, total: int, what: str) -> Iterator[Callable[[], Non
                   transient=True) as bar:
         task = bar.add_task(what, total=total)
         yield lambda: bar.advance(task)
+
+
+def stage(board: Any, variant: Any, project: Path, samples: int, data: Path | None,
+          dataset_loader: Callable[[], Any]) -> Stage:
+    """The pipeline's ``bench device <board> <variant>`` stage on the project the export stage wrote.
+
+    Args:
+        board: the board (a ``targets.boards.Board`` that builds and runs here).
+        variant: the variant registry's entry.
+        project: the exported firmware project (from the export stage: no second export).
+        samples: images streamed.
+        data: the dataset path given to the pipeline.
+        dataset_loader: returns the dataset (its hash is an input).
+    """
+    from ..targets.export import LOCK_FILE
+
+    def run() -> None:
+        bench_device(board.id, variant.name, project=project, samples=samples, data=data, progress=True)
+
+    return Stage(f"bench device {board.id} {variant.name}",
+                 lambda: {"model": quantized_hashes([variant])[variant.name], "board": file_hash(board.path),
+                          "project": file_hash(project / LOCK_FILE), "samples": samples,
+                          "dataset": dataset_loader().sha256},
+                 lambda: [ResultFile(device_name(board.id, variant.name)).summary_path], run)
+
+
+def runs_on_device(variant: Any) -> bool:
+    """Whether ``bench device`` runs this variant: it compares raw outputs with TFLM, so TFLM's kind only."""
+    return variant.kind == RUNTIMES[REFERENCE].kind

@@ -28,6 +28,7 @@ from .. import __version__
 from ..core.errors import EdgeDigitError, NotTrainedError
 from ..core.fsutil import sha256_file
 from ..core.results import BENCH_HOST, ResultFile, machine
+from ..core.stage import Stage, quantized_hashes
 from ..core.store import Card, ModelFolder, nothing_trained, read_card, trained_variants
 from ..runtimes import REFERENCE, RUNTIMES, Runner, get_runtime, runtimes_for
 from . import stats
@@ -270,3 +271,15 @@ def bench_host(variants: Iterable[str] | None, dataset, cfg: HostBenchConfig | N
     }
     results.write_summary(summary)
     return summary
+
+
+def stage(variants: list[Any], dataset_loader: Callable[[], Any], runs: int) -> Stage:
+    """The pipeline's ``bench host`` stage (``runs`` latency measurements per runtime)."""
+    names = [v.name for v in variants]
+
+    def run() -> None:
+        bench_host(names, dataset_loader(), HostBenchConfig(runs=runs))
+
+    return Stage("bench host",
+                 lambda: {**quantized_hashes(variants), "dataset": dataset_loader().sha256, "runs": runs},
+                 lambda: [ResultFile(BENCH_HOST).summary_path], run)

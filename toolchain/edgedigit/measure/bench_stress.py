@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -27,12 +28,13 @@ from .. import __version__
 from ..core.errors import EdgeDigitError
 from ..core.fsutil import sha256_file
 from ..core.results import STRESS, ResultFile, machine
+from ..core.stage import Stage, quantized_hashes
 from ..core.store import ModelFolder, not_trained, nothing_trained, read_card, trained_variants
+from ..models.variants import SEED_NAMES
 from . import stats
 from .bench_host import DEFAULT_RUNTIMES, RuntimeMissing, check_runtimes, make_runner, measure_each
 
 STRESS_DEVICE = "stress-device"  # bench stress --board: one record per device long run
-SEED_VARIANTS = ("mlp", "mlp-pruned", "rfe-lr")
 
 
 @dataclass
@@ -157,11 +159,11 @@ def stress(variants: Iterable[str] | None, dataset, cfg: StressConfig | None = N
     names = list(variants or [])
     if not names:
         trained = trained_variants()
-        names = [v for v in SEED_VARIANTS if v in trained]
+        names = [v for v in SEED_NAMES if v in trained]
         if not names:
             if not trained:
                 raise nothing_trained()
-            raise not_trained(SEED_VARIANTS[0], ModelFolder(SEED_VARIANTS[0]).card_path)
+            raise not_trained(SEED_NAMES[0], ModelFolder(SEED_NAMES[0]).card_path)
     cards = {v: read_card(v) for v in names}
     proc = psutil.Process()
     images = dataset.x_test[np.arange(cfg.batch) % len(dataset.x_test)]
@@ -203,3 +205,18 @@ def device_drift(latencies: Iterable[float], window: int = stats.DRIFT_WINDOW) -
     return {"n": s.n, "median": s.median, "p95": s.p95, "p99": s.p99, "drift_pct": drift, "drift_mean_pct": drift_mean,
             "drift_window": stats.drift_window(len(a), window), "verdict": v.label,
             "verdict_reasons": list(v.reasons)}
+
+
+def stage(variants: list[Any], dataset_loader: Callable[[], Any], iterations: int) -> Stage | None:
+    """The pipeline's ``bench stress`` stage on the seed's variants among ``variants`` (None: none of them)."""
+    seed = [v for v in variants if v.name in SEED_NAMES]
+    if not seed:
+        return None
+    names = [v.name for v in seed]
+
+    def run() -> None:
+        stress(names, dataset_loader(), StressConfig(iterations=iterations))
+
+    return Stage("bench stress",
+                 lambda: {**quantized_hashes(seed), "dataset": dataset_loader().sha256, "iterations": iterations},
+                 lambda: [ResultFile(STRESS).summary_path], run)

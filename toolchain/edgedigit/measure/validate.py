@@ -13,6 +13,7 @@ Results: ``build/results/validate.jsonl`` (one line per variant as it finishes),
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from ..core import store as cardlib
 from ..core.errors import EdgeDigitError
 from ..core.fsutil import sha256_file, write_json
 from ..core.results import VALIDATE, ResultFile, machine
+from ..core.stage import Stage, quantized_hashes
 from ..models.variants import Reporter, Variant
 from ..runtimes import RUNTIMES, Runner, float_runtime, int8_graph, validated_for
 
@@ -161,3 +163,19 @@ def validate_variants(names: list[str] | tuple[str, ...] | None, dataset: Any, l
         write_json(results.summary_path.with_name(f"{RESULT_NAME}_{v.name}.json"), result)
     results.write_summary(summary)
     return summary
+
+
+def stage(variants: list[Any], dataset_loader: Callable[[], Any]) -> Stage:
+    """The pipeline's ``validate`` stage: every variant's int8 artifact and the dataset in, ``validate.json`` out.
+
+    Args:
+        variants: the variant registry's entries to validate.
+        dataset_loader: returns the dataset (called when the stage needs it; pass one that loads once).
+    """
+    names = [v.name for v in variants]
+
+    def run() -> None:
+        validate_variants(names, dataset_loader())
+
+    return Stage("validate", lambda: {**quantized_hashes(variants), "dataset": dataset_loader().sha256},
+                 lambda: [ResultFile(VALIDATE).summary_path], run)

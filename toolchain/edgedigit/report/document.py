@@ -15,16 +15,21 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .. import __version__
 from ..core.errors import EdgeDigitError
-from ..core.fsutil import staged_dir
+from ..core.fsutil import sha256_file, staged_dir
 from ..core.paths import models_dir, reports_dir, results_dir
 from ..core.results import read_jsonl
+from ..core.stage import Stage
+from ..core.store import ModelFolder
 from ..runtimes import deployed_order
 from . import plots
+
+REPORT_FILE = "report.md"
 
 DEPLOYED_ORDER = deployed_order()  # the runtimes whose figures stand for a deployed model, best first
 MISSING = "missing"
@@ -303,14 +308,14 @@ def write_report(data: ReportData, out: Path | None = None) -> Path:
         raise EdgeDigitError(f"nothing to report: no card under {models_dir()} and no result under "
                              f"{results_dir()}; run `edgedigit pipeline --board host` or `edgedigit train` first")
     out = Path(out) if out else reports_dir()
-    if out.is_file() or (out.is_dir() and any(out.iterdir()) and not (out / "report.md").is_file()):
+    if out.is_file() or (out.is_dir() and any(out.iterdir()) and not (out / REPORT_FILE).is_file()):
         # the report replaces its folder whole: never a user's file or folder that is not an earlier report
         raise EdgeDigitError(f"{out}: exists and is not an edgedigit report folder (no report.md); "
                              "choose another --out or remove it")
     with staged_dir(out) as tmp:
         md = _render(data, tmp)
-        (tmp / "report.md").write_text(md, encoding="utf-8")
-    return out / "report.md"
+        (tmp / REPORT_FILE).write_text(md, encoding="utf-8")
+    return out / REPORT_FILE
 
 
 def _render(data: ReportData, tmp: Path) -> str:
@@ -638,3 +643,16 @@ def _recommended(data: ReportData) -> str | None:
 def report(board: str | None = None, out: Path | None = None) -> Path:
     """Collect everything measured so far and write ``build/reports/report.md``; returns its path."""
     return write_report(collect(board), out)
+
+
+def stage(board_id: str, variants: list[Any]) -> Stage:
+    """The pipeline's ``report`` stage: every result file and the variants' cards in, ``report.md`` out."""
+    def inputs() -> dict[str, Any]:
+        files = sorted(results_dir().glob("*.json*")) if results_dir().is_dir() else []
+        cards = [c for c in sorted(ModelFolder(v.name).card_path for v in variants) if c.is_file()]
+        return {"files": {str(p): sha256_file(p) for p in files + cards}, "board": board_id}
+
+    def run() -> None:
+        report(board_id)
+
+    return Stage("report", inputs, lambda: [reports_dir() / REPORT_FILE], run)

@@ -22,8 +22,9 @@ from .. import __version__
 from ..core.errors import EdgeDigitError, ModelError, ModelTooLargeError, UnsupportedOpError
 from ..core.fsutil import jsonable, sha256_file, staged_dir, write_atomic, write_json
 from ..core.paths import build_dir, firmware_dir, templates_dir
+from ..core.stage import NotApplicable, Stage, file_hash, quantized_hashes
 from ..core.store import Card, ModelFolder, not_quantized, nothing_trained, read_card, trained_variants
-from .backends import BACKENDS, Fit, ModelSource, Requirement, choose, judge, problem
+from .backends import BACKENDS, Fit, ModelSource, Requirement, choose, default_backend, judge, problem
 from .boards import Board, load_board
 
 LOCK_FILE = "edgedigit.lock.json"
@@ -353,3 +354,25 @@ def export(board: str, variant: str | None = None, model: Path | None = None, ba
         write_json(tmp / LOCK_FILE, lock)
         _make_readable(tmp)
     return ExportResult(target, b, src, req.backend, req, lock["files"], lock)
+
+
+def stage(board: Board, variant: Any) -> Stage | None:
+    """The pipeline's ``export <board> <variant> <backend>`` stage (None: no backend of the board runs its kind).
+
+    The backend is the board's first that runs the variant's kind (the pipeline plans before any model
+    exists); a model that does not fit is "not applicable" with the numbers, not a failure.
+    """
+    backend = default_backend(board, variant.kind)
+    if backend is None:
+        return None
+    project = project_dir(board, variant.name, backend)
+
+    def run() -> None:
+        try:
+            export(board.id, variant=variant.name, backend=backend)
+        except ModelTooLargeError as e:
+            raise NotApplicable(str(e)) from None
+
+    return Stage(f"export {board.id} {variant.name} {backend}",
+                 lambda: {"model": quantized_hashes([variant])[variant.name], "board": file_hash(board.path)},
+                 lambda: [project / LOCK_FILE], run)
