@@ -39,9 +39,9 @@ import numpy as np
 
 
 def _model(variant: str, dataset: Any) -> Path:
-    from edgedigit.core.paths import model_dir
+    from edgedigit.core.store import ModelFolder
 
-    tflite = model_dir(variant) / "model_int8.tflite"
+    tflite = ModelFolder(variant).int8_path
     if not tflite.is_file():
         from edgedigit.models.quantize import quantize_variants
         from edgedigit.models.train import train_variants

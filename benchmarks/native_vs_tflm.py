@@ -32,10 +32,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _models(variants: list[str] | None) -> dict[str, Path]:
     from edgedigit.core.paths import models_dir
+    from edgedigit.core.store import INT8_FILE, ModelFolder
 
     if variants:
-        return {v: models_dir() / v / "model_int8.tflite" for v in variants}
-    found = {p.parent.name: p for p in sorted(models_dir().glob("*/model_int8.tflite"))}
+        return {v: ModelFolder(v).int8_path for v in variants}
+    found = {p.parent.name: p for p in sorted(models_dir().glob(f"*/{INT8_FILE}"))}
     if found:
         return found
     print(f"no quantized variants under {models_dir()}: using the test factory's models", file=sys.stderr)

@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 import reliability_cases as rc  # noqa: E402
+from edgedigit.core.store import CARD, FIXED_FILE, INT8_FILE  # noqa: E402
 
 
 class Table:
@@ -107,7 +108,7 @@ def models_section(table: Table, root: Path, flip_seeds: int) -> None:
             table.add("models", case.kind, name + " --model M", out, rc.judge(out, case, [str(case.path)]), case)
             shutil.rmtree(build, ignore_errors=True)
         build = root / "build"
-        target = build / "models" / "mlp" / "model_int8.tflite"
+        target = build / "models" / "mlp" / INT8_FILE
         problems = {"float model where int8 is needed": r"not a full-int8", "uint8 input/output": r"not a full-int8"}
         vcase = rc.Case(case.kind, case.label, target, problems.get(case.kind, case.problem), case.may_work)
         for name, args in (("validate mlp", ["validate", "mlp", "--data", data]),
@@ -117,7 +118,7 @@ def models_section(table: Table, root: Path, flip_seeds: int) -> None:
                                                "--limit", "4"])):
             if case.kind == "random byte flips" and not name.startswith("bench host"):
                 continue
-            _variant(build, "mlp", "neural", "model_int8.tflite", case.path, card)
+            _variant(build, "mlp", "neural", INT8_FILE, case.path, card)
             if name == "validate mlp":  # validate reads the float model first: give it a real one
                 _copy_keras(root, build)
             out = rc.run_cli(args, build)
@@ -143,7 +144,7 @@ def models_section(table: Table, root: Path, flip_seeds: int) -> None:
     shutil.rmtree(root / "build", ignore_errors=True)
     for case in rc.linear_cases(root / "fixed"):
         build = root / "build"
-        target = _variant(build, "rfe-lr", "linear", "model_fixed.npz", case.path)
+        target = _variant(build, "rfe-lr", "linear", FIXED_FILE, case.path)
         lcase = rc.Case(case.kind, case.label, target, case.problem)
         for name, args in (("export --board qemu-m4 --backend linear", ["export", "--board", "qemu-m4", "--variant",
                                                                         "rfe-lr", "--backend", "linear"]),
@@ -152,7 +153,7 @@ def models_section(table: Table, root: Path, flip_seeds: int) -> None:
                                                   "--warmup", "0", "--limit", "4"])):
             if case.label == "one class" and not name.startswith("export"):
                 continue  # a one-class model runs on the host; only the firmware (2..16 classes) refuses it
-            _variant(build, "rfe-lr", "linear", "model_fixed.npz", case.path)
+            _variant(build, "rfe-lr", "linear", FIXED_FILE, case.path)
             out = rc.run_cli(args, build)
             verdict = _bench_host_outcome(out, lcase) if name.startswith("bench") else rc.judge(out, lcase, [str(target)])
             table.add("models", f"rfe-lr tables: {case.label}", f"{name} (M as model_fixed.npz)", out, verdict, case)
@@ -184,7 +185,7 @@ def _bench_host_outcome(out: rc.Outcome, case: rc.Case) -> str | None:
 def _variant(build: Path, name: str, kind: str, artifact: str, content: Path, card: dict | None = None) -> Path:
     d = build / "models" / name
     d.mkdir(parents=True, exist_ok=True)
-    (d / "card.json").write_text(json.dumps({"variant": name, "kind": kind, **(card or {})}))
+    (d / CARD).write_text(json.dumps({"variant": name, "kind": kind, **(card or {})}))
     shutil.copy(content, d / artifact)
     return d / artifact
 
@@ -200,7 +201,7 @@ def outputs_section(table: Table, root: Path) -> None:
 
     good = build_all(_mk(root / "good_out"))["mlp"]
     build = root / "build"
-    _variant(build, "mlp", "neural", "model_int8.tflite", good)
+    _variant(build, "mlp", "neural", INT8_FILE, good)
     def user_file(p: Path) -> Path:
         p.write_text("precious")
         return p
@@ -236,7 +237,7 @@ def serial_section(root: Path) -> list[str]:
     from edgedigit.targets import devices
     from edgedigit.targets.boards import load_board
     from edgedigit.targets.protocol import Device
-    from test_protocol import assemble, expected, image
+    from helpers import assemble, expected, image
 
     proj = assemble(root / "fw", "host")
     devices.make(proj)
