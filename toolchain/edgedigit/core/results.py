@@ -24,9 +24,12 @@ STRESS = "stress"
 COMPARE = "compare"
 
 
+DEVICE_PREFIX = "device-"
+
+
 def device_name(board_id: str, variant: str) -> str:
     """``device-<board>-<variant>``: one file pair per board and variant run by ``bench device``."""
-    return f"device-{board_id}-{variant}"
+    return f"{DEVICE_PREFIX}{board_id}-{variant}"
 
 
 def machine() -> dict[str, Any]:

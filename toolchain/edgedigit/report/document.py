@@ -23,7 +23,7 @@ from .. import __version__
 from ..core.errors import EdgeDigitError
 from ..core.fsutil import sha256_file, staged_dir
 from ..core.paths import models_dir, reports_dir, results_dir
-from ..core.results import read_jsonl
+from ..core.results import BENCH_HOST, COMPARE, DEVICE_PREFIX, STRESS, ResultFile, read_jsonl
 from ..core.stage import Stage
 from ..core.store import ModelFolder
 from ..runtimes import deployed_order
@@ -104,7 +104,7 @@ def read_device_results() -> list[dict]:
     """One summary per ``results/device-<board>-<variant>.jsonl`` (``edgedigit bench device``), computed
     from its samples, so an interrupted run shows what it received (``samples`` of ``expected``)."""
     out = []
-    for p in sorted(results_dir().glob("device-*.jsonl")):
+    for p in sorted(results_dir().glob(f"{DEVICE_PREFIX}*.jsonl")):
         recs = read_jsonl(p)
         sessions = [r for r in recs if r.get("type") == "session"]
         if not sessions:
@@ -218,11 +218,11 @@ def collect(board: str | None = None, boards: list[BoardInfo] | None = None,
     """
     notes = []
     cards = read_cards()
-    host = latest((r for r in read_jsonl(results_dir() / "bench-host.jsonl")), ("variant", "runtime"))
-    stress = latest((r for r in read_jsonl(results_dir() / "stress.jsonl")), ("variant", "runtime"))
+    host = latest(ResultFile(BENCH_HOST).records(), ("variant", "runtime"))
+    stress = latest(ResultFile(STRESS).records(), ("variant", "runtime"))
     device = read_device_results()
     compare = None
-    cp = results_dir() / "compare.json"
+    cp = ResultFile(COMPARE).summary_path
     if cp.is_file():
         try:
             compare = json.loads(cp.read_text())

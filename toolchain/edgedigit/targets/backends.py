@@ -222,15 +222,19 @@ class TflmBackend(Backend):
                                               "arena_margin": tflm.arena_margin(measured_arena)})
 
     def self_check(self, src: ModelSource) -> SelfCheck:
-        """The start-up check vectors: ``codegen.tflm.self_check_images()`` and host TFLM's int8 outputs."""
+        """The start-up check vectors: ``codegen.tflm.self_check_images()`` and host TFLM's int8 outputs.
+
+        They are computed by TFLM with an arena of exactly the measured size, so the figure the firmware's
+        arena is sized from is also shown to be enough (the measuring interpreter is the only other one).
+        """
         import numpy as np
 
         from ..codegen import tflm
         from ..core.int8 import quantize_for
-        from ..runtimes import run_tflm
+        from ..runtimes.tflm import TFLMModel
 
         images = tflm.self_check_images()
-        out = np.asarray(run_tflm(src.path, quantize_for(src.graph, images)))
+        out = np.asarray(TFLMModel(src.path, arena=self.measured_arena(src)).run(quantize_for(src.graph, images)))
         return tflm.SelfCheck(images, out.reshape(len(images), src.num_classes).astype(np.int8))
 
     def generate(self, board: Board, src: ModelSource, req: Requirement) -> dict[str, str | bytes]:
@@ -254,27 +258,31 @@ class NativeBackend(Backend):
     name = "native"
     kind = "neural"
 
-    def plan(self, src: ModelSource) -> Any:
-        """The native memory plan of ``src`` (it checks the graph first), once per model.
+    def program(self, src: ModelSource) -> Any:
+        """``src`` checked, lowered and planned by the native backend (``codegen.native.prepare``), once per model.
 
         Raises:
             UnsupportedOpError: an operator the backend lacks. ModelError: a graph it cannot compile.
         """
         from ..codegen import native
 
-        return src.once("native.plan", lambda: native.plan(src.graph))
+        return src.once("native.program", lambda: native.prepare(src.graph))
+
+    def plan(self, src: ModelSource) -> Any:
+        """The native memory plan of ``src`` (see :meth:`program`)."""
+        return self.program(src).plan
 
     def _model_problem(self, board: Board, src: ModelSource) -> str | None:
         try:
-            self.plan(src)
+            self.program(src)
         except UnsupportedOpError as e:
             return str(e)
         return None
 
     def requirement(self, board: Board, src: ModelSource, measured_arena: int | None = None) -> Requirement:
         rt = board.runtime[self.name]
-        weights = int(sum(t.nbytes for t in src.graph.tensors if t.data is not None))
-        arena = self.plan(src).arena_bytes
+        program = self.program(src)
+        weights, arena = program.weights_bytes, program.arena_bytes
         # Where const tables are copied to SRAM (AVR without PROGMEM), they need RAM as well as flash.
         return Requirement(board, self.name, src.name, weights + LUT_BYTES, arena, rt.flash, rt.ram,
                            {"weights_bytes": weights}, model_ram=weights + LUT_BYTES if rt.weights_in_ram else 0)
@@ -282,7 +290,7 @@ class NativeBackend(Backend):
     def generate(self, board: Board, src: ModelSource, req: Requirement) -> dict[str, str | bytes]:
         from ..codegen import native
 
-        return native.generate(src.graph, variant=src.name, source_name=src.source_name)
+        return native.generate(src.graph, variant=src.name, source_name=src.source_name, program=self.program(src))
 
 
 class LinearBackend(Backend):
