@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ..targets.boards import BACKENDS
 from .common import JsonOpt, print_json
 from .root import app
 
@@ -16,7 +17,7 @@ VariantOpt = Annotated[str | None, typer.Option(
 ModelOpt = Annotated[Path | None, typer.Option(
     "--model", help="Any full-int8 .tflite instead of a trained variant.", exists=False, dir_okay=False)]
 BackendOpt = Annotated[str | None, typer.Option(
-    "--backend", help="tflm, native or linear; default: the board's first backend that can run the model.")]
+    "--backend", help=f"{', '.join(BACKENDS)}; default: the board's first backend that can run the model.")]
 
 
 @app.command()

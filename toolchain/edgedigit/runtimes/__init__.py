@@ -1,8 +1,8 @@
 """Host runtimes: every way edgedigit runs a model on this machine.
 
-The registry (:mod:`.registry`): :data:`RUNTIMES` maps a name to a :class:`Runtime` whose ``load(folder,
-variant)`` gives a :class:`Runner` (``raw(images)``, ``predict(images)`` on raw uint8 images). Names:
-``keras``, ``litert-ref``, ``litert``, ``tflm``, ``native``, ``sklearn``, ``fixed-point``.
+The registry (:mod:`.registry`, where a new runtime is added): :data:`RUNTIMES` maps a name to a
+:class:`Runtime` whose ``load(folder, variant)`` gives a :class:`Runner` (``raw(images)``, ``predict(images)``
+on raw uint8 images); ``describe()`` lists them (the CLI help uses it).
 
 The engines, one module each: :mod:`.litert` (LiteRT, reference and optimized kernels), :mod:`.tflm` (the
 tflite-micro wheel, arena measurement), :mod:`.native_host` (the native backend's C as a host library, and on
