@@ -1,7 +1,8 @@
 """The package's import graph: no circles, and imports only run down the floors of docs/architecture.md.
 
 Every ``import`` and ``from ... import`` in ``toolchain/edgedigit`` counts, those inside functions too (a
-lazy import is still a dependency), except those under ``if TYPE_CHECKING:`` (annotations only). Run as a script to print the graph's figures for any tree:
+lazy import is still a dependency), except those under ``if TYPE_CHECKING:`` (annotations only).
+Run as a script to print the graph's figures for any tree:
 ``python tests/test_architecture.py [path/to/edgedigit]``.
 """
 

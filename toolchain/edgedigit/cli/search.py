@@ -51,7 +51,9 @@ def _print_front(summary: dict) -> None:
 def search(
     ctx: typer.Context,
     board: BoardOpt = None,
-    trials: Annotated[int, typer.Option("--trials", min=1, help="Run until the study holds N finished trials.")] = 20,
+    trials: Annotated[int | None, typer.Option(
+        "--trials", min=1, help="Run until the study holds N finished trials (default 20; no limit with --time-budget).")
+    ] = None,
     time_budget: Annotated[float | None, typer.Option(
         "--time-budget", min=0.1, metavar="MINUTES",
         help="Stop after this many minutes (running trials are retried next time).")] = None,
@@ -65,7 +67,7 @@ def search(
     storage: StorageOpt = None,
     study_name: StudyOpt = None,
     ray_address: Annotated[str | None, typer.Option(
-        "--ray-address", help="Run the trials on this Ray cluster (e.g. ray://head:10001 or auto); default: a local Ray.")
+        "--ray-address", help="Run the trials on this Ray cluster (e.g. HEAD_IP:6379, or auto); default: a local Ray.")
     ] = None,
     parallel: Annotated[int | None, typer.Option("--parallel", min=1, help="Trials at once (default: CPUs / threads).")
                         ] = None,

@@ -28,7 +28,7 @@ import socket
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from . import trial as trial_mod
 OBJECTIVES: dict[str, tuple[str, str]] = {"accuracy": ("maximize", "accuracy"), "latency": ("minimize", "instructions"),
                                           "flash": ("minimize", "flash"), "ram": ("minimize", "ram")}
 DEFAULT_OBJECTIVES = ("accuracy", "latency", "flash")
+DEFAULT_TRIALS = 20
 STUDY_DB = "study.db"
 FRONT_FILE = "pareto.json"
 TRIALS_FILE = "trials.jsonl"
@@ -60,7 +61,7 @@ class SearchConfig:
     """What ``edgedigit search`` was asked (see ``edgedigit search --help``)."""
 
     board: str
-    trials: int = 20
+    trials: int | None = None  # finished trials to reach; None: DEFAULT_TRIALS, unbounded with a time budget
     time_budget_min: float | None = None
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
     min_accuracy: float | None = None
@@ -160,11 +161,11 @@ def _rdb_storage(url: str) -> Any:
 
 
 def make_sampler(objectives: tuple[str, ...], seed: int, trials: int) -> Any:
-    """NSGA-II for several objectives (population a quarter of the trials, 4 to 50), TPE for one."""
+    """NSGA-II for several objectives (population a quarter of the trials, 4 to 20), TPE for one."""
     optuna = _quiet_optuna()
     if len(objectives) == 1:
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(10, trials // 3)))
-    return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 4)))
+    return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(20, trials // 4)))
 
 
 def open_study(cfg: SearchConfig, dataset: Any) -> Opened:
@@ -193,7 +194,7 @@ def open_study(cfg: SearchConfig, dataset: Any) -> Opened:
                 raise EdgeDigitError(
                     f"study {name} in {shown_url(url)} was created with {key} {stored[key]!r}, not {record[key]!r}: "
                     f"run with the same settings to continue it, or give a new --study-name")
-    sampler = make_sampler(cfg.objectives, cfg.seed + n_trials, cfg.trials)
+    sampler = make_sampler(cfg.objectives, cfg.seed + n_trials, cfg.trials or DEFAULT_TRIALS)
     study = optuna.create_study(storage=storage, study_name=name, directions=directions, sampler=sampler,
                                 load_if_exists=True)
     if not existing:
@@ -347,6 +348,8 @@ def run_search(cfg: SearchConfig, dataset: Any, *, cost: Any = None, log: Callab
     from .space import Space, baseline_params, suggest
 
     say = log or (lambda _msg: None)
+    if cfg.trials is None:
+        cfg = replace(cfg, trials=10**9 if cfg.time_budget_min else DEFAULT_TRIALS)
     if cfg.trials < 1:
         raise EdgeDigitError(f"--trials {cfg.trials}: need at least 1")
     data = dataset.subset(train=cfg.train_limit) if cfg.train_limit else dataset
