@@ -124,6 +124,7 @@ def calibration_specs(count: int = CALIBRATION_MODELS, seed: int = 0) -> list[tu
 
     from .space import Space, baseline_params, suggest
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = Space(max_epochs=1)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     for params in baseline_params():
