@@ -7,7 +7,7 @@ by pooling; output elements written by any op; the number of ops; one constant),
 non-negative weighted sum of those counts. The weights are calibrated once by running the native backend's
 C for a few small models on the emulated Cortex-M4 (:func:`edgedigit.runtimes.native_host.run_qemu_m4`:
 QEMU mps2-an386 with ``-icount``, the SMLAD/SXTB16 kernel path) and fitting the measured instructions with
-non-negative least squares (``scipy.optimize.nnls``). The calibration is cached in
+non-negative least squares on relative errors (``scipy.optimize.nnls``). The calibration is cached in
 ``build/search/cost_model.json`` under a key made of the native kernel sources, the compiler and the
 feature list, so a kernel change recalibrates it. Each finalist's estimate is checked by running it
 (:func:`edgedigit.search.runner.verify`).
@@ -35,6 +35,7 @@ FEATURES = ("conv_macs", "conv_in1_macs", "pointwise_macs", "depthwise_macs", "f
 CACHE_FILE = "cost_model.json"
 CALIBRATION_MODELS = 16  # random specs of the search space, plus the shipped cnn and tiny architectures
 CALIBRATION_IMAGES = 2
+FIT = "nnls-relative"  # how the weights are fitted (part of the cache key)
 
 
 def features(graph: Graph) -> dict[str, float]:
@@ -89,7 +90,8 @@ class CostModel:
 
 
 def fit(points: list[dict[str, Any]]) -> dict[str, float]:
-    """Non-negative least squares of measured instructions on the features of ``points``.
+    """Non-negative least squares of measured instructions on the features of ``points``, in relative terms
+    (each point's equation divided by its measurement: small models are fitted as well as large ones).
 
     Columns are scaled to a maximum of 1 for the solver and the weights scaled back.
     """
@@ -97,6 +99,8 @@ def fit(points: list[dict[str, Any]]) -> dict[str, float]:
 
     a = np.array([[p["features"][k] for k in FEATURES] for p in points], dtype=np.float64)
     b = np.array([p["measured"] for p in points], dtype=np.float64)
+    # relative errors: each row divided by its measurement, so a 30 k-instruction MLP counts as much as a 15 M cnn
+    a, b = a / b[:, None], np.ones_like(b)
     scale = np.where(a.max(axis=0) > 0, a.max(axis=0), 1.0)
     w, _ = nnls(a / scale, b)
     return {k: float(v / s) for k, v, s in zip(FEATURES, w, scale, strict=True)}
@@ -106,7 +110,7 @@ def cache_key() -> str:
     """What the calibration depends on: the native kernels and their templates, the M4 flags, the compiler."""
     from ..runtimes.native_host import M4_FLAGS
 
-    h = hashlib.sha256(" ".join((*FEATURES, *M4_FLAGS)).encode())
+    h = hashlib.sha256(" ".join((FIT, *FEATURES, *M4_FLAGS)).encode())
     folder = templates_dir() / "native"
     for p in sorted(folder.rglob("*")):
         if p.is_file() and "__pycache__" not in p.parts:
