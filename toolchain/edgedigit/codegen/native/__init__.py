@@ -38,6 +38,7 @@ from .ops import (
 from .planner import MemoryPlan
 from .prepare import (
     ACTIVATIONS,
+    FC_PRODUCTS,
     activation_range,
     channel_multipliers,
     pad_and_out,
@@ -48,7 +49,7 @@ from .prepare import (
 )
 
 __all__ = [
-    "ACTIVATIONS", "ALIGNMENT", "IMAGE_BYTES", "KERNEL_FILES", "SUPPORTED_OPS", "MemoryPlan", "NativeProgram",
+    "ACTIVATIONS", "ALIGNMENT", "FC_PRODUCTS", "IMAGE_BYTES", "KERNEL_FILES", "SUPPORTED_OPS", "MemoryPlan", "NativeProgram",
     "OpContext", "Step", "activation_range", "channel_multipliers", "check_graph", "generate", "generate_graph",
     "lowers", "pack_fc_weights", "pad_and_out", "plan", "planner", "prepare", "quantize_multiplier",
     "round_half_away", "softmax_params", "wrap_int32",
@@ -130,12 +131,15 @@ def _refuse_float_edges(graph: Graph) -> None:
                 "inference_output_type=tf.int8")
 
 
-def prepare(graph: Graph, alignment: int = ALIGNMENT) -> NativeProgram:
+def prepare(graph: Graph, alignment: int = ALIGNMENT, fc_product: str = "float32") -> NativeProgram:
     """Check, lower and plan ``graph`` once.
 
     Args:
         graph: the int8 model (``edgedigit.core.graph.load_graph``).
         alignment: every arena offset is a multiple of this.
+        fc_product: how a per-tensor FULLY_CONNECTED multiplies input and filter scale (:data:`FC_PRODUCTS`):
+            ``"float32"`` (default) as the TFLM that runs on devices, ``"double"`` as the ``tflite-micro``
+            Python wheel (the host reference ``run_tflm``), to compare with it bit for bit.
 
     Returns:
         The program, for :func:`generate` / :func:`generate_graph` and the flash/RAM budget.
@@ -144,8 +148,10 @@ def prepare(graph: Graph, alignment: int = ALIGNMENT) -> NativeProgram:
         ModelError: not full int8, not one input and one output, shapes or quantization a kernel cannot take.
         UnsupportedOpError: an operator, fused activation or option the backend lacks (named in the message).
     """
+    if fc_product not in FC_PRODUCTS:
+        raise ValueError(f"fc_product must be one of {FC_PRODUCTS}, not {fc_product!r}")
     check_graph(graph)
-    steps = tuple(lower(graph, op, n) for n, op in enumerate(graph.ops))
+    steps = tuple(lower(graph, op, n, fc_product) for n, op in enumerate(graph.ops))
     mp = planner.plan_steps(steps, graph.tensors, graph.inputs, graph.outputs, alignment)
     weights = int(sum(t.nbytes for t in graph.tensors if t.data is not None))
     return NativeProgram(graph, steps, mp, weights)

@@ -79,11 +79,17 @@ class Step:
 
 @dataclass(frozen=True)
 class OpContext:
-    """What a lowering gets: the graph, the op, and the op's position ``n`` (its C arrays are ``g_op<n>_*``)."""
+    """What a lowering gets: the graph, the op, and the op's position ``n`` (its C arrays are ``g_op<n>_*``).
+
+    ``fc_product`` is how a per-tensor FULLY_CONNECTED multiplies input and filter scale (see
+    :data:`.prepare.FC_PRODUCTS`): ``"float32"`` as the TFLM that runs on devices, ``"double"`` as the
+    ``tflite-micro`` Python wheel's binary.
+    """
 
     graph: Graph
     op: Op
     n: int
+    fc_product: str = "float32"
 
     @property
     def where(self) -> str:
@@ -183,8 +189,10 @@ def unsupported(graph: Graph, opcode: str) -> UnsupportedOpError:
                               f"(supported: {', '.join(supported_ops())})")
 
 
-def lower(graph: Graph, op: Op, n: int) -> Step:
+def lower(graph: Graph, op: Op, n: int, fc_product: str = "float32") -> Step:
     """Lower op ``n`` of ``graph`` through its registered lowering.
+
+    ``fc_product``: see :class:`OpContext`.
 
     Raises:
         UnsupportedOpError: no lowering for the op, or an option the kernel lacks.
@@ -193,7 +201,7 @@ def lower(graph: Graph, op: Op, n: int) -> Step:
     fn = _REGISTRY.get(op.opcode)
     if fn is None:
         raise unsupported(graph, op.opcode)
-    step = fn(OpContext(graph, op, n))
+    step = fn(OpContext(graph, op, n, fc_product))
     library = _LIBRARIES.get(op.opcode, "")
     return replace(step, library=library) if library != step.library else step
 
@@ -232,7 +240,8 @@ def multipliers(ctx: OpContext, t_in: Tensor, w: Tensor, t_out: Tensor, channels
         raise ModelError(f"{ctx.where}: weight tensor {w.name} has a nonzero zero point; int8 weights must be "
                          "symmetric")
     return channel_multipliers(float(t_in.scale[0]), w.scale, float(t_out.scale[0]), channels,
-                               float32_product=ctx.op.opcode == "FULLY_CONNECTED" and w.scale.size == 1)
+                               float32_product=ctx.op.opcode == "FULLY_CONNECTED" and w.scale.size == 1
+                               and ctx.fc_product == "float32")
 
 
 def bias(ctx: OpContext, channels: int) -> np.ndarray | None:

@@ -94,6 +94,15 @@ def pad_and_out(padding: int, in_size: int, k: int, stride: int, dilation: int, 
     return total // 2, out
 
 
+# How a per-tensor FULLY_CONNECTED multiplies input scale x filter scale before dividing by the output scale.
+# "float32": static_cast<double>(input->params.scale * filter->params.scale), a float product, as the C++ of
+# every TFLM that runs on devices says it and compiles it (kernel_util.cc GetQuantizedConvolutionMultipler in
+# tflite-micro, Arduino_TensorFlowLite and esp-tflite-micro; vmul.f32 on a Cortex-M4). "double": the product of
+# the widened scales, as the x86-64 binary of the tflite-micro Python wheel computes it (cvtss2sd, cvtss2sd,
+# mulsd): the host reference run_tflm. The two differ in the last bit of rare multipliers.
+FC_PRODUCTS = ("float32", "double")
+
+
 def channel_multipliers(input_scale: float, filter_scales: np.ndarray, output_scale: float, channels: int,
                         float32_product: bool) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel (or broadcast per-tensor) multipliers and shifts, as TFLM's Prepare computes them.
