@@ -209,6 +209,26 @@ def test_multi_input_calls_pass_one_pointer_per_input(tiny):
         in code
 
 
+def test_fc_product_float32_by_default_double_as_the_wheel(tiny):
+    """Per-tensor FC: float32(s_in * s_w) as TFLM's C++ (the firmware), or the product in double as the wheel."""
+    weights = {tiny.tensors[op.inputs[1]].index for op in tiny.ops if op.opcode == "FULLY_CONNECTED"}
+    tiny = dataclasses.replace(tiny, tensors=[  # tiny's FC is per channel: make it per tensor
+        dataclasses.replace(t, scale=t.scale[:1], zero_point=t.zero_point[:1]) if t.index in weights else t
+        for t in tiny.tensors])
+    fc_steps = [(n, s) for n, s in enumerate(native.prepare(tiny).steps) if s.op.opcode == "FULLY_CONNECTED"]
+    assert fc_steps and native.FC_PRODUCTS == ("float32", "double")
+    double = native.prepare(tiny, fc_product="double").steps
+    for n, s in fc_steps:
+        s_in, s_w, s_out = (np.float32(tiny.tensors[t].scale[0]) for t in (s.op.inputs[0], s.op.inputs[1],
+                                                                           s.op.outputs[0]))
+        mult = dict((name, v) for _, name, v in s.arrays)[f"g_op{n}_multiplier"]
+        wheel = dict((name, v) for _, name, v in double[n].arrays)[f"g_op{n}_multiplier"]
+        assert set(mult) == {native.quantize_multiplier(float(s_in * s_w) / float(s_out))[0]}
+        assert set(wheel) == {native.quantize_multiplier(float(s_in) * float(s_w) / float(s_out))[0]}
+    with pytest.raises(ValueError, match="fc_product must be one of"):
+        native.prepare(tiny, fc_product="float64")
+
+
 # ---- Prepare arithmetic of the new ops ---------------------------------------------------------------------------
 
 def test_broadcast_loops_fuse_like_tflm():
