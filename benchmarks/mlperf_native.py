@@ -22,7 +22,8 @@ wheel on every element; the columns show how many elements the device arithmetic
     PYTHONPATH=toolchain python benchmarks/mlperf_native.py [--host-inputs 1000] [--m4-inputs 100] [--models ad01 kws01]
 
 Prints one table (model, ops, elements compared host/M4, elements differing, emulated instructions per
-inference on the M4, flash = bytes of the generated constant arrays, RAM = the activation arena) and writes
+inference on the M4, flash = bytes of the generated constant arrays, RAM = the activation arena, and the
+text+data / data+bss of the generated C linked alone for a Cortex-M4) and writes
 ``<build>/results/mlperf-native.json``. Exit status 1 if an element differs where it must not.
 """
 
@@ -186,6 +187,27 @@ def flash_bytes(program) -> int:
     return int(sum(values.size * CTYPE_BYTES[ctype] for s in program.steps for ctype, _, values in s.arrays))
 
 
+def m4_image_bytes(graph, program) -> dict | None:
+    """text, data and bss of the generated C alone, linked for a Cortex-M4 with unused code dropped
+    (run_qemu_m4's flags, ``--gc-sections`` from ``edgedigit_native_run``); None without arm-none-eabi-gcc."""
+    from edgedigit.codegen import native
+    from edgedigit.runtimes.native_host import M4_FLAGS
+
+    gcc, size = shutil.which("arm-none-eabi-gcc"), shutil.which("arm-none-eabi-size")
+    if gcc is None or size is None:
+        return None
+    files = native.generate_graph(graph, variant=graph.path.stem, source_name=graph.path.name, program=program)
+    with tempfile.TemporaryDirectory(prefix="edgedigit-m4-size-") as tmp:
+        for fname, text in files.items():
+            (Path(tmp) / fname).write_text(text)
+        subprocess.run([gcc, *M4_FLAGS, "-nostdlib", "-nostartfiles", "-Wl,--gc-sections", "-Wl,-e,edgedigit_native_run",
+                        "-o", "graph.elf", *sorted(f for f in files if f.endswith(".c")), "-lgcc"], cwd=tmp, check=True)
+        text_b, data_b, bss_b = (int(v) for v in subprocess.run([size, "graph.elf"], cwd=tmp, check=True,
+                                                                 capture_output=True, text=True
+                                                                 ).stdout.splitlines()[1].split()[:3])
+    return {"text": text_b, "data": data_b, "bss": bss_b, "flash": text_b + data_b, "ram": data_b + bss_b}
+
+
 def measure(name: str, path: Path, host_n: int, m4_n: int, runner: Path | None) -> dict:
     from edgedigit.codegen import native
     from edgedigit.core.graph import load_graph
@@ -207,7 +229,7 @@ def measure(name: str, path: Path, host_n: int, m4_n: int, runner: Path | None) 
         "host_differ_wheel_arith_vs_wheel": int((wheel_c != wheel).sum()),
         "flash_bytes": flash_bytes(program), "model_weights_bytes": program.weights_bytes,
         "arena_bytes": program.arena_bytes, "arena_lower_bound_bytes": program.plan.lower_bound,
-        "host_us_per_inference": round(host_s / host_n * 1e6, 1),
+        "host_us_per_inference": round(host_s / host_n * 1e6, 1), "m4_image": m4_image_bytes(g, program),
     }
     if runner is not None:
         device = device_outputs(runner, path, x, g.output.shape)
@@ -256,7 +278,7 @@ def main() -> int:
           "native C with the device arithmetic unless marked 'wheel arith.'")
     print(f"{'model':6s} {'ops':>4s} {'host elts':>10s} {'!=device':>9s} {'!=wheel':>8s} {'wheel arith.':>12s} "
           f"{'M4 elts':>8s} {'M4!=host':>8s} {'M4!=dev':>8s} {'M4!=wheel':>9s} {'instr/inf':>12s} "
-          f"{'flash B':>8s} {'RAM B':>7s}")
+          f"{'flash B':>8s} {'RAM B':>7s} {'M4 flash':>8s} {'M4 RAM':>7s}")
     for r in rows:
         na = "-"
         print(f"{r['model']:6s} {r['ops']:4d} {r['host_elements']:10d} "
@@ -264,12 +286,14 @@ def main() -> int:
               f"{r['host_differ_device_arith_vs_wheel']:8d} {r['host_differ_wheel_arith_vs_wheel']:12d} "
               f"{r.get('m4_elements', na):>8} {r.get('m4_differ_vs_host_c', na):>8} "
               f"{r.get('m4_differ_vs_device_tflm', na) if dev else na:>8} {r.get('m4_differ_vs_wheel', na):>9} "
-              f"{r.get('m4_instructions_per_inference', 0):12,d} {r['flash_bytes']:8d} {r['arena_bytes']:7d}")
+              f"{r.get('m4_instructions_per_inference', 0):12,d} {r['flash_bytes']:8d} {r['arena_bytes']:7d} "
+              f"{(r['m4_image'] or {}).get('flash', na):>8} {(r['m4_image'] or {}).get('ram', na):>7}")
     print("columns: !=device / !=wheel: elements of the native C (device arithmetic) differing from TFLM built from "
           "its C++ sources / from the tflite-micro wheel; wheel arith.: the native C built with the wheel's per-tensor "
           "FC multipliers vs the wheel; M4: the same C on qemu-m4; instr/inf: emulated instructions in "
           "edgedigit_native_run (QEMU -icount, not cycles); flash: bytes of the generated constant arrays; RAM: "
-          "the activation arena")
+          "the activation arena; M4 flash / RAM: text+data / data+bss of the generated C alone linked for a "
+          "Cortex-M4 (-O2, unused code dropped; RAM is the arena plus a few statics, no stack)")
     out = results_dir() / "mlperf-native.json"
     write_json(out, {"machine": machine(), "host_inputs": args.host_inputs, "m4_inputs": args.m4_inputs,
                      "seed": 0, "tflm_src": str(args.tflm_src) if dev else None, "results": rows})
