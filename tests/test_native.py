@@ -46,6 +46,12 @@ def _assert_same_as_tflm(path: Path, images: np.ndarray, cache: Path) -> None:
     assert bad.size == 0, f"{path.name}: {len(bad)} elements differ from TFLM, first at {bad[:3].tolist()}"
 
 
+def test_every_factory_model_is_compared_with_tflm(tflite_models):
+    # a model added to tflite_factory must join a comparison list, or it would never be checked
+    assert set(tflite_models) == set(FACTORY)
+    assert set(op_models()) == set(OP_MODELS)
+
+
 @pytest.mark.parametrize("name", FACTORY)
 def test_factory_models_equal_tflm_on_random_images(tflite_models, native_cache, name):
     _assert_same_as_tflm(tflite_models[name], random_images(300, seed=7), native_cache)
