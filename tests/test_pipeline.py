@@ -150,8 +150,10 @@ def fakes(build_dir, monkeypatch):
             raise ModelTooLargeError(f"{variant} does not fit uno's 32,256 B flash")
         calls.append(("export", variant, board, backend))
         p = build_dir / "firmware" / board / f"{variant}-{backend}"
-        p.mkdir(parents=True, exist_ok=True)
-        (p / "edgedigit.lock.json").write_text(variant)
+        (p / "src").mkdir(parents=True, exist_ok=True)
+        (p / "src" / "model.c").write_text(f"/* {variant} */")
+        (p / "edgedigit.lock.json").write_text(json.dumps({"variant": variant,
+                                                           "files": {"src/model.c": file_hash(p / "src" / "model.c")}}))
 
     def fake_bench_host(names, ds, cfg):
         calls.append(("bench host", tuple(names)))
@@ -169,7 +171,10 @@ def fakes(build_dir, monkeypatch):
     def fake_device(board, variant, samples=0, data=None, progress=True, project=None):
         assert project == build_dir / "firmware" / board / f"{variant}-native"  # the export stage's project
         calls.append(("device", board, variant, samples))
-        (results / f"device-{board}-{variant}.json").write_text(json.dumps({"samples": samples}))
+        session = [{"type": "session", "session": "s1", "samples": samples}]
+        rows = [{"type": "sample", "index": i} for i in range(samples)]
+        (results / f"device-{board}-{variant}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in session + rows))
+        (results / f"device-{board}-{variant}.json").write_text(json.dumps({"samples": samples, "session": "s1"}))
 
     def fake_report(board):
         calls.append(("report", board))
