@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -220,6 +221,16 @@ def test_real_stage_list_qemu(fakes):
     res = CliRunner().invoke(app, ["pipeline", "--board", "qemu-m4", "--variant", "mlp-pruned", "--samples", "60"])
     ran = [line.split(":")[0] for line in res.output.splitlines() if ": ran" in line]
     assert ran == ["bench device qemu-m4 mlp", "bench device qemu-m4 mlp-pruned", "report"]
+
+    # issue 15: a generated file edited by hand makes its export incomplete (re-exported); a device results file
+    # shorter than its summary makes that bench run again
+    build = Path(os.environ["EDGEDIGIT_BUILD"])
+    (build / "firmware" / "qemu-m4" / "mlp-native" / "src" / "model.c").write_text("/* edited */")
+    jsonl = build / "results" / "device-qemu-m4-mlp-pruned.jsonl"
+    jsonl.write_text("".join(jsonl.read_text().splitlines(keepends=True)[:30]))
+    res = CliRunner().invoke(app, ["pipeline", "--board", "qemu-m4", "--variant", "mlp-pruned", "--samples", "60"])
+    ran = [line.split(":")[0] for line in res.output.splitlines() if ": ran" in line]
+    assert ran == ["export qemu-m4 mlp native", "bench device qemu-m4 mlp-pruned"]  # same bytes again: no report
 
 
 def test_boards_that_do_not_run_here_skip_the_device_stage(fakes):

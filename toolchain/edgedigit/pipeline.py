@@ -113,6 +113,8 @@ def run_stages(stages: Iterable[Stage], force: bool = False, echo: Callable[[str
                 res = StageResult(stage.name, "skipped")
             else:
                 t0 = time.perf_counter()
+                stamp = stamps_dir() / f"{_slug(stage.name)}.json"
+                stamp.unlink(missing_ok=True)  # a run that fails or is killed leaves no stamp behind
                 try:
                     stage.run()
                 except MissingPart as e:
@@ -129,8 +131,7 @@ def run_stages(stages: Iterable[Stage], force: bool = False, echo: Callable[[str
                     why = stage.incomplete()
                     if why is not None:
                         raise EdgeDigitError(f"pipeline stage '{stage.name}' ran but its outputs are incomplete: {why}")
-                    write_json(stamps_dir() / f"{_slug(stage.name)}.json",
-                               {"stage": stage.name, "edgedigit": __version__, "inputs": inputs, "outputs": outs})
+                    write_json(stamp, {"stage": stage.name, "edgedigit": __version__, "inputs": inputs, "outputs": outs})
                     res = StageResult(stage.name, "ran", seconds=time.perf_counter() - t0)
         echo(res.line())
         results.append(res)

@@ -42,14 +42,25 @@ def _alive(pid: int) -> bool:
 
 
 def _named(e: OSError, path: Path, *hidden: Path) -> OSError:
-    """``e`` naming ``path`` when it names nothing or one of the ``hidden`` temporary names."""
+    """``e`` naming ``path`` when it names nothing, or what a ``hidden`` temporary name stands for.
+
+    A name inside a staged folder is mapped to the same name inside its final folder.
+    """
     if e.errno is None:  # not from the OS (a message only): leave it as it is
         return e
-    if e.filename is None or any(str(e.filename).startswith(str(h)) for h in hidden):
-        named = OSError(e.errno, e.strerror or os.strerror(e.errno or 0), str(path))
-        named.__cause__ = e
-        return named
-    return e
+    name = None if e.filename is None else str(e.filename)
+    if name is None:
+        name = str(path)
+    else:
+        for h in map(str, hidden):
+            if name == h or name.startswith(h + os.sep):
+                name = str(path) + name[len(h):]
+                break
+        else:
+            return e
+    named = OSError(e.errno, e.strerror or os.strerror(e.errno), name)
+    named.__cause__ = e
+    return named
 
 
 def _remove(path: Path) -> None:

@@ -6,7 +6,7 @@ record and summary carries the same :func:`machine` description of the host that
 
 A result measured as one session of N samples (``bench device``) is never written over a complete earlier
 one while it runs: the session goes to ``<name>.jsonl.partial`` beside it (:meth:`ResultFile.start_session`,
-:meth:`ResultFile.resume_session`) and replaces ``<name>.jsonl`` only when it is complete
+:meth:`ResultFile.continue_session`) and replaces ``<name>.jsonl`` only when it is complete
 (:meth:`ResultFile.finish_session`), so an interrupted run leaves the earlier complete result and a
 resumable partial one. :meth:`ResultFile.incomplete` says when a summary and its records disagree.
 
@@ -143,15 +143,21 @@ class ResultFile:
         write_atomic(self.partial, json.dumps({**header, "session": session}, sort_keys=True, default=jsonable) + "\n")
         return session
 
-    def resume_session(self) -> list[dict[str, Any]]:
-        """The records to continue: the partial session, else (copied into a new partial) the complete one.
+    def resume_session(self) -> tuple[Path, list[dict[str, Any]]]:
+        """The session to continue: the partial one, else the complete one; nothing is written.
 
         Returns:
-            The records of the session continued (empty when there is none).
+            The file read and its records (empty when there is none).
         """
+        path = self.partial if self.partial.is_file() else self.jsonl
+        return path, read_jsonl(path)
+
+    def continue_session(self, header: dict[str, Any]) -> None:
+        """Continue the session :meth:`resume_session` read: append one more connection ``header`` to the
+        partial file (a complete one is first copied into a new partial file, and stays as it is)."""
         if not self.partial.is_file() and self.jsonl.is_file():
             write_atomic(self.partial, self.jsonl.read_bytes())
-        return read_jsonl(self.partial)
+        self.append_partial(header)
 
     def append_partial(self, record: dict[str, Any]) -> None:
         """Append one record to the session in progress (flushed and fsynced)."""

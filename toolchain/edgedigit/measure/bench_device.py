@@ -215,16 +215,17 @@ def bench_device(board_name: str, variant: str = "mlp", *, backend: str = "nativ
 
     results = ResultFile(device_name(board.id, variant))
     out = results.jsonl
-    header, done = _session(results.resume_session()) if resume else (None, {})
+    source, records = results.resume_session() if resume else (out, [])
+    header, done = _session(records)
     if resume and header is not None:
         if header.get("model_sha256") != host_sha or header.get("dataset") != dataset.describe():
-            raise DeviceError(f"{results.partial}: was recorded with model {header.get('model_sha256')} on "
+            raise DeviceError(f"{source}: was recorded with model {header.get('model_sha256')} on "
                               f"{header.get('dataset')!r}; now {host_sha} on {dataset.describe()!r}; "
                               "run without --resume to start again")
     done = {i: r for i, r in done.items() if i < n}
     note = str(board.run.get("counter_note", ""))
     if done:
-        log(f"resuming: {len(done)} of {n} samples already in {results.partial}")
+        log(f"resuming: {len(done)} of {n} samples already in {source}")
 
     with _connect(board, port, variant, backend, project, log, force) as (dev, running, facts):
         where = port or running.url
@@ -240,7 +241,7 @@ def bench_device(board_name: str, variant: str = "mlp", *, backend: str = "nativ
             session = results.start_session(connection)
         else:  # the same session continues: one more connection header (a file from before ids: a new id)
             session = str(header.get("session") or secrets.token_hex(8))
-            results.append_partial({**connection, "session": session})
+            results.continue_session({**connection, "session": session})
         first = images[0].tobytes()
         for _ in range(WARMUP_RUNS):
             dev.classify(first)

@@ -113,7 +113,7 @@ def before_build(board: Board, project: Path, force: bool = False,
         raise ModelError(f"{changes[0]}{more}; export it again (`edgedigit export --board {board.id}`) or pass "
                          "--force to build it anyway")
     if changes:
-        say = warn or (lambda msg: print(msg, file=sys.stderr))
+        say = warn if warn is not None else (lambda msg: print(msg, file=sys.stderr))
         for change in changes:
             say(f"warning: --force: building a project that is not the exported one: {change}")
     missing_tools(board)
