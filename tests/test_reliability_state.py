@@ -378,3 +378,48 @@ def test_device_stage_is_stale_when_its_jsonl_is_short(build_dir, monkeypatch):
     results = ResultFile("device-host-mlp")
     results.jsonl.write_text("\n".join(results.jsonl.read_text().splitlines()[:8]) + "\n")
     assert _lines([stage]) == ["bench device host mlp: ran"] and runs == [20, 20]
+
+
+# ---- a killed run leaves no firmware running --------------------------------------------------------------
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in ("Z", "X")  # a zombie no one reaps is dead all the same
+
+
+def test_the_host_firmware_dies_with_a_killed_run(tmp_path):
+    from conftest import require_tool
+    from helpers import assemble
+
+    require_tool("cc")
+    require_tool("setpriv")
+    from edgedigit.targets import devices
+
+    project = assemble(tmp_path / "proj", "host")
+    devices.make(project)
+    child = _python(f"""
+import time
+from pathlib import Path
+from edgedigit.targets import devices
+from edgedigit.targets.boards import load_board
+with devices.start(Path({str(project)!r}), load_board('host')) as running:
+    print(running.process.pid, flush=True)
+    time.sleep(60)
+""", tmp_path / "build")
+    try:
+        firmware = int(child.stdout.readline())
+        assert not _gone(firmware)
+    finally:
+        child.send_signal(signal.SIGKILL)  # no finally runs in the child: only the kernel can stop the firmware
+        child.wait()
+    for _ in range(100):
+        if _gone(firmware):
+            break
+        import time
+
+        time.sleep(0.05)
+    assert _gone(firmware)

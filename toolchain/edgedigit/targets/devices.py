@@ -7,7 +7,8 @@
   Its counter counts emulated instructions, not cycles of a real chip.
 
 How each board is run comes from the ``[run]`` table of its board file. The process is always stopped
-in a ``finally``.
+in a ``finally``; and it is started under ``setpriv --pdeathsig KILL`` (util-linux) where that exists, so a
+run killed with SIGKILL (no ``finally``) does not leave the firmware or QEMU running.
 """
 
 from __future__ import annotations
@@ -132,6 +133,12 @@ def heap_symbols(elf: Path, nm_tool: str = "arm-none-eabi-nm") -> list[str]:
     return sorted(n for n in _HEAP_SYMBOLS if n in names)
 
 
+def _die_with_parent() -> list[str]:
+    """A command prefix that makes the started process die with this one (the kernel's parent-death signal)."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv and os.uname().sysname == "Linux" else []
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -184,7 +191,8 @@ def start(project: Path, board: Any) -> Iterator[Running]:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as log_file:
         if spec.kind == "host":
-            proc = subprocess.Popen([str(binary)], stdout=subprocess.PIPE, stderr=log_file, stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen([*_die_with_parent(), str(binary)], stdout=subprocess.PIPE, stderr=log_file,
+                                    stdin=subprocess.DEVNULL)
             try:
                 url = _read_pty_path(proc, binary, spec.boot_timeout_s)
                 yield Running(url, proc, log, spec)
@@ -195,7 +203,7 @@ def start(project: Path, board: Any) -> Iterator[Running]:
         else:
             emulator = _tool(spec.emulator or "qemu-system-arm", "run the qemu-m4 board")
             port = _free_port()
-            cmd = [emulator, *spec.args, "-kernel", str(binary),
+            cmd = [*_die_with_parent(), emulator, *spec.args, "-kernel", str(binary),
                    "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on"]
             proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             try:
