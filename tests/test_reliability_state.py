@@ -11,6 +11,7 @@ in ``benchmarks/reliability_interrupt.py`` (they need root).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -110,6 +111,27 @@ def test_writers_are_refused_in_one_line_and_readers_are_not_blocked(build_dir, 
             assert res.exit_code == 0, (args, res.output)
         res = runner.invoke(app, ["select", "--board", "host"])  # a reader: refused for its own reason only
         assert res.output.startswith("error: no trained variant in "), res.output
+
+
+def test_the_holder_is_recorded_with_what_was_typed(build_dir, monkeypatch, tmp_path):
+    import edgedigit.core.lock as lock
+
+    seen = []
+
+    @contextlib.contextmanager
+    def record(command, build=None):  # refuses, as a held lock would: the command itself never runs
+        seen.append(command)
+        raise BuildLockedError("held")
+        yield
+
+    monkeypatch.setattr(lock, "build_lock", record)
+    for args in (["report", "--board", "host", "--out", str(tmp_path / "r")],
+                 ["bench", "stress", "mlp", "rfe-lr", "--iterations", "5", "--json"],
+                 ["pipeline", "--board", "host", "--variant", "mlp", "--variant", "cnn"]):
+        assert CliRunner().invoke(app, args).output == "error: held\n"
+    assert seen == [f"edgedigit report --board host --out {tmp_path / 'r'}",
+                    "edgedigit bench stress mlp rfe-lr --iterations 5 --json",
+                    "edgedigit pipeline --board host --variant mlp --variant cnn"]
 
 
 # ---- staged replaces: permissions, leftovers, recovery ----------------------------------------------------

@@ -45,13 +45,28 @@ class Writer(TyperCommand):
     def invoke(self, ctx):  # type: ignore[override]
         from ..core.lock import build_lock
 
-        words = [ctx.command_path]
-        for key in ("board", "variant", "variants"):
-            value = ctx.params.get(key)
-            if value:
-                words += value if isinstance(value, list) else [f"--{key} {value}"]
-        with build_lock(" ".join(words)):
+        with build_lock(_command_line(self, ctx)):
             return super().invoke(ctx)
+
+
+def _command_line(command: TyperCommand, ctx) -> str:
+    """``edgedigit <command> <what was given on the command line>``: what a refused second writer is told."""
+    words = ["edgedigit", *ctx.command_path.split()[1:]]
+    for param in command.params:
+        source = ctx.get_parameter_source(param.name)
+        if source is None or source.name != "COMMANDLINE":
+            continue
+        value = ctx.params.get(param.name)
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        if param.param_type_name == "argument":
+            words += [str(v) for v in values]
+        elif getattr(param, "is_flag", False):
+            words.append(param.opts[0] if value else (param.secondary_opts or param.opts)[0])
+        else:
+            for v in values:
+                words += [param.opts[0], str(v)]
+    line = " ".join(words)
+    return line if len(line) <= 200 else line[:199] + "…"
 
 
 app = typer.Typer(

@@ -46,6 +46,11 @@ def _named(e: OSError, path: Path, *hidden: Path) -> OSError:
 
     A name inside a staged folder is mapped to the same name inside its final folder.
     """
+    if e.errno is None and isinstance(e, shutil.Error) and e.args and isinstance(e.args[0], list):
+        for _, dst, why in e.args[0]:  # shutil.copytree gathers its errors as text: the first with an errno
+            m = re.search(r"\[Errno (\d+)\]", str(why))
+            if m:
+                return _named(OSError(int(m[1]), os.strerror(int(m[1])), str(dst)), path, *hidden)
     if e.errno is None:  # not from the OS (a message only): leave it as it is
         return e
     name = None if e.filename is None else str(e.filename)
