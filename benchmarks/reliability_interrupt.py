@@ -671,6 +671,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base", type=Path, default=None,
                    help="an existing small build made with the pipeline above and --data (copied, never changed)")
     args = p.parse_args(argv)
+    # a shell that starts this in the background ignores SIGINT, and children inherit an ignored signal (Python
+    # then installs no KeyboardInterrupt): handle it here, so that the children start with the default again
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     only = set(args.only.split(","))
     t0 = time.monotonic()
     rng = random.Random(args.seed)
