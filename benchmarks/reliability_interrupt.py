@@ -626,7 +626,7 @@ def markdown(r: dict) -> list[str]:
 
 def _short(message: str) -> str:
     m = re.sub(r"/tmp/[^\s/]+/", "…/", message)
-    return (m[:170] + ("…" if len(m) > 170 else "")).replace("|", "/")
+    return (m[:170] + ("…" if len(m) > 170 else "")).replace("|", "/").replace("`", "'")
 
 
 def write_doc(doc: Path, lines: list[str]) -> None:
@@ -678,7 +678,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     rng = random.Random(args.seed)
     report: dict = {"moments": args.moments, "recover_every": args.recover_every, "seed": args.seed,
-                    "command": "nice .venv/bin/python benchmarks/reliability_interrupt.py " + " ".join(argv or sys.argv[1:])}
+                    "command": (f"{'EDGEDIGIT_DATA=' + str(args.data) + ' ' if args.data else ''}nice .venv/bin/python "
+                                f"benchmarks/reliability_interrupt.py --moments {args.moments} --recover-every "
+                                f"{args.recover_every} --seed {args.seed} --doc docs/reliability.md")}
     with tempfile.TemporaryDirectory(prefix="edgedigit-interrupt-") as tmp:
         root = Path(tmp)
         data, report["build"] = small_data(args.data, root)
