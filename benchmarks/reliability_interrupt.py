@@ -95,15 +95,16 @@ def run(args: list[str], build: Path, extra: dict[str, str] | None = None, timeo
     return Run(p.returncode, p.stdout, p.stderr, time.monotonic() - t0)
 
 
-def session_pids(sid: int) -> list[int]:
-    """Processes of session ``sid`` (what a killed run left running)."""
+def session_pids(sid: int) -> list[tuple[int, str]]:
+    """Processes of session ``sid`` (what a killed run left running): (pid, name)."""
     out = []
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             with contextlib.suppress(OSError, IndexError, ValueError):
-                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+                text = (d / "stat").read_text()
+                fields = text.rsplit(")", 1)[1].split()
                 if int(fields[3]) == sid and fields[0] not in ("Z", "X"):
-                    out.append(int(d.name))
+                    out.append((int(d.name), text.split("(", 1)[1].rsplit(")", 1)[0]))
     return out
 
 
@@ -113,7 +114,7 @@ class Killed:
     at: float
     code: int | None
     finished_first: bool
-    orphans: int
+    orphans: list[str]
     err: str
 
 
@@ -139,10 +140,10 @@ def run_and_kill(args: list[str], build: Path, at: float, sig: int) -> Killed:
         _, err = p.communicate()
     time.sleep(0.3)  # give the kernel's parent-death signals a moment
     left = session_pids(p.pid)
-    for pid in left:
+    for pid, _ in left:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    return Killed(signal.Signals(sig).name, at, p.returncode, finished, len(left), err or "")
+    return Killed(signal.Signals(sig).name, at, p.returncode, finished, [name for _, name in left], err or "")
 
 
 # ---- what is on disk -------------------------------------------------------------------------------------
@@ -259,7 +260,7 @@ class Trials:
     kills: Counter = field(default_factory=Counter)
     finished_first: int = 0
     exit_codes: Counter = field(default_factory=Counter)
-    orphans: int = 0
+    orphans: Counter = field(default_factory=Counter)
     broken: list = field(default_factory=list)
     lost: list = field(default_factory=list)
     put_aside: int = 0
@@ -279,8 +280,12 @@ class Trials:
                  f"summary behind its JSONL after {self.summary_lagging}") if self.command.startswith("bench device") else ""
         return (f"| `{self.command}` | {self.full_seconds:.1f} s | {kills} ({self.finished_first} finished first) | "
                 f"{codes} | {len(self.broken)} | {len(self.lost)} ({self.put_aside} set aside, put back) | "
-                f"{len(self.stale)} | {self.leftovers_max} | {self.orphans} | "
+                f"{len(self.stale)} | {self.leftovers_max} | {_names(self.orphans)} | "
                 f"{self.recovered_identical}/{self.recoveries}{extra} |")
+
+
+def _names(counter: Counter) -> str:
+    return ", ".join(f"{n} {name}" for name, n in sorted(counter.items())) if counter else "0"
 
 
 def kill_trials(name: str, args: list[str], build: Path, outputs: list[str], audit: Audit, moments: int,
@@ -310,7 +315,7 @@ def kill_trials(name: str, args: list[str], build: Path, outputs: list[str], aud
         t.kills[res.signal] += 1
         t.finished_first += res.finished_first
         t.exit_codes[res.code] += 1
-        t.orphans += res.orphans
+        t.orphans.update(res.orphans)
         if sig == signal.SIGINT and "Traceback (most recent call last)" in res.err:
             t.sigint_tracebacks += 1
         t.broken += [f"kill {k}: {b}" for b in torn_or_broken(build)]
@@ -480,8 +485,11 @@ def refusing_filesystems(base: Path, root: Path, data: Path) -> dict:
             after = tree(build, skip_build=False)
             changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k)
                              and not k.startswith(("stamps/", ".edgedigit.lock")))
+            make_objects = [k for k in changed if re.match(r"firmware/[^/]+/[^/]+/build/", k)]  # make's own cache
+            changed = [k for k in changed if k not in make_objects]
             result["full"].append({"command": label, "exit": r.code, "one_line": r.one_line, "traceback": r.traceback,
-                                   "message": r.errors[:1], "changed": changed, "leftovers": len(leftovers(build))})
+                                   "message": r.errors[:1], "changed": changed, "make_objects": make_objects,
+                                   "leftovers": len(leftovers(build))})
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
     ro = root / "ro"
@@ -568,7 +576,7 @@ def markdown(r: dict) -> list[str]:
              "duration (seeded), alternately by SIGINT to the process group (Ctrl-C) and by SIGKILL to edgedigit "
              f"alone; an uninterrupted re-run every {r['recover_every']} kills and at the end.", "",
              "| command | uninterrupted run | kills | exit codes | broken files | outputs lost | stale stages up to date "
-             "| most leftovers after a kill | processes left running | re-runs identical, no leftovers |",
+             "| most leftovers after a kill | processes left running 0.3 s after the kill | re-runs identical, no leftovers |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     lines += [t for t in r["kill_rows"]]
     lines += ["", "*Broken files*: a JSON output that does not parse or a JSONL with a torn line. *Outputs lost*: an "
@@ -598,12 +606,14 @@ def markdown(r: dict) -> list[str]:
     else:
         lines += [f"Full: a copy of the build on a {fs['full_how']} filled up to 64 KiB; read-only: a copy behind "
                   "`mount --bind` + `remount,bind,ro`.", "",
-                  "| file system | command | exit | one line, no traceback | files changed | message |",
+                  "| file system | command | exit | one line, no traceback | outputs changed | message |",
                   "|---|---|---|---|---|---|"]
         for kind, rows in (("full", fs["full"]), ("read-only", fs["readonly"])):
             for row in rows:
                 changed = len(row.get("changed", [])) if kind == "full" else \
                     (0 if fs.get("readonly_unchanged") else "?")
+                if row.get("make_objects"):
+                    changed = f"{changed} (+{len(row['make_objects'])} object files make finished before the disk was full)"
                 lines.append(f"| {kind} | `{row['command']}` | {row['exit']} | "
                              f"{'yes' if row['one_line'] else 'NO'} | {changed} | "
                              f"{_short(row['message'][0]) if row['message'] else ''} |")
@@ -668,6 +678,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--doc", type=Path, default=None, help="write the section into this page (docs/reliability.md)")
     p.add_argument("--json", type=Path, default=None, help="write every figure here")
     p.add_argument("--only", default="kills,concurrency,moved,fs,edited,smaller")
+    p.add_argument("--commands", default="quantize,export,report,bench,pipeline",
+                   help="which commands the kill trials run (first word)")
     p.add_argument("--base", type=Path, default=None,
                    help="an existing small build made with the pipeline above and --data (copied, never changed)")
     args = p.parse_args(argv)
@@ -716,6 +728,8 @@ def main(argv: list[str] | None = None) -> int:
                      ("pipeline", ["pipeline", *PIPE, "--data", data], ["models/mlp", "firmware/host/mlp-native"],
                       "pipeline")]
             for name, cmd, outs, prep in specs:
+                if name.split()[0] not in args.commands.split(","):
+                    continue
                 build = root / "kills"
                 subprocess.run(["cp", "-a", str(base), str(build)], check=True)
                 cmd = [str(c).replace(str(base), str(build)) for c in cmd]

@@ -445,3 +445,17 @@ with devices.start(Path({str(project)!r}), load_board('host')) as running:
 
         time.sleep(0.05)
     assert _gone(firmware)
+
+
+def test_a_compiler_that_cannot_write_is_a_refused_write(tmp_path, monkeypatch):
+    from edgedigit.targets import devices
+
+    def full(cmd, **kw):
+        return subprocess.CompletedProcess(cmd, 2, stdout="cc -c src/a.c -o build/a.o\n",
+                                           stderr="Fatal error: can't write 3887 bytes to section .rodata of "
+                                                  "build/a.o: 'No space left on device'\nmake: *** Error 1\n")
+
+    monkeypatch.setattr(devices.subprocess, "run", full)
+    with pytest.raises(OSError) as e:
+        devices.make(tmp_path)
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(tmp_path / "build")

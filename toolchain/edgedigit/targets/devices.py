@@ -14,6 +14,7 @@ run killed with SIGKILL (no ``finally``) does not leave the firmware or QEMU run
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -78,15 +79,22 @@ def make(project: Path, timeout: float = 900.0) -> None:
 
     Raises:
         ToolError: make is missing, the build failed (the last lines of its output are quoted) or hung.
+        OSError: the compiler could not write its output (a full or read-only disk: ENOSPC, EROFS, EDQUOT),
+            naming the project's ``build/`` folder.
     """
     if shutil.which("make") is None:
         raise ToolError("make is not installed; install it (Debian: apt-get install make)")
     try:
-        proc = subprocess.run(["make", "-C", str(project)], capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run([*_die_with_parent(), "make", "-C", str(project)], capture_output=True, text=True,
+                              timeout=timeout)
     except subprocess.TimeoutExpired:
         raise ToolError(f"make in {project} did not finish in {timeout:.0f} s") from None
     if proc.returncode != 0:
-        tail = " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-6:])
+        output = proc.stdout + proc.stderr
+        for code in (errno.ENOSPC, errno.EROFS, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            if os.strerror(code) in output:  # the compiler could not write: the one line a refused write gets
+                raise OSError(code, os.strerror(code), str(project / "build"))
+        tail = " | ".join(output.strip().splitlines()[-6:])
         raise ToolError(f"make in {project} failed (exit {proc.returncode}): {tail}")
 
 
