@@ -11,7 +11,8 @@ happens in a temporary folder; ./build is never touched. Seeded: the kill moment
 for the same ``--seed``. Root is needed for the tmpfs and bind mounts (else those rows say "skipped").
 
 Kills: for each of ``quantize``, ``export``, ``report``, ``bench device`` (host board) and ``pipeline``,
-``--moments`` runs are started one after the other on the same copy and each is stopped at a random moment
+``--moments`` runs are started one after the other on the same copy (``bench device`` with 500 samples, so
+that most of its time is streaming) and each is stopped at a random moment
 within the duration of an uninterrupted run, alternately by SIGINT to its process group (Ctrl-C) and by
 SIGKILL to the edgedigit process alone. Each next run starts from what the killed one left (the worst
 case for recovery). After every kill: every JSON output parses, every output is whole (the old or the new
@@ -304,6 +305,7 @@ def kill_trials(name: str, args: list[str], build: Path, outputs: list[str], aud
     t.full_seconds = full.seconds
     ref = {rel: tree(build / rel) if (build / rel).is_dir() else {"": sha(build / rel)} for rel in outputs}
     device_file = build / "results" / "device-host-mlp.jsonl"
+    device_ref = device_projection(build)  # the samples of the uninterrupted run (this command's --samples)
     for k in range(1, moments + 1):
         if prepare:
             prepare()
@@ -335,7 +337,7 @@ def kill_trials(name: str, args: list[str], build: Path, outputs: list[str], aud
             after = sha(device_file) if device_file.is_file() else None
             if after == before_device:
                 t.old_result_kept += 1
-            elif not (jsonl_complete(device_file) and device_projection(build) == audit.device_ref):
+            elif not (jsonl_complete(device_file) and device_projection(build) == device_ref):
                 t.lost.append(f"kill {k}: the device result is neither the old complete one nor a new complete one")
             from edgedigit.core.results import ResultFile
 
@@ -351,7 +353,7 @@ def kill_trials(name: str, args: list[str], build: Path, outputs: list[str], aud
                    if (build / rel).exists()}
             same = now == ref
             if name.startswith(("bench device", "pipeline")):  # latencies differ run to run: the samples' fields
-                same = same and jsonl_complete(device_file) and device_projection(build) == audit.device_ref
+                same = same and jsonl_complete(device_file) and device_projection(build) == device_ref
             problems = []
             if rec.code != 0:
                 problems.append(f"exit {rec.code}: {rec.err[-300:]}")
@@ -586,7 +588,8 @@ def markdown(r: dict) -> list[str]:
               "(the real stage list and `pipeline.up_to_date`, evaluated after every kill). *Leftovers*: hidden "
               "`.edtmp`/`.edold` files of the killed run; the next run's lock sweeps them. Exit codes: 130 is "
               "Ctrl-C handled, -9 SIGKILL, -2 a Ctrl-C that came before edgedigit's handler was in place (while "
-              "Python imports), 0 a run that finished before the signal.", "",
+              "Python imports), 1 a Ctrl-C that stopped make or the firmware first (their failure is the one error "
+              "line), 0 a run that finished before the signal (or as it came).", "",
               "### Two writers at once (observation 3)", "",
               "| writers | first exit | second exit | second refused in one line naming the first's pid | "
               "readers (boards, data, select) | outputs intact | message |", "|---|---|---|---|---|---|---|"]
@@ -722,9 +725,9 @@ def main(argv: list[str] | None = None) -> int:
                      ("export --board host --variant mlp", ["export", "--board", "host", "--variant", "mlp"],
                       ["firmware/host/mlp-native"], None),
                      ("report --board host", ["report", "--board", "host"], ["reports"], None),
-                     ("bench device --board host --project P", ["bench", "device", "--board", "host", "--variant", "mlp",
-                                                               "--samples", "40", "--data", data, "--project", proj],
-                      [], None),
+                     ("bench device --board host --samples 500 --project P",
+                      ["bench", "device", "--board", "host", "--variant", "mlp", "--samples", "500", "--data", data,
+                       "--project", proj], [], None),
                      ("pipeline", ["pipeline", *PIPE, "--data", data], ["models/mlp", "firmware/host/mlp-native"],
                       "pipeline")]
             for name, cmd, outs, prep in specs:
