@@ -1,11 +1,19 @@
 /* edgedigit: start-up code of the `qemu-m4` board (Cortex-M4F, QEMU mps2-an386). Hand-written.
  *
- * Vector table, reset handler (copy .data, zero .bss, enable the FPU), default fault handler.
- * No CMSIS, no C library start-up files.
+ * Vector table, reset handler (enable the FPU, paint the stack, copy .data, zero .bss, run C++ static
+ * constructors), default fault handler. No CMSIS, no C library start-up files.
+ *
+ * The stack is painted with EDGEDIGIT_STACK_PAINT from its bottom (__stack_start) up to just below the
+ * reset handler's own frame, so the deepest use since reset can be read back from RAM: the host reads the
+ * stack through the emulator and counts the words still painted (edgedigit.targets.devices.STACK_PAINT).
  */
 #include <stdint.h>
 
-extern uint32_t __data_load, __data_start, __data_end, __bss_start, __bss_end, __stack_top;
+#define EDGEDIGIT_STACK_PAINT 0xC5C5C5C5u
+
+extern uint32_t __data_load, __data_start, __data_end, __bss_start, __bss_end, __stack_start, __stack_top;
+extern void (*__init_array_start[])(void);
+extern void (*__init_array_end[])(void);
 extern int main(void);
 void edgedigit_reset_handler(void);
 void edgedigit_systick_handler(void);
@@ -23,12 +31,20 @@ static void ignore_handler(void) {}
 void edgedigit_reset_handler(void) {
     CPACR |= (0xFu << 20); /* CP10 and CP11 full access: the FPU */
     __asm__ volatile("dsb\n\tisb" ::: "memory");
+    uint32_t *sp;
+    __asm__ volatile("mov %0, sp" : "=r"(sp));
+    for (volatile uint32_t *p = &__stack_start; p < sp - 16;) { /* 64 B below this frame stay unpainted */
+        *p++ = EDGEDIGIT_STACK_PAINT;
+    }
     uint32_t *src = &__data_load;
     for (uint32_t *dst = &__data_start; dst < &__data_end;) {
         *dst++ = *src++;
     }
     for (uint32_t *dst = &__bss_start; dst < &__bss_end;) {
         *dst++ = 0u;
+    }
+    for (void (**ctor)(void) = __init_array_start; ctor < __init_array_end; ++ctor) {
+        (*ctor)();
     }
     (void)main();
     for (;;) {
