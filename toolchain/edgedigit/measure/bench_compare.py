@@ -441,7 +441,8 @@ def run_firmware(board: Any, subject: _Subject, backend: str, kernels: str | Non
             "flash": sizes["flash"], "text": sizes["text"], "data": sizes["data"],
             "bss": sizes["bss"] - stack_reserved, "ram_static": static, "stack_used": stack["stack_used"],
             "stack_reserved": stack["stack_bytes"], "ram": static + stack["stack_used"],
-            "project": str(project), "tflm": res.lock["board"]["tflm"]}
+            "project": str(project), "tflm": res.lock["board"]["tflm"],
+            "model_flash": res.requirement.model_flash, "arena": res.requirement.arena}
 
 
 def compare_on_board(board_name: str, variants: Iterable[str] | None = None, models: Iterable[Path] | None = None,
@@ -533,9 +534,10 @@ def _board_record(board: Any, subject: _Subject, runs: dict[str, dict], missing:
         "ram_detail": {k: {f: r[f] for f in ("data", "bss", "ram_static", "stack_used", "stack_reserved")}
                        for k, r in runs.items()},
         "outputs_identical": same,
+        "images_identical": {k: int((r["raw"] == reference).all(axis=1).sum()) for k, r in runs.items()},
         "elements_identical": {k: int((r["raw"] == reference).sum()) for k, r in runs.items()},
         "elements": int(reference.size),
-        "firmware": {k: {"project": r["project"], "text": r["text"], "data": r["data"], "tflm": r["tflm"]}
+        "firmware": {k: {f: r[f] for f in ("project", "text", "data", "tflm", "model_flash", "arena")}
                      for k, r in runs.items()},
         "missing": missing,
     }

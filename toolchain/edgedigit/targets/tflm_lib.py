@@ -321,6 +321,9 @@ def _includes(tree: Tree, kernels: str) -> list[str]:
     if kernels == "cmsis-nn" and tree.layout != "arduino":
         dirs += [b / "third_party" / "cmsis_nn", b / "third_party" / "cmsis_nn" / "Include",
                  b / "third_party" / "cmsis" / "CMSIS" / "Core" / "Include"]
+    resolver = (b / "tensorflow" / "lite" / "micro" / "micro_mutable_op_resolver.h").read_text(errors="replace")
+    if "signal/micro/kernels/" in resolver and not (b / "signal").is_dir():
+        dirs.append(templates_dir() / "tflm_lib" / "signal_shim")  # a tree shipped without its signal/ library
     if tree.layout == "esp-tflite-micro":
         dirs += [b / "third_party" / "kissfft", templates_dir() / "tflm_lib" / "esp_shim"]
         if kernels == "esp-nn" and tree.esp_nn is not None:

@@ -1,7 +1,8 @@
 /* edgedigit: start-up code of the `qemu-m4` board (Cortex-M4F, QEMU mps2-an386). Hand-written.
  *
  * Vector table, reset handler (enable the FPU, paint the stack, copy .data, zero .bss, run C++ static
- * constructors), default fault handler. No CMSIS, no C library start-up files.
+ * constructors), default fault handler, and the few C/C++ runtime hooks a bare-metal C++ runner (TFLM)
+ * needs. No CMSIS, no C library start-up files.
  *
  * The stack is painted with EDGEDIGIT_STACK_PAINT from its bottom (__stack_start) up to just below the
  * reset handler's own frame, so the deepest use since reset can be read back from RAM: the host reads the
@@ -47,6 +48,38 @@ void edgedigit_reset_handler(void) {
         (*ctor)();
     }
     (void)main();
+    for (;;) {
+    }
+}
+
+/* C++ runtime hooks. The firmware never returns from main, so static objects' destructors are never
+ * registered (nothing would run them; newlib's __cxa_atexit would also need crtbegin's __dso_handle), and
+ * abort() (TFLM's TFLITE_ABORT) ends the emulation through semihosting with exit code 134 instead of
+ * newlib's abort, which pulls in signal handling and malloc. */
+void *__dso_handle = 0;
+int __aeabi_atexit(void *object, void (*destructor)(void *), void *dso);
+int __cxa_atexit(void (*destructor)(void *), void *object, void *dso);
+void abort(void) __attribute__((noreturn));
+
+int __aeabi_atexit(void *object, void (*destructor)(void *), void *dso) {
+    (void)object;
+    (void)destructor;
+    (void)dso;
+    return 0;
+}
+
+int __cxa_atexit(void (*destructor)(void *), void *object, void *dso) {
+    (void)destructor;
+    (void)object;
+    (void)dso;
+    return 0;
+}
+
+void abort(void) {
+    static const uint32_t block[2] = {0x20026u /* ADP_Stopped_ApplicationExit */, 134u};
+    register uint32_t r0 __asm__("r0") = 0x20u; /* SYS_EXIT_EXTENDED */
+    register const uint32_t *r1 __asm__("r1") = block;
+    __asm__ volatile("bkpt 0xab" : : "r"(r0), "r"(r1) : "memory");
     for (;;) {
     }
 }
