@@ -5,14 +5,12 @@ from it (nothing is compiled here: test_tflm_firmware.py builds and runs)."""
 from __future__ import annotations
 
 import json
-import tomllib
 
 import pytest
 
 from conftest import require_tree
 from edgedigit.core.errors import BoardError, EdgeDigitError, UnsupportedOpError
 from edgedigit.core.graph import load_graph
-from edgedigit.core.paths import boards_dir
 from edgedigit.targets import tflm_lib
 from edgedigit.targets.backends import default_backend
 from edgedigit.targets.boards import load_board
@@ -178,7 +176,3 @@ def test_the_stack_paint_word_is_the_firmwares():
     startup = (templates_dir() / "platform" / "qemu-m4" / "src" / "edgedigit_startup_m4.c").read_text()
     assert f"#define EDGEDIGIT_STACK_PAINT {STACK_PAINT:#X}u".replace("0X", "0x") in startup
 
-
-def test_nano33ble_runtime_figure_is_measured():
-    text = tomllib.loads((boards_dir() / "nano33ble.toml").read_text())
-    assert "measured" in text["runtime"]["tflm"]["basis"] and "qemu-m4" in text["runtime"]["tflm"]["basis"]
