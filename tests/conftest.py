@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+THIRD_PARTY = REPO.parent / "shared" / "third_party"  # read-only source trees beside the checkout (CI has them)
 
 
 def _require(flag: str) -> bool:
@@ -41,6 +42,29 @@ def require_tool(name: str) -> str:
             pytest.fail(f"EDGEDIGIT_REQUIRE_TOOLS=1 but {name} is not installed")
         pytest.skip(f"{name} not installed")
     return found
+
+
+def require_tree(name: str) -> Path:
+    """``../shared/third_party/<name>`` (a TFLM or ESP-NN source tree); skip without it, or fail when
+    EDGEDIGIT_REQUIRE_TOOLS=1 (CI has the trees)."""
+    path = THIRD_PARTY / name
+    if not path.is_dir():
+        if _require("EDGEDIGIT_REQUIRE_TOOLS"):
+            pytest.fail(f"EDGEDIGIT_REQUIRE_TOOLS=1 but the source tree {path} is missing")
+        pytest.skip(f"{path} not available")
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tflm_cache():
+    """TFLM compiled from a source tree goes to the repository's build/cache/tflm (not a test's temporary build
+    tree), so it is compiled once and reused by later test runs; an explicit $EDGEDIGIT_TFLM_CACHE wins."""
+    old = os.environ.get("EDGEDIGIT_TFLM_CACHE")
+    if old is None:
+        os.environ["EDGEDIGIT_TFLM_CACHE"] = str(REPO / "build" / "cache" / "tflm")
+    yield
+    if old is None:
+        os.environ.pop("EDGEDIGIT_TFLM_CACHE", None)
 
 
 @pytest.fixture

@@ -17,8 +17,10 @@ def test_shipped_boards_load_with_expected_ids_and_backends():
     assert boards["esp32dev"].backends == ("tflm", "native", "linear")
     assert boards["nano33ble"].backends == ("tflm", "native", "linear")
     assert boards["uno"].backends == ("native", "linear")
-    assert boards["host"].backends == ("native", "linear")
-    assert boards["qemu-m4"].backends == ("native", "linear")
+    # native first on the boards built here: it stays the default backend; tflm is compiled from a source tree
+    assert boards["host"].backends == ("native", "linear", "tflm")
+    assert boards["qemu-m4"].backends == ("native", "linear", "tflm")
+    assert boards["qemu-m4"].tflm.tree == boards["host"].tflm.tree == "../shared/third_party/tflite-micro"
     assert boards["uno"].flash_bytes == 32_256 and boards["uno"].ram_bytes == 2_048
     assert "32-bit" in boards["uno"].why_not("tflm")
     assert boards["esp32dev"].counter.unit == "cycles" and "CCOUNT" in boards["esp32dev"].counter.name
@@ -50,6 +52,7 @@ def test_tflm_library_facts():
     for b in (esp, nano):
         assert {"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "SOFTMAX", "RESHAPE"} <= b.tflm.ops
     assert "BATCH_MATMUL" in esp.tflm.ops and "BATCH_MATMUL" not in nano.tflm.ops
+    assert esp.tflm.tree == nano.tflm.tree == ""  # PlatformIO boards get TFLM from their lib_deps
 
 
 def test_aliases_resolve():
@@ -110,6 +113,13 @@ def test_missing_tflm_table_when_backend_listed(board_copy):
     end = text.index("[runtime.tflm]")
     board_copy.write_text(text[:start] + text[end:])
     with pytest.raises(BoardError, match=r"missing field '\[tflm\]'"):
+        load_board_file(board_copy)
+
+
+def test_a_source_tree_needs_a_make_board(board_copy):
+    text = board_copy.read_text()
+    board_copy.write_text(text.replace('include = ""', 'include = ""\ntree = "../shared/third_party/tflite-micro"', 1))
+    with pytest.raises(BoardError, match=r"esp32dev.toml: field \[tflm\] 'tree' needs build = \"make\""):
         load_board_file(board_copy)
 
 

@@ -72,12 +72,19 @@ def test_model_array_bytes_equal_the_tflite(tiny_project):
     assert re.search(rf"g_tiny_model_data_len = {len(raw)}u;", text)
 
 
+_CALL = re.compile(r"resolver\.(Add\w+)\(((?:tflite::Register_\w+\(\))?)\)")
+
+
 def test_op_resolver_registers_exactly_the_models_ops(tiny_project):
+    """One Add call per op in order of first use; int8-only kernel variants where the library has one."""
     text = _src(tiny_project, "edgedigit_op_resolver.h")
     ops = load_graph(TINY).op_names()
     assert ops == ["RESHAPE", "AVERAGE_POOL_2D", "FULLY_CONNECTED", "SOFTMAX"]
-    assert re.findall(r"resolver\.(Add\w+)\(\)", text) == ["AddReshape", "AddAveragePool2D", "AddFullyConnected",
-                                                           "AddSoftmax"]
+    assert _CALL.findall(text) == [("AddReshape", ""),
+                                   ("AddAveragePool2D", "tflite::Register_AVERAGE_POOL_2D_INT8()"),
+                                   ("AddFullyConnected", "tflite::Register_FULLY_CONNECTED_INT8()"),
+                                   ("AddSoftmax", "tflite::Register_SOFTMAX_INT8()")]
+    assert len(re.findall(r"resolver\.Add", text)) == len(ops)
     assert f"#define EDGEDIGIT_TFLM_OP_COUNT {len(ops)}" in text
     assert "MicroMutableOpResolver<EDGEDIGIT_TFLM_OP_COUNT>" in text
 
@@ -86,9 +93,22 @@ def test_op_resolver_for_the_cnn_ops(tflite_models):
     graph = load_graph(tflite_models["cnn"])
     check = tflm.SelfCheck(tflm.self_check_images(), np.zeros((3, 10), np.int8))
     files = tflm.generate(graph, variant="cnn", source_name="cnn.tflite", measured_arena=1000, self_check=check)
-    methods = re.findall(r"resolver\.(Add\w+)\(\)", files["edgedigit_op_resolver.h"])
-    assert methods == [tflm.add_method(op) for op in graph.op_names()]
-    assert {"AddConv2D", "AddDepthwiseConv2D", "AddMaxPool2D", "AddAveragePool2D"} <= set(methods)
+    calls = _CALL.findall(files["edgedigit_op_resolver.h"])
+    assert [m for m, _ in calls] == [tflm.add_method(op) for op in graph.op_names()]
+    assert {"AddConv2D", "AddDepthwiseConv2D", "AddMaxPool2D", "AddAveragePool2D"} <= {m for m, _ in calls}
+    assert ("AddDepthwiseConv2D", "tflite::Register_DEPTHWISE_CONV_2D_INT8()") in calls
+
+
+def test_int8_registration_only_where_every_use_of_the_op_is_int8():
+    graph = load_graph(TINY)
+    assert tflm.registrations(graph) == {"RESHAPE": "", "AVERAGE_POOL_2D": "tflite::Register_AVERAGE_POOL_2D_INT8()",
+                                         "FULLY_CONNECTED": "tflite::Register_FULLY_CONNECTED_INT8()",
+                                         "SOFTMAX": "tflite::Register_SOFTMAX_INT8()"}
+    softmax = next(op for op in graph.ops if op.opcode == "SOFTMAX")
+    tensors = list(graph.tensors)
+    tensors[softmax.outputs[0]] = dataclasses.replace(tensors[softmax.outputs[0]], dtype="int16")
+    regs = tflm.registrations(dataclasses.replace(graph, tensors=tensors))
+    assert regs["SOFTMAX"] == "" and regs["FULLY_CONNECTED"] == "tflite::Register_FULLY_CONNECTED_INT8()"
 
 
 def test_the_generator_runs_no_interpreter(tmp_path):

@@ -106,6 +106,7 @@ def test_report_marks_missing_parts_and_links_every_plot(synthetic, monkeypatch)
     assert "missing (`edgedigit bench stress rfe-lr`)" in md
     assert "missing (`edgedigit bench device --board qemu-m4`)" in md
     assert "missing (`edgedigit bench compare`)" in md
+    assert "missing (`edgedigit bench compare --board qemu-m4`)" in md
     assert "missing: edgedigit.runtimes.native_host is not available" in md
 
     # every PNG written is linked, every link exists and is a PNG whose title names the dataset
@@ -195,3 +196,50 @@ def test_recommendation_for_every_board_despite_a_variant_native_cannot_run(buil
             assert "operator TANH is not supported by the native backend" in why
     md = write_report(data).read_text()
     assert "| uno | **rfe-lr** (backend linear)" in md
+
+
+def _board_compare(variant, macs, native, cmsis, reference):
+    keys = ("native", "tflm_cmsis_nn", "tflm_reference")
+    ins = dict(zip(keys, (native, cmsis, reference), strict=True))
+    return {"kind": "compare-board", "board": "qemu-m4", "variant": variant, "images": 10000, "macs": macs,
+            "counter_unit": "instructions", "instructions": ins,
+            "instructions_per_mac": {k: v / macs for k, v in ins.items()},
+            "native_over_tflm_cmsis_nn": {"instructions": native / cmsis},
+            "flash": dict(zip(keys, (45_368, 113_000, 118_000), strict=True)),
+            "ram": dict(zip(keys, (20_000, 31_000, 30_000), strict=True)),
+            "outputs_identical": dict.fromkeys(keys, True), "elements_identical": dict.fromkeys(keys, 100_000),
+            "images_identical": dict.fromkeys(keys, 10_000), "elements": 100_000, "missing": {}}
+
+
+def test_the_cortex_m4_comparison_leads_the_comparison_section(synthetic, monkeypatch):
+    seen = {}
+
+    def fake_plot(path, models, series, board, ds, unit):
+        seen.update(models=models, series=series, board=board, ds=ds, unit=unit)
+        path.write_bytes(PNG_MAGIC)
+        return f"{unit} per inference on {board}"
+
+    monkeypatch.setattr(plots, "firmware_instructions", fake_plot)
+    write_json(synthetic / "results" / "compare-qemu-m4.json", {
+        "kind": "compare-board-summary", "board": "qemu-m4", "dataset": DATASET, "images": 10000,
+        "counter_note": "emulated instructions, not cycles of a real chip", "method": {"instructions": "SysTick"},
+        "results": [_board_compare("mlp", 101_632, 181_042, 204_440, 725_926),
+                    _board_compare("cnn", 1_924_992, 14_905_782, 5_036_364, 20_528_058)]})
+    md = write_report(collect(board="esp32dev", boards=BOARDS, recommend=_recommend)).read_text()
+    board, host = md.index("### On the target CPU: qemu-m4"), md.index("### On this host (x86, valgrind callgrind)")
+    assert md.index("## Native C vs TFLM on the same model") < board < host
+    assert "| mlp | 101,632 | 181,042 | 204,440 | 725,926 | 0.89x | 1.78 | 2.01 | 7.14 | 45,368 | 113,000 |" in md
+    assert "| cnn | 1,924,992 | 14,905,782 | 5,036,364 | 20,528,058 | 2.96x |" in md
+    assert "yes (100,000/100,000)" in md and "emulated instructions, not cycles of a real chip" in md
+    assert "![instructions per inference on qemu-m4](compare_qemu-m4.png)" in md
+    assert seen["models"] == ["mlp", "cnn"] and seen["series"]["TFLM + CMSIS-NN"] == [204_440, 5_036_364]
+    assert seen["ds"] == LABEL and seen["unit"] == "instructions"
+
+
+def test_firmware_instructions_plot_skips_what_was_not_measured(tmp_path):
+    path = tmp_path / "c.png"
+    title = plots.firmware_instructions(path, ["mlp", "cnn"], {"native": [181_042, 14_905_782],
+                                                              "TFLM reference": [725_926, None]},
+                                        "qemu-m4", LABEL, "instructions")
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    assert title == f"instructions per inference on qemu-m4, native vs TFLM, images from {LABEL}"

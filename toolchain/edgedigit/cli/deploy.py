@@ -18,6 +18,9 @@ ModelOpt = Annotated[Path | None, typer.Option(
     "--model", help="Any full-int8 .tflite instead of a trained variant.", exists=False, dir_okay=False)]
 BackendOpt = Annotated[str | None, typer.Option(
     "--backend", help=f"{', '.join(BACKENDS)}; default: the board's first backend that can run the model.")]
+KernelsOpt = Annotated[str | None, typer.Option(
+    "--kernels", help="TFLM kernels on a board that compiles TFLM from a source tree (qemu-m4, host): cmsis-nn, "
+                      "reference or esp-nn; default: the tree's first one the board builds (cmsis-nn on Cortex-M).")]
 
 
 @app.command()
@@ -71,6 +74,7 @@ def export(
     backend: BackendOpt = None,
     out: Annotated[Path | None, typer.Option(
         "--out", help="Project folder; default build/firmware/<board>/<variant>-<backend>/.")] = None,
+    kernels: KernelsOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Export a complete firmware project (PlatformIO or make) for a board, after a flash/RAM budget check."""
@@ -79,7 +83,7 @@ def export(
 
     if variant is not None and model is not None:
         raise EdgeDigitError("give --variant or --model, not both")
-    result = do_export(board, variant=variant, model=model, backend=backend, out=out)
+    result = do_export(board, variant=variant, model=model, backend=backend, out=out, kernels=kernels)
     if json_out:
         print_json(_summary(result))
     else:

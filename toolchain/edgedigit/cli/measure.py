@@ -31,6 +31,9 @@ def bench_device_cmd(
     force: Annotated[bool, typer.Option("--force", help="Build a project whose files differ from its "
                                                         "edgedigit.lock.json anyway (recorded in the results).")
                      ] = False,
+    kernels: Annotated[str | None, typer.Option("--kernels", help="With --backend tflm on qemu-m4/host: the TFLM "
+                                                                  "kernels (cmsis-nn, reference, esp-nn); default: "
+                                                                  "the board's first.")] = None,
     data: DataOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -43,7 +46,7 @@ def bench_device_cmd(
 
     log = (lambda msg: typer.echo(msg, err=True)) if as_json else typer.echo
     summary = bench_device(board, variant, backend=backend, port=port, project=project, samples=samples,
-                           resume=resume, data=data, progress=not as_json, log=log, force=force)
+                           resume=resume, data=data, progress=not as_json, log=log, force=force, kernels=kernels)
     if as_json:
         print_json(summary)
         return
@@ -256,17 +259,33 @@ def _device_stress(board: str, variant: str, samples: int, data: Path | None, as
 @bench_app.command("compare", cls=Writer)
 def bench_compare_cmd(
     variants: VariantsArg = None,
-    images: Annotated[int, typer.Option("--images", min=1, help="Test images run on both sides.")] = 10,
+    board: Annotated[str | None, typer.Option("--board", help="Instead: native vs TFLM+CMSIS-NN vs TFLM reference "
+                                                              "firmwares on this emulated board (qemu-m4).")] = None,
+    model: Annotated[list[Path] | None, typer.Option("--model", help="With --board: also any int8 .tflite "
+                                                                    "(repeatable).", dir_okay=False)] = None,
+    images: Annotated[int | None, typer.Option("--images", min=1, help="Test images run on every side (default 10; "
+                                                                       "with --board 100).")] = None,
     data: DataOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Native C vs TFLM on the same model: instructions per inference (callgrind), RAM, flash."""
+    """Native C vs TFLM on the same model: instructions per inference, RAM, flash.
+
+    Without --board: callgrind on this host. With --board qemu-m4: the three firmwares on the emulated
+    Cortex-M4, written to build/results/compare-<board>.json.
+    """
+    if board is not None:
+        _compare_board(board, variants, model, images or 100, data, json)
+        return
+    if model:
+        from ..core.errors import EdgeDigitError
+
+        raise EdgeDigitError("--model needs --board (the host comparison runs trained variants)")
     from ..measure.bench_compare import compare
 
     ds = load_data(data)
     console = make_console(stderr=json)
     console.print("running both sides under valgrind callgrind (about a minute per variant)...")
-    summary = compare(variants, ds, images=images)
+    summary = compare(variants, ds, images=images or 10)
     if json:
         print_json(summary)
         return
@@ -281,6 +300,39 @@ def bench_compare_cmd(
                       f"-> native/TFLM {ram['ratio_to_tflm']:.3f}x")
         console.print(f"  flash: native {fl['native']:,} B vs TFLM {fl['tflm']:,} B (model {fl['tflm_model_bytes']:,} + "
                       f"library estimate {fl['tflm_library_estimate']:,}) -> {fl['ratio']:.3f}x")
+    for k, v in summary["method"].items():
+        console.print(f"[dim]{k}: {v}[/]")
+
+
+def _compare_board(board: str, variants: list[str] | None, models: list[Path] | None, images: int,
+                   data: Path | None, as_json: bool) -> None:
+    from rich.table import Table
+
+    from ..measure.bench_compare import BOARD_FIRMWARES, compare_on_board
+
+    ds = load_data(data)
+    console = make_console(stderr=as_json)
+    with _progress(not as_json) as update:
+        summary = compare_on_board(board, variants, models, ds, images=images, progress=update,
+                                   log=lambda m: console.print(f"[dim]{m}[/]"))
+    if as_json:
+        print_json(summary)
+        return
+    keys = [k for k, _, _ in BOARD_FIRMWARES]
+    t = Table(title=f"bench compare on {summary['board']}: {summary['images']} test images per firmware "
+                    f"({summary['counter_note']})")
+    for col in ("model", "firmware", "instructions", "per MAC", "flash B", "RAM B", "stack B", "outputs = TFLM"):
+        t.add_column(col, justify="left" if col in ("model", "firmware") else "right")
+    for r in summary["results"]:
+        for k in keys:
+            if k not in r["instructions"]:
+                t.add_row(r["variant"], k, f"missing: {r['missing'].get(k, '?')}", *[""] * 5)
+                continue
+            per_mac = f"{r['instructions_per_mac'][k]:.2f}" if r["instructions_per_mac"] else "-"
+            e = f"{r['elements_identical'][k]:,}/{r['elements']:,}"
+            t.add_row(r["variant"], k, f"{r['instructions'][k]:,}", per_mac, f"{r['flash'][k]:,}", f"{r['ram'][k]:,}",
+                      f"{r['ram_detail'][k]['stack_used']:,}", ("yes " if r["outputs_identical"][k] else "NO ") + e)
+    make_console().print(t)
     for k, v in summary["method"].items():
         console.print(f"[dim]{k}: {v}[/]")
 

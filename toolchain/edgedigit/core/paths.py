@@ -9,6 +9,11 @@ from pathlib import Path
 _REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
+def repo_root() -> Path:
+    """The repository checkout this package runs from (third-party trees are found relative to it)."""
+    return _REPO_ROOT
+
+
 def build_dir() -> Path:
     """The build tree: ``$EDGEDIGIT_BUILD`` if set, else ``./build`` in the current directory."""
     return Path(os.environ.get("EDGEDIGIT_BUILD") or Path.cwd() / "build")

@@ -37,6 +37,12 @@ BUILDS = "builds"  # one record per `edgedigit build` / `flash`: the project, it
 
 
 DEVICE_PREFIX = "device-"
+COMPARE_BOARD_PREFIX = "compare-"
+
+
+def compare_board_name(board_id: str) -> str:
+    """``compare-<board>``: native vs TFLM firmwares on one emulated board (``bench compare --board``)."""
+    return f"{COMPARE_BOARD_PREFIX}{board_id}"
 
 
 def device_name(board_id: str, variant: str) -> str:

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..core.errors import EdgeDigitError, ToolError
+from ..core.errors import DeviceError, EdgeDigitError, ToolError
 from ..core.results import COMPARE, ResultFile, machine
 from ..core.stage import MissingPart, Stage, quantized_hashes
 from ..core.store import Card, ModelFolder, not_quantized, nothing_trained, read_card, trained_variants
@@ -285,18 +285,7 @@ def compare(variants: Iterable[str] | None, dataset, images: int = 10,
     """
     if images < 1:
         raise EdgeDigitError(f"--images {images}: need at least 1 image")
-    names = list(variants or [])
-    if not names:
-        trained = trained_variants()
-        neural = [v for v in trained if _compares(read_card(v))]
-        names = [v for v in neural if ModelFolder(v).int8_path.is_file()]
-        if not names:
-            if neural:
-                raise not_quantized(neural[0], ModelFolder(neural[0]).int8_path)
-            if not trained:
-                raise nothing_trained()
-            raise EdgeDigitError(f"no {RUNTIMES['tflm'].kind} variant is trained (bench compare needs a TFLM "
-                                 f"model; trained: {', '.join(trained)}): run `edgedigit train mlp` first")
+    names = list(variants or []) or _default_variants()
     for tool in ("valgrind", "arm-none-eabi-gcc", "arm-none-eabi-size"):
         _tool(tool)
     host = machine()
@@ -333,3 +322,234 @@ def stage(variants: list[Any], dataset_loader: Callable[[], Any], images: int) -
     return Stage("bench compare",
                  lambda: {**quantized_hashes(comparable), "dataset": dataset_loader().sha256, "images": images},
                  lambda: [ResultFile(COMPARE).summary_path], run)
+
+
+# ---- on an emulated board: the same images, the same serial protocol, three firmwares ---------------------
+
+# (result key, backend, TFLM kernels): what `bench compare --board` builds for every model
+BOARD_FIRMWARES = (("native", "native", None), ("tflm_cmsis_nn", "tflm", "cmsis-nn"),
+                   ("tflm_reference", "tflm", "reference"))
+BOARD_WARMUP = 1
+BOARD_METHOD = {
+    "instructions": "median over the images of the firmware's own counter around one inference (ed-run): "
+                    "SysTick under QEMU -icount shift=0, i.e. emulated instructions (not cycles of a real chip), "
+                    "after one warm-up inference; every firmware gets the same images over the same protocol",
+    "flash": "text + data of the whole firmware ELF (arm-none-eabi-size): runner, model, protocol, platform layer, "
+             "and for TFLM the interpreter and the model's kernels (int8-only registrations)",
+    "ram": "data + bss of the firmware ELF without the reserved stack, plus the stack's high-water mark: the "
+           "reset handler paints the stack, QEMU's memory is read back after the run (QMP pmemsave)",
+    "outputs": "every raw int8 output of every image compared with the tflite-micro Python interpreter's "
+               "(edgedigit.runtimes.run_tflm), element for element",
+}
+
+
+class _Subject:
+    """One model to compare: a trained variant or any int8 .tflite given by path."""
+
+    def __init__(self, name: str, tflite: Path, variant: str | None, macs: int | None) -> None:
+        self.name, self.tflite, self.variant, self.macs = name, tflite, variant, macs
+
+
+def _board_subjects(variants: Iterable[str] | None, models: Iterable[Path] | None) -> list[_Subject]:
+    """The variants (default, when no model is given either: every trained neural one) and the models.
+
+    Raises:
+        NotTrainedError: nothing to compare. EdgeDigitError: a linear variant.
+    """
+    from ..core.graph import load_graph
+
+    names = list(variants or [])
+    paths = [Path(m) for m in models or []]
+    if not names and not paths:
+        names = _default_variants()
+    out = []
+    for v in names:
+        folder = ModelFolder(v)
+        card = folder.require_trained()
+        if not _compares(card):
+            raise EdgeDigitError(f"variant {v} is {card.kind}: bench compare --board runs "
+                                 f"{RUNTIMES['tflm'].kind} variants only")
+        out.append(_Subject(v, folder.require_quantized(card.kind), v, card.macs))
+    for p in paths:
+        if p.suffix != ".tflite":
+            raise EdgeDigitError(f"{p}: --model takes an int8 .tflite file")
+        load_graph(p)  # a missing or unreadable file: one clear line now, not after a build
+        out.append(_Subject(p.stem, p, None, None))
+    return out
+
+
+def _default_variants() -> list[str]:
+    trained = trained_variants()
+    neural = [v for v in trained if _compares(read_card(v))]
+    names = [v for v in neural if ModelFolder(v).int8_path.is_file()]
+    if names:
+        return names
+    if neural:
+        raise not_quantized(neural[0], ModelFolder(neural[0]).int8_path)
+    if not trained:
+        raise nothing_trained()
+    raise EdgeDigitError(f"no {RUNTIMES['tflm'].kind} variant is trained (bench compare needs a TFLM model; "
+                         f"trained: {', '.join(trained)}): run `edgedigit train mlp` first")
+
+
+def run_firmware(board: Any, subject: _Subject, backend: str, kernels: str | None, images: np.ndarray,
+                 advance: Callable[[], None] = lambda: None, log: Callable[[str], None] = print) -> dict:
+    """Export, build and start one firmware on ``board``, stream ``images`` through it, read its stack back.
+
+    Returns:
+        ``counters`` and ``raw`` (one row per image), ``flash``/``ram`` and their parts, the project and the
+        TFLM library it linked.
+
+    Raises:
+        ToolError, DeviceError: the build, the emulator or the protocol failed (said where).
+    """
+    from ..targets import devices
+    from ..targets.export import export
+
+    res = export(board.id, variant=subject.variant, model=None if subject.variant else subject.tflite,
+                 backend=backend, kernels=kernels)
+    project = Path(res.path)
+    log(f"building {project}")
+    devices.make(project)
+    spec = devices.run_spec(board)
+    elf = project / spec.binary
+    sizes = devices.elf_size(elf, spec.size_tool)
+    stack_reserved = devices.elf_sections(elf, spec.size_tool).get(".stack", 0)
+    heap = devices.heap_symbols(elf, spec.nm_tool)
+    if heap:
+        raise ToolError(f"{elf}: links heap functions ({', '.join(heap)}); the firmware must not use malloc")
+    counters, raw = [], []
+    with devices.start(project, board, qmp=True) as running:
+        dev = devices.open_device(running, baud=board.serial.baud)
+        try:
+            info = dev.info()
+            if info.model_sha256 != res.model.sha256:
+                raise DeviceError(f"{project}: the firmware reports model {info.model_sha256}, not "
+                                  f"{res.model.sha256}")
+            for _ in range(BOARD_WARMUP):
+                dev.classify(images[0].tobytes())
+            for img in images:
+                r = dev.classify(img.tobytes())
+                counters.append(r.counter)
+                raw.append(r.raw)
+                advance()
+            stack = devices.stack_high_water(running, elf, spec.nm_tool)
+        finally:
+            dev.close()
+    static = sizes["data"] + sizes["bss"] - stack_reserved
+    return {"counters": counters, "raw": np.array(raw, dtype=np.int64), "counter_unit": info.counter_unit,
+            "flash": sizes["flash"], "text": sizes["text"], "data": sizes["data"],
+            "bss": sizes["bss"] - stack_reserved, "ram_static": static, "stack_used": stack["stack_used"],
+            "stack_reserved": stack["stack_bytes"], "ram": static + stack["stack_used"],
+            "project": str(project), "tflm": res.lock["board"]["tflm"],
+            "model_flash": res.requirement.model_flash, "arena": res.requirement.arena}
+
+
+def compare_on_board(board_name: str, variants: Iterable[str] | None = None, models: Iterable[Path] | None = None,
+                     dataset: Any = None, images: int = 100, on_result: Callable[[dict], None] | None = None,
+                     progress: Callable[[str, int, int], None] | None = None,
+                     log: Callable[[str], None] = print) -> dict:
+    """Native vs TFLM+CMSIS-NN vs TFLM reference firmwares on an emulated board, per model.
+
+    Every firmware gets the same first ``images`` test images over the same serial protocol. Per model:
+    median counter per inference (emulated instructions on qemu-m4) and per MAC, flash (text + data), RAM
+    (data + bss + the painted stack's high-water mark), and whether every raw output equals the tflite-micro
+    interpreter's. Records go to ``results/compare-<board>.jsonl`` as each model finishes, the summary to
+    ``compare-<board>.json``. A firmware that cannot be built here (e.g. kernels the TFLM tree lacks) is
+    recorded as missing with the reason.
+
+    Raises:
+        BoardError: the board is not started here (no ``[run]``). NotTrainedError / EdgeDigitError: nothing
+            to compare. ToolError / DeviceError: a build or a run failed.
+    """
+    from ..core.errors import BoardError, UnsupportedOpError
+    from ..core.graph import load_graph
+    from ..core.int8 import quantize_for
+    from ..core.results import compare_board_name
+    from ..runtimes import run_tflm
+    from ..targets import devices
+    from ..targets.boards import load_board
+
+    if images < 1:
+        raise EdgeDigitError(f"--images {images}: need at least 1 image")
+    board = load_board(board_name)
+    spec = devices.run_spec(board)
+    if spec.kind != "qemu":
+        raise BoardError(f"bench compare --board runs on an emulated board with a counter of instructions "
+                         f"(qemu-m4), not {board.id}")
+    subjects = _board_subjects(variants, models)
+    if dataset is None:
+        from ..models.data import load_dataset
+
+        dataset = load_dataset(None)
+    n = min(images, len(dataset.x_test))
+    pixels = np.ascontiguousarray(dataset.x_test[:n])
+    store = ResultFile(compare_board_name(board.id))
+    host = machine()
+    note = str(board.run.get("counter_note", ""))
+    results = []
+    for subject in subjects:
+        graph = load_graph(subject.tflite)
+        reference = np.asarray(run_tflm(subject.tflite, quantize_for(graph, pixels))).reshape(n, -1).astype(np.int64)
+        runs: dict[str, dict] = {}
+        missing: dict[str, str] = {}
+        for key, backend, kernels in BOARD_FIRMWARES:
+            label = f"{subject.name} {key}"
+
+            def advance(done=[0], label=label) -> None:  # noqa: B006 - a counter per firmware
+                done[0] += 1
+                if progress is not None:
+                    progress(label, done[0], n)
+
+            try:
+                runs[key] = run_firmware(board, subject, backend, kernels, pixels, advance, log)
+            except (BoardError, UnsupportedOpError) as e:  # this firmware cannot be built here: say why
+                missing[key] = str(e)
+                log(f"{label}: not built ({e})")
+        rec = _board_record(board, subject, runs, missing, reference, dataset, n, note)
+        rec.update({"machine": host, "edgedigit": __version__})
+        store.append(rec)
+        results.append(rec)
+        if on_result is not None:
+            on_result(rec)
+    summary = {"kind": "compare-board-summary", "board": board.id, "dataset": dataset.describe(), "images": n,
+               "counter_note": note, "machine": host, "method": BOARD_METHOD, "results": results}
+    store.write_summary(summary)
+    return summary
+
+
+def _board_record(board: Any, subject: _Subject, runs: dict[str, dict], missing: dict[str, str],
+                  reference: np.ndarray, dataset: Any, n: int, note: str) -> dict:
+    """One model's comparison record from its firmwares' runs."""
+    med = {k: float(np.median(r["counters"])) for k, r in runs.items()}
+    same = {k: bool(np.array_equal(r["raw"], reference)) for k, r in runs.items()}
+    rec = {
+        "kind": "compare-board", "board": board.id, "variant": subject.name, "model": str(subject.tflite),
+        "model_sha256": _sha(subject.tflite), "images": n, "dataset": dataset.describe(), "macs": subject.macs,
+        "counter_unit": next((r["counter_unit"] for r in runs.values()), None), "counter_note": note,
+        "instructions": {k: round(v) for k, v in med.items()},
+        "instructions_per_mac": {k: v / subject.macs for k, v in med.items()} if subject.macs else None,
+        "flash": {k: r["flash"] for k, r in runs.items()},
+        "ram": {k: r["ram"] for k, r in runs.items()},
+        "ram_detail": {k: {f: r[f] for f in ("data", "bss", "ram_static", "stack_used", "stack_reserved")}
+                       for k, r in runs.items()},
+        "outputs_identical": same,
+        "images_identical": {k: int((r["raw"] == reference).all(axis=1).sum()) for k, r in runs.items()},
+        "elements_identical": {k: int((r["raw"] == reference).sum()) for k, r in runs.items()},
+        "elements": int(reference.size),
+        "firmware": {k: {f: r[f] for f in ("project", "text", "data", "tflm", "model_flash", "arena")}
+                     for k, r in runs.items()},
+        "missing": missing,
+    }
+    if "native" in med and "tflm_cmsis_nn" in med:
+        rec["native_over_tflm_cmsis_nn"] = {
+            "instructions": med["native"] / med["tflm_cmsis_nn"],
+            "flash": runs["native"]["flash"] / runs["tflm_cmsis_nn"]["flash"],
+            "ram": runs["native"]["ram"] / runs["tflm_cmsis_nn"]["ram"]}
+    return rec
+
+
+def _sha(path: Path) -> str:
+    from ..core.fsutil import sha256_file
+
+    return sha256_file(path)

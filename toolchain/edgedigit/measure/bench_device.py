@@ -56,7 +56,7 @@ def _int8_model(variant: str) -> tuple[ModelFolder, Card, Path]:
     return folder, card, folder.require_quantized(card.kind)
 
 
-def export_project(board: Any, variant: str, backend: str) -> Path:
+def export_project(board: Any, variant: str, backend: str, kernels: str | None = None) -> Path:
     """Export the firmware project for ``board`` through ``edgedigit.targets.export``.
 
     Returns:
@@ -64,7 +64,7 @@ def export_project(board: Any, variant: str, backend: str) -> Path:
     """
     from ..targets import export as firmware
 
-    return Path(firmware.export(board.id, variant=variant, backend=backend).path)
+    return Path(firmware.export(board.id, variant=variant, backend=backend, kernels=kernels).path)
 
 
 def check_project(project: Path, board: Any, variant: str, model: Path, sha256: str) -> dict[str, Any]:
@@ -124,7 +124,8 @@ def _session(records: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, dict
 
 @contextlib.contextmanager
 def _connect(board: Any, port: str | None, variant: str, backend: str, project: Path | None,
-             log: Callable[[str], None], force: bool = False) -> Iterator[tuple[Any, Any, dict[str, Any]]]:
+             log: Callable[[str], None], force: bool = False,
+             kernels: str | None = None) -> Iterator[tuple[Any, Any, dict[str, Any]]]:
     """Yield (device, running-or-None, firmware facts) for a real port or a started host/qemu firmware."""
     from ..targets import devices
     from ..targets.pio import before_build
@@ -137,7 +138,7 @@ def _connect(board: Any, port: str | None, variant: str, backend: str, project: 
         return
     spec = devices.run_spec(board)
     if project is None:
-        project = export_project(board, variant, backend)
+        project = export_project(board, variant, backend, kernels)
     checked = before_build(board, project, force, warn=log)
     log(f"building {project}")
     devices.make(project)
@@ -163,7 +164,8 @@ def _connect(board: Any, port: str | None, variant: str, backend: str, project: 
 def bench_device(board_name: str, variant: str = "mlp", *, backend: str = "native", port: str | None = None,
                  project: Path | None = None, samples: int = 200, resume: bool = False, data: Path | None = None,
                  progress: bool = True, log: Callable[[str], None] = print,
-                 on_sample: Callable[[int, Any], None] | None = None, force: bool = False) -> dict[str, Any]:
+                 on_sample: Callable[[int, Any], None] | None = None, force: bool = False,
+                 kernels: str | None = None) -> dict[str, Any]:
     """Run the on-device benchmark and validation; see the module docstring.
 
     Args:
@@ -182,6 +184,7 @@ def bench_device(board_name: str, variant: str = "mlp", *, backend: str = "nativ
         log: where progress messages go.
         on_sample: called after each sample is on disk with (samples done, running firmware) (tests).
         force: build a project that differs from its lock file anyway (recorded under ``firmware``).
+        kernels: with backend tflm on a board that compiles TFLM (qemu-m4, host): the TFLM kernels.
 
     Returns:
         The summary written to ``device-<board>-<variant>.json``.
@@ -227,7 +230,7 @@ def bench_device(board_name: str, variant: str = "mlp", *, backend: str = "nativ
     if done:
         log(f"resuming: {len(done)} of {n} samples already in {source}")
 
-    with _connect(board, port, variant, backend, project, log, force) as (dev, running, facts):
+    with _connect(board, port, variant, backend, project, log, force, kernels) as (dev, running, facts):
         where = port or running.url
         info = dev.info()
         if info.model_sha256 != host_sha:

@@ -2,8 +2,10 @@
 
 Reads the cards (``build/models/*/card.json``), the host benchmark (``results/bench-host.jsonl``), the
 stress test (``results/stress.jsonl``), the device runs (``results/device-*.jsonl``), the backend
-comparison (``results/compare.json``) and the boards. For every record file the LAST record per
-(variant, runtime) or (board, variant) wins, so re-running one measurement updates its row.
+comparisons (``results/compare-<board>.json``: native vs TFLM firmwares on an emulated board, which
+leads the comparison section; ``results/compare.json``: the host callgrind comparison) and the boards.
+For every record file the LAST record per (variant, runtime) or (board, variant) wins, so re-running one
+measurement updates its row.
 Anything not measured appears as ``missing`` with the command that would measure it.
 
 Writes ``build/reports/report.md`` and its PNG plots in one step (``fsutil.staged_dir``).
@@ -23,7 +25,7 @@ from .. import __version__
 from ..core.errors import EdgeDigitError
 from ..core.fsutil import staged_dir
 from ..core.paths import models_dir, reports_dir, results_dir
-from ..core.results import BENCH_HOST, COMPARE, DEVICE_PREFIX, STRESS, ResultFile, read_jsonl
+from ..core.results import BENCH_HOST, COMPARE, COMPARE_BOARD_PREFIX, DEVICE_PREFIX, STRESS, ResultFile, read_jsonl
 from ..core.stage import Stage, files_hashes
 from ..core.store import ModelFolder
 from ..runtimes import deployed_order
@@ -73,6 +75,7 @@ class ReportData:
     pixels: dict | None = None  # rfe-lr: {"pixels": [...], "weights": [[...]]}
     notes: list[str] = field(default_factory=list)  # parts that could not be read, and why
     board: str | None = None  # the board the pipeline ran for (its recommendation drives the confusion plot)
+    board_compare: list[dict] = field(default_factory=list)  # compare-<board>.json summaries (bench compare --board)
 
 
 # ------------------------------------------------------------------------------------------- collecting
@@ -228,6 +231,17 @@ def collect(board: str | None = None, boards: list[BoardInfo] | None = None,
             compare = json.loads(cp.read_text())
         except ValueError as e:
             notes.append(f"{cp}: unreadable ({e})")
+    board_compare = []
+    for p in sorted(results_dir().glob(f"{COMPARE_BOARD_PREFIX}*.json")) if results_dir().is_dir() else []:
+        if p == cp:
+            continue
+        try:
+            summary = json.loads(p.read_text())
+        except ValueError as e:
+            notes.append(f"{p}: unreadable ({e})")
+            continue
+        if isinstance(summary, dict) and summary.get("kind") == "compare-board-summary":
+            board_compare.append(summary)
     if boards is None:
         boards, note = _boards()
         if note:
@@ -235,7 +249,7 @@ def collect(board: str | None = None, boards: list[BoardInfo] | None = None,
     recs, note = (recommend or _recommend)(boards, cards)
     if note:
         notes.append(note)
-    return ReportData(cards, host, stress, device, compare, boards, recs, _pixels(cards), notes, board)
+    return ReportData(cards, host, stress, device, compare, boards, recs, _pixels(cards), notes, board, board_compare)
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -304,7 +318,7 @@ def write_report(data: ReportData, out: Path | None = None) -> Path:
     Raises:
         EdgeDigitError: nothing at all has been measured (no card, no result).
     """
-    if not (data.cards or data.host or data.stress or data.device or data.compare):
+    if not (data.cards or data.host or data.stress or data.device or data.compare or data.board_compare):
         raise EdgeDigitError(f"nothing to report: no card under {models_dir()} and no result under "
                              f"{results_dir()}; run `edgedigit pipeline --board host` or `edgedigit train` first")
     out = Path(out) if out else reports_dir()
@@ -344,7 +358,7 @@ def _render(data: ReportData, tmp: Path) -> str:
     parts.append(_host_section(data))
     parts.append(_stress_section(data))
     parts.append(_device_section(data))
-    parts.append(_compare_section(data))
+    parts.append(_compare_section(data, tmp))
     parts.append(_plots_section(data, tmp, ds_label, machine))
     if data.notes:
         parts.append("## Parts not available\n")
@@ -542,8 +556,10 @@ def _device_section(data: ReportData) -> str:
     return "\n".join(text) + "\n"
 
 
-def _compare_section(data: ReportData) -> str:
+def _compare_section(data: ReportData, tmp: Path) -> str:
     text = ["## Native C vs TFLM on the same model (`edgedigit bench compare`)\n"]
+    text.append(_board_compare_part(data, tmp))
+    text.append("### On this host (x86, valgrind callgrind)\n")
     c = data.compare
     if not c:
         text.append(f"{_miss('edgedigit bench compare')}: no compare.json.")
@@ -565,6 +581,61 @@ def _compare_section(data: ReportData) -> str:
                         "flash native (B)", "flash TFLM (B)", "flash ratio"], rows))
     if c.get("method"):
         text.append("\nMethod: " + " ".join(f"{k}: {v}" for k, v in c["method"].items()))
+    return "\n".join(text) + "\n"
+
+
+_FIRMWARES = (("native", "native"), ("tflm_cmsis_nn", "TFLM + CMSIS-NN"), ("tflm_reference", "TFLM reference"))
+
+
+def _board_compare_part(data: ReportData, tmp: Path) -> str:
+    """The emulated-board comparison (the target CPU): a table and a plot per board, first in the section."""
+    if not data.board_compare:
+        return (f"### On the Cortex-M4 (qemu-m4)\n\n{_miss('edgedigit bench compare --board qemu-m4')}: "
+                "no compare-qemu-m4.json.\n")
+    text = []
+    for c in data.board_compare:
+        board, results = c.get("board", "?"), c.get("results", [])
+        unit = next((r.get("counter_unit") for r in results if r.get("counter_unit")), "counter")
+        ds = plots.dataset_label(c.get("dataset"), c.get("images"))
+        text.append(f"### On the target CPU: {board} (`edgedigit bench compare --board {board}`)\n")
+        text.append(f"The same {c.get('images', '?')} images ({ds}) through the same serial protocol into three "
+                    f"firmwares per model. Counts are {unit}: {c.get('counter_note') or 'the device counter'}.\n")
+
+        def val(r: dict, part: str, key: str, fmt: str = "{:,}") -> str:
+            v = (r.get(part) or {}).get(key)
+            return fmt.format(v) if isinstance(v, (int, float)) else MISSING
+
+        def same(r: dict, key: str) -> str:
+            v = (r.get("outputs_identical") or {}).get(key)
+            if v is None:
+                return MISSING
+            return f"{'yes' if v else 'NO'} ({(r.get('elements_identical') or {}).get(key, 0):,}/{r.get('elements', 0):,})"
+
+        rows = []
+        for r in results:
+            ratio = (r.get("native_over_tflm_cmsis_nn") or {})
+            rows.append([r.get("variant"), _int(r.get("macs")),
+                         *(val(r, "instructions", k) for k, _ in _FIRMWARES),
+                         f"{ratio['instructions']:.2f}x" if "instructions" in ratio else MISSING,
+                         *(val(r, "instructions_per_mac", k, "{:.2f}") for k, _ in _FIRMWARES),
+                         *(val(r, "flash", k) for k, _ in _FIRMWARES),
+                         *(val(r, "ram", k) for k, _ in _FIRMWARES),
+                         *(same(r, k) for k, _ in _FIRMWARES)])
+        names = [n for _, n in _FIRMWARES]
+        text.append(_table(["model", "MACs", *(f"{unit} {n}" for n in names), "native / CMSIS-NN",
+                            *(f"per MAC {n}" for n in names), *(f"flash {n} (B)" for n in names),
+                            *(f"RAM {n} (B)" for n in names), *(f"outputs = TFLM interpreter, {n}" for n in names)],
+                           rows))
+        missing = [f"{r.get('variant')} {k}: {why}" for r in results for k, why in (r.get("missing") or {}).items()]
+        if missing:
+            text.append("\nNot built: " + "; ".join(missing) + ".")
+        fname = f"compare_{board}.png"
+        series = {n: [(r.get("instructions") or {}).get(k) for r in results] for k, n in _FIRMWARES}
+        title = plots.firmware_instructions(tmp / fname, [str(r.get("variant")) for r in results], series, board,
+                                            ds, unit)
+        text.append(f"\n![{title}]({fname})\n")
+        if c.get("method"):
+            text.append("Method: " + " ".join(f"{k}: {v}." for k, v in c["method"].items()) + "\n")
     return "\n".join(text) + "\n"
 
 

@@ -114,6 +114,34 @@ def latency_distributions(path: Path, samples: dict[str, Sequence[float]], datas
     return title
 
 
+def firmware_instructions(path: Path, models: Sequence[str], series: dict[str, Sequence[float | None]],
+                          board: str, dataset: str, unit: str) -> str:
+    """Grouped bars: counter per inference (log scale) of each firmware (``series``: label -> one value per model,
+    None where it was not measured), per model, on an emulated board."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(models) + 2), 4.5), dpi=110)
+    width = 0.8 / max(1, len(series))
+    x = np.arange(len(models))
+    for i, (label, values) in enumerate(series.items()):
+        vals = [np.nan if v is None else float(v) for v in values]
+        bars = ax.bar(x + (i - (len(series) - 1) / 2) * width, vals, width, label=label)
+        for b, v in zip(bars, vals, strict=False):
+            if np.isfinite(v):
+                ax.annotate(f"{v / 1e6:.2f} M" if v >= 1e6 else f"{v / 1e3:.0f} k", (b.get_x() + b.get_width() / 2, v),
+                            ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(x, list(models))
+    ax.set_yscale("log")
+    ax.set_ylabel(f"{unit} per inference (median, log scale)")
+    title = f"{unit} per inference on {board}, native vs TFLM, images from {dataset}"
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return title
+
+
 def confusion_matrix(path: Path, matrix: np.ndarray, model: str, dataset: str) -> str:
     """Heat map of a 10x10 confusion matrix (rows: true label, columns: predicted), counts in the cells."""
     plt = _plt()

@@ -170,30 +170,67 @@ class Backend:
         """The backend's files for ``src/`` (file name -> content)."""
         raise NotImplementedError
 
-    def lock(self, board: Board) -> dict[str, Any] | None:
+    def project_files(self, board: Board, src: ModelSource, req: Requirement,
+                      kernels: str | None = None) -> dict[str, str | bytes]:
+        """Files the backend adds at the project root (name -> content); none by default."""
+        return {}
+
+    def lock(self, board: Board, kernels: str | None = None) -> dict[str, Any] | None:
         """What the lock file records of the library this backend pins on ``board`` (None: nothing)."""
         return None
 
 
 class TflmBackend(Backend):
-    """TensorFlow Lite Micro: the .tflite embedded as is, the board's pinned TFLM library runs it."""
+    """TensorFlow Lite Micro: the .tflite embedded as is, the board's pinned TFLM library runs it.
+
+    PlatformIO boards get the library from their ``lib_deps``; boards built with make (``qemu-m4``, ``host``)
+    compile it from a source tree once into the build cache (``targets/tflm_lib.py``): the project gets a
+    ``tflm.mk`` with the recipe, and the tree's own facts (its operators, per-channel FULLY_CONNECTED)
+    decide what it can run.
+    """
 
     name = "tflm"
     kind = "neural"
 
+    def library(self, board: Board, kernels: str | None = None) -> Any:
+        """The source-built library of a make board (``tflm_lib.Library``), None for a PlatformIO board.
+
+        Raises:
+            BoardError: no source tree is found, or ``kernels`` cannot be built from it for this board.
+        """
+        from . import tflm_lib
+
+        if board.tflm is None or not board.tflm.tree:
+            return None
+        return tflm_lib.for_board(board, kernels)
+
+    def _facts(self, board: Board, src: ModelSource) -> tuple[str, str, frozenset[str], bool]:
+        """(library name, version, builtin ops it provides among the model's, per-channel FC) on ``board``."""
+        lib = board.tflm
+        built = self.library(board)
+        if built is None:
+            return lib.library, lib.version, lib.ops, lib.per_channel_fully_connected
+        tree = built.tree
+        ops = frozenset(op for op in src.graph.op_names() if tree.provides(op))
+        return tree.name, tree.commit.split("\n")[0] or "no COMMIT file", ops, tree.per_channel_fully_connected
+
     def _model_problem(self, board: Board, src: ModelSource) -> str | None:
         from ..codegen import tflm
+        from ..core.errors import BoardError
 
-        lib = board.tflm
         try:
-            tflm.check_ops(src.graph, lib.ops, f"{board.id}'s TFLM library ({lib.library})")
+            library, version, ops, per_channel = self._facts(board, src)
+        except BoardError as e:
+            return str(e)
+        try:
+            tflm.check_ops(src.graph, ops, f"{board.id}'s TFLM library ({library})")
         except UnsupportedOpError as e:
             return str(e)
-        if tflm.per_channel_fully_connected(src.graph) and not lib.per_channel_fully_connected:
+        if tflm.per_channel_fully_connected(src.graph) and not per_channel:
             fix = (f"edgedigit quantize {src.name} --granularity per-tensor" if src.card is not None
                    else "re-convert with converter._experimental_disable_per_channel_quantization_for_dense_layers = True")
             return (f"{src.name}'s FULLY_CONNECTED weights are quantized per channel and {board.id}'s TFLM library "
-                    f"({lib.library}, {lib.version}) computes such layers wrong without an error; re-quantize per "
+                    f"({library}, {version}) computes such layers wrong without an error; re-quantize per "
                     f"tensor ({fix}) or use --backend native")
         return None
 
@@ -241,13 +278,28 @@ class TflmBackend(Backend):
         from ..codegen import tflm
 
         tflm.model_facts(src.graph)  # refuse a model the firmware cannot feed before running it on the host
+        library, _, ops, _ = self._facts(board, src)
         return tflm.generate(src.graph, variant=src.name, source_name=src.source_name,
                              measured_arena=req.detail["arena_measured"], self_check=self.self_check(src),
-                             available_ops=board.tflm.ops, library=board.tflm.library, include=board.tflm.include)
+                             available_ops=ops, library=library, include=board.tflm.include)
 
-    def lock(self, board: Board) -> dict[str, Any] | None:
+    def project_files(self, board: Board, src: ModelSource, req: Requirement,
+                      kernels: str | None = None) -> dict[str, str | bytes]:
+        """``tflm.mk`` for a make board: the recipe that builds the library (the interpreter and this model's
+        kernels) from objects compiled once into the build cache."""
+        from . import tflm_lib
+
+        built = self.library(board, kernels)
+        return {} if built is None else {"tflm.mk": tflm_lib.makefile(built, frozenset(src.graph.op_names()))}
+
+    def lock(self, board: Board, kernels: str | None = None) -> dict[str, Any] | None:
         if board.tflm is None:
             return None
+        built = self.library(board, kernels)
+        if built is not None:
+            d = built.describe()
+            return {**{k: d[k] for k in ("name", "layout", "commit", "kernels", "toolchain", "compiler", "key")},
+                    "per_channel_fully_connected": built.tree.per_channel_fully_connected}
         t = board.as_dict()["tflm"]
         return {k: t[k] for k in ("library", "version", "date", "source", "per_channel_fully_connected")}
 
@@ -312,6 +364,18 @@ class LinearBackend(Backend):
 
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (TflmBackend(), NativeBackend(), LinearBackend())}
+
+
+def tflm_library(board: Board, kernels: str | None = None) -> Any:
+    """The TFLM library ``board`` compiles from a source tree (``tflm_lib.Library``); None for a board that
+    gets TFLM from its PlatformIO ``lib_deps`` or has none.
+
+    Raises:
+        BoardError: the board builds from a tree but none is found, or ``kernels`` cannot be built from it.
+    """
+    backend = BACKENDS["tflm"]
+    assert isinstance(backend, TflmBackend)
+    return backend.library(board, kernels)
 
 
 def problem(board: Board, src: ModelSource, backend: str) -> str | None:

@@ -60,6 +60,10 @@ class TflmLibrary:
     include: str  # umbrella header to include first ("" for none)
     per_channel_fully_connected: bool
     ops: frozenset[str]  # builtin operator names its MicroMutableOpResolver can register
+    # Boards built with make compile TFLM from a source tree (targets/tflm_lib.py): the default tree, relative
+    # to the repository root ($EDGEDIGIT_TFLM_SRC overrides it). Then the tree itself says which operators
+    # it registers and whether it computes per-channel FULLY_CONNECTED; the fields above describe the default.
+    tree: str = ""
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,7 @@ _COUNTER = {"name": (str, True), "unit": (str, True), "how": (str, True)}
 _TFLM = {
     "library": (str, True), "version": (str, True), "date": (str, True), "source": (str, True),
     "include": (str, True), "per_channel_fully_connected": (bool, True), "ops": ("str_list", True),
+    "tree": (str, False),
 }
 _RUNTIME = {"flash": (int, True), "ram": (int, True), "basis": (str, True), "weights_in_ram": (bool, False)}
 
@@ -191,7 +196,10 @@ def load_board_file(path: Path) -> Board:
     if "tflm" in raw:
         t = _check(raw["tflm"], _TFLM, path, "tflm")
         tflm = TflmLibrary(t["library"], t["version"], t["date"], t["source"], t["include"],
-                           t["per_channel_fully_connected"], frozenset(t["ops"]))
+                           t["per_channel_fully_connected"], frozenset(t["ops"]), t.get("tree", ""))
+        if tflm.tree and raw["build"] != "make":
+            raise BoardError(f"{path}: field [tflm] 'tree' needs build = \"make\" (PlatformIO boards get TFLM "
+                             "from their lib_deps)")
     elif "tflm" in backends:
         raise BoardError(f"{path}: missing field '[tflm]' (the board lists backend tflm)")
     runtime: dict[str, RuntimeEstimate] = {}

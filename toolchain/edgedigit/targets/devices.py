@@ -15,20 +15,27 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import re
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..core.errors import BoardError, DeviceError, ModelTooLargeError, ToolError
 
 QEMU_NOTE = "emulated instructions, not cycles of a real chip"
+# The word the qemu-m4 reset handler paints the stack with (firmware_templates/platform/qemu-m4/src/
+# edgedigit_startup_m4.c, EDGEDIGIT_STACK_PAINT): words still painted were never used.
+STACK_PAINT = 0xC5C5C5C5
 _PTY_RE = re.compile(r"^edgedigit-host: serial on (\S+)$")
 _HEAP_SYMBOLS = ("malloc", "_malloc_r", "calloc", "realloc", "free", "_sbrk", "sbrk")
 
@@ -74,8 +81,11 @@ def run_spec(board: Any) -> RunSpec:
     return RunSpec(**table)
 
 
-def make(project: Path, timeout: float = 900.0) -> None:
-    """Build a make-based firmware project (``make -C project``).
+def make(project: Path, timeout: float | None = None, jobs: int | None = None) -> None:
+    """Build a make-based firmware project (``make -C project -jN``, N = the CPU count by default).
+
+    A project with a ``tflm.mk`` may first compile TFLM into the build cache (minutes, once per library):
+    its default timeout is an hour instead of 15 minutes.
 
     Raises:
         ToolError: make is missing, the build failed (the last lines of its output are quoted) or hung.
@@ -84,9 +94,11 @@ def make(project: Path, timeout: float = 900.0) -> None:
     """
     if shutil.which("make") is None:
         raise ToolError("make is not installed; install it (Debian: apt-get install make)")
+    if timeout is None:
+        timeout = 3600.0 if (Path(project) / "tflm.mk").is_file() else 900.0
+    cmd = ["make", "-C", str(project), f"-j{jobs or os.cpu_count() or 1}"]
     try:
-        proc = subprocess.run([*_die_with_parent(), "make", "-C", str(project)], capture_output=True, text=True,
-                              timeout=timeout)
+        proc = subprocess.run([*_die_with_parent(), *cmd], capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise ToolError(f"make in {project} did not finish in {timeout:.0f} s") from None
     if proc.returncode != 0:
@@ -118,6 +130,39 @@ def elf_size(elf: Path, size_tool: str = "arm-none-eabi-size") -> dict[str, int]
         raise ToolError(f"{size_tool} cannot read {elf}: {proc.stderr.strip()}")
     text, data, bss = (int(v) for v in lines[1].split()[:3])
     return {"text": text, "data": data, "bss": bss, "flash": text + data, "ram": data + bss}
+
+
+def elf_sections(elf: Path, size_tool: str = "arm-none-eabi-size") -> dict[str, int]:
+    """Every section's size in a firmware ELF (``size -A``): name -> bytes.
+
+    Raises:
+        ToolError: the size tool is missing or cannot read the file.
+    """
+    proc = subprocess.run([_tool(size_tool, "measure the firmware"), "-A", str(elf)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ToolError(f"{size_tool} cannot read {elf}: {proc.stderr.strip()}")
+    out = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0].startswith(".") and parts[1].isdigit():
+            out[parts[0]] = int(parts[1])
+    return out
+
+
+def symbols(elf: Path, nm_tool: str = "arm-none-eabi-nm") -> dict[str, int]:
+    """Symbol name -> address of a firmware ELF (``nm``)."""
+    proc = subprocess.run([_tool(nm_tool, "list the firmware's symbols"), str(elf)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ToolError(f"{nm_tool} cannot read {elf}: {proc.stderr.strip()}")
+    out = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 3:
+            try:
+                out[parts[2]] = int(parts[0], 16)
+            except ValueError:
+                continue
+    return out
 
 
 def check_fits(sizes: dict[str, int], board: Any, elf: Path) -> None:
@@ -161,6 +206,7 @@ class Running:
     process: subprocess.Popen[bytes]
     log: Path
     spec: RunSpec
+    qmp: Path | None = None  # QEMU's machine protocol socket (start(..., qmp=True)): reads the emulated RAM
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -183,8 +229,12 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def start(project: Path, board: Any) -> Iterator[Running]:
+def start(project: Path, board: Any, *, qmp: bool = False) -> Iterator[Running]:
     """Start a built host/qemu firmware project; stop it (terminate, then kill) when the block ends.
+
+    Args:
+        qmp: (qemu) also open QEMU's machine protocol on a local socket, so :func:`read_memory` and
+            :func:`stack_high_water` can read the emulated RAM.
 
     Raises:
         BoardError: the board has no ``[run]`` table.
@@ -213,11 +263,84 @@ def start(project: Path, board: Any) -> Iterator[Running]:
             port = _free_port()
             cmd = [*_die_with_parent(), emulator, *spec.args, "-kernel", str(binary),
                    "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on"]
-            proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            try:
-                yield Running(f"socket://127.0.0.1:{port}", proc, log, spec)
-            finally:
-                _stop(proc)
+            with contextlib.ExitStack() as stack:
+                sock = None
+                if qmp:  # a short path: unix socket names are limited to ~100 bytes
+                    sock = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edq-"))) / "qmp"
+                    cmd += ["-qmp", f"unix:{sock},server=on,wait=off"]
+                proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                try:
+                    yield Running(f"socket://127.0.0.1:{port}", proc, log, spec, sock)
+                finally:
+                    _stop(proc)
+
+
+def _qmp_call(f: Any, command: dict[str, Any]) -> Any:
+    """Send one QMP command and return its ``return`` value (events in between are skipped)."""
+    f.write(json.dumps(command).encode() + b"\n")
+    f.flush()
+    while True:
+        line = f.readline()
+        if not line:
+            raise DeviceError(f"QEMU closed its QMP socket during {command['execute']}")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise DeviceError(f"QEMU refused {command['execute']}: {reply['error'].get('desc', reply['error'])}")
+        if "return" in reply:
+            return reply["return"]
+
+
+def read_memory(running: Running, address: int, size: int, timeout: float = 10.0) -> bytes:
+    """``size`` bytes of the emulated board's memory at ``address`` (QMP ``pmemsave``).
+
+    Raises:
+        DeviceError: the firmware was not started with ``qmp=True``, or QEMU did not answer.
+    """
+    if running.qmp is None:
+        raise DeviceError("reading the emulated memory needs the firmware started with start(..., qmp=True)")
+    out = running.qmp.with_name("memory.bin")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(timeout)
+                s.connect(str(running.qmp))
+                with s.makefile("rwb") as f:
+                    json.loads(f.readline() or b"{}")  # the greeting
+                    _qmp_call(f, {"execute": "qmp_capabilities"})
+                    _qmp_call(f, {"execute": "pmemsave",
+                                  "arguments": {"val": address, "size": size, "filename": str(out)}})
+            break
+        except (FileNotFoundError, ConnectionRefusedError):
+            if time.monotonic() > deadline or not running.alive():
+                raise DeviceError(f"QEMU's QMP socket {running.qmp} did not open; see {running.log}") from None
+            time.sleep(0.05)
+        except (OSError, ValueError) as e:
+            raise DeviceError(f"reading memory through QEMU's QMP socket failed: {e}") from None
+    data = out.read_bytes()
+    out.unlink()
+    if len(data) != size:
+        raise DeviceError(f"QEMU wrote {len(data)} bytes of memory at {address:#x}, not {size}")
+    return data
+
+
+def stack_high_water(running: Running, elf: Path, nm_tool: str = "arm-none-eabi-nm") -> dict[str, int]:
+    """The deepest stack use since reset of a started qemu-m4 firmware, from its painted stack.
+
+    The reset handler fills the stack (``__stack_start`` .. ``__stack_top``) with :data:`STACK_PAINT`; the
+    words still painted were never written. Returns ``{"stack_bytes": reserved, "stack_used": high-water}``.
+
+    Raises:
+        ToolError: the ELF has no ``__stack_start``/``__stack_top`` (not a qemu-m4 firmware of this version).
+        DeviceError: the memory cannot be read.
+    """
+    syms = symbols(elf, nm_tool)
+    if "__stack_start" not in syms or "__stack_top" not in syms:
+        raise ToolError(f"{elf}: no __stack_start/__stack_top symbols; export the project again")
+    start, top = syms["__stack_start"], syms["__stack_top"]
+    words = np.frombuffer(read_memory(running, start, top - start), dtype="<u4")
+    untouched = int(np.argmax(words != STACK_PAINT)) if (words != STACK_PAINT).any() else len(words)
+    return {"stack_bytes": top - start, "stack_used": top - start - 4 * untouched}
 
 
 def _read_pty_path(proc: subprocess.Popen[bytes], binary: Path, timeout: float) -> str:

@@ -24,7 +24,7 @@ from ..core.fsutil import jsonable, sha256_file, staged_dir, write_atomic, write
 from ..core.paths import build_dir, firmware_dir, templates_dir
 from ..core.stage import NotApplicable, Stage, file_hash, quantized_hashes
 from ..core.store import Card, ModelFolder, not_quantized, nothing_trained, read_card, trained_variants
-from .backends import BACKENDS, Fit, ModelSource, Requirement, choose, default_backend, judge, problem
+from .backends import BACKENDS, Fit, ModelSource, Requirement, choose, default_backend, judge, problem, tflm_library
 from .boards import Board, load_board
 
 LOCK_FILE = "edgedigit.lock.json"
@@ -241,8 +241,14 @@ def _merge(into: dict[str, str | bytes], new: dict[str, str | bytes], where: str
         into[name] = content
 
 
-def render_project(board: Board, src: ModelSource, req: Requirement) -> dict[str, str | bytes]:
-    """All files of the project (relative path -> content), rendered in memory; the lock file aside."""
+def render_project(board: Board, src: ModelSource, req: Requirement,
+                   kernels: str | None = None) -> dict[str, str | bytes]:
+    """All files of the project (relative path -> content), rendered in memory; the lock file aside.
+
+    Args:
+        kernels: the TFLM kernels of a board that builds TFLM from a source tree (default: the tree's first
+            one this board's compiler builds, cmsis-nn on Cortex-M).
+    """
     from ..codegen.render import banner
 
     platform_dir = templates_dir() / "platform" / board.platform
@@ -272,6 +278,7 @@ def render_project(board: Board, src: ModelSource, req: Requirement) -> dict[str
     files: dict[str, str | bytes] = {f"src/{k}": v for k, v in src_files.items()}
     if (platform_dir / "root").is_dir():
         _merge(files, _render_folder(platform_dir / "root", ctx), "")
+    _merge(files, BACKENDS[req.backend].project_files(board, src, req, kernels), "")
     project = {}
     if board.build == "platformio":
         project["platformio.ini"] = _render_one("project/platformio.ini.j2", ctx)
@@ -286,7 +293,8 @@ def _render_one(template: str, ctx: dict[str, Any]) -> str:
     return render(template, **ctx)
 
 
-def _lock(board: Board, src: ModelSource, req: Requirement, hashes: dict[str, str]) -> dict[str, Any]:
+def _lock(board: Board, src: ModelSource, req: Requirement, hashes: dict[str, str],
+          kernels: str | None = None) -> dict[str, Any]:
     """What went into the project: versions, the board file, the model and its card, the budget, and the
     sha256 of every file (``hashes``: relative path -> sha256)."""
     from ..core.store import versions
@@ -295,7 +303,7 @@ def _lock(board: Board, src: ModelSource, req: Requirement, hashes: dict[str, st
     lock = {
         "edgedigit": __version__,
         "board": {"id": board.id, "name": board.name, "file_sha256": sha256_file(board.path),
-                  "platformio": board.as_dict()["platformio"], "tflm": BACKENDS[req.backend].lock(board),
+                  "platformio": board.as_dict()["platformio"], "tflm": BACKENDS[req.backend].lock(board, kernels),
                   "counter": board.as_dict()["counter"]},
         "model": {"name": src.name, "kind": src.kind, "source": src.source_name, "sha256": src.sha256,
                   "card": {k: card.get(k) for k in ("variant", "seed", "dataset", "quantization", "int8_accuracy",
@@ -348,13 +356,19 @@ def project_changes(project: Path) -> list[str]:
     return changes
 
 
-def project_dir(board: Board, name: str, backend: str) -> Path:
-    """``build/firmware/<board>/<variant>-<backend>/``."""
-    return firmware_dir() / board.id / f"{name}-{backend}"
+def project_dir(board: Board, name: str, backend: str, kernels: str | None = None) -> Path:
+    """``build/firmware/<board>/<variant>-<backend>/`` (``<variant>-tflm-<kernels>`` for TFLM kernels other
+    than the board's default)."""
+    label = backend
+    if kernels is not None and backend == "tflm":
+        lib = tflm_library(board)
+        if lib is None or kernels != lib.kernels:
+            label = f"{backend}-{kernels}"
+    return firmware_dir() / board.id / f"{name}-{label}"
 
 
 def export(board: str, variant: str | None = None, model: Path | None = None, backend: str | None = None,
-           out: Path | None = None) -> ExportResult:
+           out: Path | None = None, kernels: str | None = None) -> ExportResult:
     """Export a complete firmware project.
 
     Args:
@@ -363,6 +377,8 @@ def export(board: str, variant: str | None = None, model: Path | None = None, ba
         model: any int8 .tflite instead of a variant.
         backend: ``tflm``, ``native`` or ``linear``; default: the board's first backend that can run it.
         out: the project folder; default ``build/firmware/<board>/<variant>-<backend>/``.
+        kernels: TFLM kernels (``cmsis-nn``, ``reference``, ``esp-nn``) on a board that compiles TFLM from a
+            source tree (qemu-m4, host); default: the tree's first one the board's compiler builds.
 
     Returns:
         Where it went, what went in, and the lock record.
@@ -374,8 +390,11 @@ def export(board: str, variant: str | None = None, model: Path | None = None, ba
     # the model: the most accurate trained variant that fits (the one selection policy), or the given one
     src = _best(b).src if variant is None and model is None else resolve_model(variant, model)
     req = fit_backend(b, src, backend)  # the budget check, before anything is rendered
-    files = render_project(b, src, req)
-    target = Path(out) if out is not None else project_dir(b, src.name, req.backend)
+    if kernels is not None and (req.backend != "tflm" or tflm_library(b) is None):
+        raise EdgeDigitError(f"kernels {kernels}: only the tflm backend of a board that compiles TFLM from a source "
+                             f"tree takes them (qemu-m4, host); this export is {req.backend} on {b.id}")
+    files = render_project(b, src, req, kernels)
+    target = Path(out) if out is not None else project_dir(b, src.name, req.backend, kernels)
     if target.is_file() or (target.is_dir() and any(target.iterdir()) and not (target / LOCK_FILE).is_file()):
         # the export replaces its folder whole: never a user's file or folder that is not an earlier export
         raise EdgeDigitError(f"{target}: exists and is not an edgedigit firmware project (no {LOCK_FILE}); "
@@ -383,7 +402,7 @@ def export(board: str, variant: str | None = None, model: Path | None = None, ba
     with staged_dir(target) as tmp:
         for rel, content in files.items():
             write_atomic(tmp / rel, content)
-        lock = _lock(b, src, req, {rel: sha256_file(tmp / rel) for rel in files})
+        lock = _lock(b, src, req, {rel: sha256_file(tmp / rel) for rel in files}, kernels)
         write_json(tmp / LOCK_FILE, lock)
     return ExportResult(target, b, src, req.backend, req, lock["files"], lock)
 

@@ -4,7 +4,9 @@
  * Source sha256: d927ef33cd8532a1d9f9f0a8ae58205ec0eb367ca39e5efca4347be30e9aa7bb
  */
 /* Registers exactly the 4 operators the model uses, in order of first use:
- * RESHAPE, AVERAGE_POOL_2D, FULLY_CONNECTED, SOFTMAX */
+ * RESHAPE, AVERAGE_POOL_2D, FULLY_CONNECTED, SOFTMAX
+ * Where every use of an op is int8, its int8-only kernel variant (Register_<OP>_INT8) is registered: the
+ * optimized libraries (CMSIS-NN) then link only the int8 kernel; the others map it to the generic one. */
 #ifndef EDGEDIGIT_OP_RESOLVER_H
 #define EDGEDIGIT_OP_RESOLVER_H
 
@@ -18,13 +20,13 @@ static inline TfLiteStatus edgedigit_register_ops(EdgedigitOpResolver &resolver)
     if (resolver.AddReshape() != kTfLiteOk) {  /* RESHAPE */
         return kTfLiteError;
     }
-    if (resolver.AddAveragePool2D() != kTfLiteOk) {  /* AVERAGE_POOL_2D */
+    if (resolver.AddAveragePool2D(tflite::Register_AVERAGE_POOL_2D_INT8()) != kTfLiteOk) {  /* AVERAGE_POOL_2D */
         return kTfLiteError;
     }
-    if (resolver.AddFullyConnected() != kTfLiteOk) {  /* FULLY_CONNECTED */
+    if (resolver.AddFullyConnected(tflite::Register_FULLY_CONNECTED_INT8()) != kTfLiteOk) {  /* FULLY_CONNECTED */
         return kTfLiteError;
     }
-    if (resolver.AddSoftmax() != kTfLiteOk) {  /* SOFTMAX */
+    if (resolver.AddSoftmax(tflite::Register_SOFTMAX_INT8()) != kTfLiteOk) {  /* SOFTMAX */
         return kTfLiteError;
     }
     return kTfLiteOk;
