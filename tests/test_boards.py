@@ -39,8 +39,9 @@ def test_shipped_boards_load_with_expected_ids_and_backends():
 
 
 def test_boards_built_here_list_their_tools():
-    assert load_board("qemu-m4").tools == {"make": "make", "arm-none-eabi-gcc": "gcc-arm-none-eabi"}
-    assert load_board("host").tools == {"make": "make", "cc": "gcc"}
+    assert load_board("qemu-m4").tools == {"make": "make", "arm-none-eabi-gcc": "gcc-arm-none-eabi",
+                                           "arm-none-eabi-g++": "gcc-arm-none-eabi"}
+    assert load_board("host").tools == {"make": "make", "cc": "gcc", "g++": "g++"}
     assert load_board("esp32dev").tools == {}  # PlatformIO brings its own toolchains
 
 
