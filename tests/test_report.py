@@ -228,12 +228,25 @@ def test_the_cortex_m4_comparison_leads_the_comparison_section(synthetic, monkey
     md = write_report(collect(board="esp32dev", boards=BOARDS, recommend=_recommend)).read_text()
     board, host = md.index("### On the target CPU: qemu-m4"), md.index("### On this host (x86, valgrind callgrind)")
     assert md.index("## Native C vs TFLM on the same model") < board < host
-    assert "| mlp | 101,632 | 181,042 | 204,440 | 725,926 | 0.89x | 1.78 | 2.01 | 7.14 | 45,368 | 113,000 |" in md
-    assert "| cnn | 1,924,992 | 14,905,782 | 5,036,364 | 20,528,058 | 2.96x |" in md
-    assert "yes (100,000/100,000)" in md and "emulated instructions, not cycles of a real chip" in md
+    assert "| mlp | 101,632 | 181,042 | 204,440 | 725,926 | 0.89x | 1.78 / 2.01 / 7.14 |" in md
+    assert "| cnn | 1,924,992 | 14,905,782 | 5,036,364 | 20,528,058 | 2.96x | 7.74 / 2.62 / 10.66 |" in md
+    assert "| mlp | 45,368 | 113,000 | 118,000 | 20,000 | 31,000 | 30,000 | yes / yes / yes |" in md
+    assert "The same 10,000 images (mnist test (10,000))" in md
+    assert "emulated instructions, not cycles of a real chip" in md
     assert "![instructions per inference on qemu-m4](compare_qemu-m4.png)" in md
     assert seen["models"] == ["mlp", "cnn"] and seen["series"]["TFLM + CMSIS-NN"] == [204_440, 5_036_364]
     assert seen["ds"] == LABEL and seen["unit"] == "instructions"
+
+
+def test_outputs_that_differ_from_the_interpreter_are_counted(synthetic):
+    rec = _board_compare("tiny", 510_912, 5_159_818, 2_069_120, 7_950_114)
+    rec["outputs_identical"]["tflm_reference"] = False
+    rec["images_identical"]["tflm_reference"] = 9_997
+    rec["elements_identical"]["tflm_reference"] = 99_995
+    write_json(synthetic / "results" / "compare-qemu-m4.json", {
+        "kind": "compare-board-summary", "board": "qemu-m4", "dataset": DATASET, "images": 10000, "results": [rec]})
+    md = write_report(collect(board="esp32dev", boards=BOARDS, recommend=_recommend)).read_text()
+    assert "| yes / yes / **NO**: 3 images, 5 elements differ |" in md
 
 
 def test_firmware_instructions_plot_skips_what_was_not_measured(tmp_path):

@@ -598,34 +598,40 @@ def _board_compare_part(data: ReportData, tmp: Path) -> str:
         unit = next((r.get("counter_unit") for r in results if r.get("counter_unit")), "counter")
         ds = plots.dataset_label(c.get("dataset"), c.get("images"))
         text.append(f"### On the target CPU: {board} (`edgedigit bench compare --board {board}`)\n")
-        text.append(f"The same {c.get('images', '?')} images ({ds}) through the same serial protocol into three "
-                    f"firmwares per model. Counts are {unit}: {c.get('counter_note') or 'the device counter'}.\n")
+        n = c.get("images")
+        text.append(f"The same {_int(n)} images ({ds}) through the same serial protocol into three firmwares per "
+                    f"model. Counts are {unit}: {c.get('counter_note') or 'the device counter'}.\n")
 
         def val(r: dict, part: str, key: str, fmt: str = "{:,}") -> str:
             v = (r.get(part) or {}).get(key)
             return fmt.format(v) if isinstance(v, (int, float)) else MISSING
 
         def same(r: dict, key: str) -> str:
-            v = (r.get("outputs_identical") or {}).get(key)
-            if v is None:
+            ok = (r.get("outputs_identical") or {}).get(key)
+            if ok is None:
                 return MISSING
-            return f"{'yes' if v else 'NO'} ({(r.get('elements_identical') or {}).get(key, 0):,}/{r.get('elements', 0):,})"
+            if ok:
+                return "yes"
+            imgs = r.get("images", 0) - (r.get("images_identical") or {}).get(key, 0)
+            elems = r.get("elements", 0) - (r.get("elements_identical") or {}).get(key, 0)
+            return f"**NO**: {imgs:,} images, {elems:,} elements differ"
 
-        rows = []
+        speed, size = [], []
         for r in results:
             ratio = (r.get("native_over_tflm_cmsis_nn") or {})
-            rows.append([r.get("variant"), _int(r.get("macs")),
-                         *(val(r, "instructions", k) for k, _ in _FIRMWARES),
-                         f"{ratio['instructions']:.2f}x" if "instructions" in ratio else MISSING,
-                         *(val(r, "instructions_per_mac", k, "{:.2f}") for k, _ in _FIRMWARES),
-                         *(val(r, "flash", k) for k, _ in _FIRMWARES),
+            speed.append([r.get("variant"), _int(r.get("macs")), *(val(r, "instructions", k) for k, _ in _FIRMWARES),
+                          f"{ratio['instructions']:.2f}x" if "instructions" in ratio else MISSING,
+                          " / ".join(val(r, "instructions_per_mac", k, "{:.2f}") for k, _ in _FIRMWARES)])
+            size.append([r.get("variant"), *(val(r, "flash", k) for k, _ in _FIRMWARES),
                          *(val(r, "ram", k) for k, _ in _FIRMWARES),
-                         *(same(r, k) for k, _ in _FIRMWARES)])
+                         " / ".join(same(r, k) for k, _ in _FIRMWARES)])
         names = [n for _, n in _FIRMWARES]
-        text.append(_table(["model", "MACs", *(f"{unit} {n}" for n in names), "native / CMSIS-NN",
-                            *(f"per MAC {n}" for n in names), *(f"flash {n} (B)" for n in names),
-                            *(f"RAM {n} (B)" for n in names), *(f"outputs = TFLM interpreter, {n}" for n in names)],
-                           rows))
+        text.append(_table(["model", "MACs", *(f"{unit} per inference, {n}" for n in names), "native / CMSIS-NN",
+                            f"{unit} per MAC ({' / '.join(names)})"], speed))
+        text.append("")
+        text.append(_table(["model", *(f"flash {n} (B)" for n in names), *(f"RAM {n} (B)" for n in names),
+                            f"outputs = TFLM interpreter on all {_int(n)} images ({' / '.join(names)})"], size))
+        text.append("\nFlash: text + data of the whole firmware. RAM: data + bss + the stack's measured high-water mark.")
         missing = [f"{r.get('variant')} {k}: {why}" for r in results for k, why in (r.get("missing") or {}).items()]
         if missing:
             text.append("\nNot built: " + "; ".join(missing) + ".")
