@@ -21,6 +21,8 @@ for pair in gcc:gcc g++:g++ make:make arm-none-eabi-gcc:gcc-arm-none-eabi qemu-s
 done
 [ -f /usr/lib/avr/include/avr/io.h ] || need+=(avr-libc)
 [ -f /usr/lib/arm-none-eabi/newlib/libc.a ] || [ -d /usr/lib/arm-none-eabi/newlib ] || need+=(libnewlib-arm-none-eabi)
+# the tflm backend on qemu-m4 compiles TFLM's C++ for the Cortex-M4 (C++ headers and libstdc++ for newlib)
+ls /usr/lib/arm-none-eabi/newlib/thumb/v7e-m+fp/hard/libstdc++.a >/dev/null 2>&1 || need+=(libstdc++-arm-none-eabi-newlib)
 ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 || need+=(libclang-rt-14-dev)
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing system packages: ${need[*]}"
