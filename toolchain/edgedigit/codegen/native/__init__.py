@@ -17,7 +17,7 @@ from typing import Any
 
 from ...core.errors import ModelError
 from ...core.graph import Graph
-from ...core.int8 import IMAGE_BYTES, check_classes, input_lut
+from ...core.int8 import IMAGE_BYTES, check_classes, input_lut, io_spec
 from ...core.paths import templates_dir
 from ..render import banner, c_identifier, render
 from . import planner
@@ -72,21 +72,25 @@ class NativeProgram:
 def check_graph(graph: Graph) -> None:
     """Refuse what the native backend cannot compile, naming the model file and the reason.
 
+    The operators are checked first, so a model with an op the backend lacks is told which op, whatever its
+    other tensors hold.
+
     Raises:
-        ModelError: not a full-int8 model, or not one input and one output.
         UnsupportedOpError: an operator outside :data:`SUPPORTED_OPS`.
+        ModelError: not one int8 input and one int8 output, or an activation that is not int8.
     """
-    if not graph.is_full_int8():
-        raise ModelError(f"{graph.path}: the native backend needs a full-int8 model (int8 input, output and "
-                         f"activations; input is {graph.input.dtype}, output {graph.output.dtype}); quantize it "
-                         "with full integer quantization first")
     supported = supported_ops()
     for name in graph.op_names():
         if name not in supported:
             raise unsupported(graph, name)
-    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
-        raise ModelError(f"{graph.path}: the native backend needs one input and one output tensor "
-                         f"(has {len(graph.inputs)} and {len(graph.outputs)})")
+    spec = io_spec(graph)
+    if spec.input_kind == "uint8":
+        raise ModelError(f"{graph.path}: the native backend takes an int8 input (this one is uint8); convert with "
+                         "inference_input_type=tf.int8")
+    odd = next((t for t in graph.tensors if t.dtype not in ("int8", "int32")), None)
+    if odd is not None:
+        raise ModelError(f"{graph.path}: tensor {odd.index} ({odd.name or 'unnamed'}) is {odd.dtype}; the native "
+                         "backend computes int8 activations with int32 biases only")
 
 
 def prepare(graph: Graph, alignment: int = ALIGNMENT) -> NativeProgram:
