@@ -560,8 +560,8 @@ static void cmd_ed_run(char **tok, int ntok) {
 }
 
 static void cmd_help(void) {
-    put_s(S("m-help-[name% profile% timestamp% db load N% db HH..% db print [N [OFFSET]]% infer N W% results% "
-            "help%]\r\n"));
+    put_s(S("m-help-[name% profile% timestamp% db load N% db HH..% db print [N [OFFSET]]% "));
+    put_s(S("infer N W% results% help%]\r\n"));
     put_s(S("m-help-[ed-info% ed-run [DATA]% ed-echo TOKEN%; see docs/protocol.md]\r\n"));
 }
 
