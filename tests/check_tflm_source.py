@@ -41,12 +41,12 @@ int main(int, char **argv) {
     if (rc != 0) { std::printf("init %d\n", rc); return 1; }
     FILE *in = std::fopen(argv[1], "rb");
     FILE *out = std::fopen(argv[2], "wb");
-    uint8_t img[784];
-    int32_t raw[16];
-    const uint32_t n = edgedigit_model_info()->num_classes;
-    while (std::fread(img, 1, sizeof img, in) == sizeof img) {
-        if (edgedigit_model_invoke(img, raw) < 0) return 2;
-        for (uint32_t k = 0; k < n; ++k) { int8_t v = (int8_t)raw[k]; std::fwrite(&v, 1, 1, out); }
+    uint8_t *img = edgedigit_model_input();
+    const uint32_t size = edgedigit_model_info()->input_bytes;
+    const uint32_t n = edgedigit_model_info()->num_outputs;
+    while (std::fread(img, 1, size, in) == size) {
+        if (edgedigit_model_invoke() < 0) return 2;
+        for (uint32_t k = 0; k < n; ++k) { int8_t v = (int8_t)edgedigit_model_output(k); std::fwrite(&v, 1, 1, out); }
     }
     std::fclose(out);
     return 0;

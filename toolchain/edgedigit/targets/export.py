@@ -273,7 +273,8 @@ def render_project(board: Board, src: ModelSource, req: Requirement) -> dict[str
     _merge(src_files, BACKENDS[req.backend].generate(board, src, req), "src/")
     model_info = {
         "variant": src.name, "backend": req.backend, "kind": src.kind, "sha256": src.sha256,
-        "source": src.source_name, "num_classes": src.num_classes, "arena_bytes": req.arena,
+        "source": src.source_name, "num_classes": src.num_classes, "io": src.io.as_dict(),
+        "mlperf_id": src.mlperf_id, "arena_bytes": req.arena,
         "flash_bytes": req.flash, "ram_bytes": req.ram, "accuracy": src.accuracy,
     }
     ctx = {
