@@ -28,6 +28,7 @@ from ..core.errors import BoardError, DeviceError, ModelTooLargeError, ToolError
 
 QEMU_NOTE = "emulated instructions, not cycles of a real chip"
 _PTY_RE = re.compile(r"^edgedigit-host: serial on (\S+)$")
+_QEMU_PTY_RE = re.compile(r"char device redirected to (/dev/pts/\d+)")
 _HEAP_SYMBOLS = ("malloc", "_malloc_r", "calloc", "realloc", "free", "_sbrk", "sbrk")
 
 
@@ -168,8 +169,14 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def start(project: Path, board: Any) -> Iterator[Running]:
+def start(project: Path, board: Any, pty: bool = False) -> Iterator[Running]:
     """Start a built host/qemu firmware project; stop it (terminate, then kill) when the block ends.
+
+    Args:
+        project: the built project.
+        board: its board.
+        pty: give ``qemu-m4`` a pseudo-terminal (``-serial pty``) instead of a TCP socket, so a client that
+            opens ports with plain ``serial.Serial`` (the MLPerf Tiny runner) can use it; ``host`` always has one.
 
     Raises:
         BoardError: the board has no ``[run]`` table.
@@ -194,6 +201,17 @@ def start(project: Path, board: Any) -> Iterator[Running]:
                     proc.stdout.close()
         else:
             emulator = _tool(spec.emulator or "qemu-system-arm", "run the qemu-m4 board")
+            if pty:
+                cmd = [emulator, *spec.args, "-kernel", str(binary), "-serial", "pty"]
+                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log_file, stdin=subprocess.DEVNULL)
+                try:
+                    yield Running(_read_pty_path(proc, binary, spec.boot_timeout_s, _QEMU_PTY_RE,
+                                                 "char device redirected to /dev/pts/N"), proc, log, spec)
+                finally:
+                    _stop(proc)
+                    if proc.stdout is not None:
+                        proc.stdout.close()
+                return
             port = _free_port()
             cmd = [emulator, *spec.args, "-kernel", str(binary),
                    "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on"]
@@ -204,8 +222,9 @@ def start(project: Path, board: Any) -> Iterator[Running]:
                 _stop(proc)
 
 
-def _read_pty_path(proc: subprocess.Popen[bytes], binary: Path, timeout: float) -> str:
-    """The pseudo-terminal path the host firmware prints on its first stdout line."""
+def _read_pty_path(proc: subprocess.Popen[bytes], binary: Path, timeout: float, pattern: re.Pattern[str] = _PTY_RE,
+                   expected: str = "edgedigit-host: serial on /dev/pts/N") -> str:
+    """The pseudo-terminal path the process prints on its first stdout line (``pattern``'s group 1)."""
     import selectors
 
     assert proc.stdout is not None
@@ -222,9 +241,9 @@ def _read_pty_path(proc: subprocess.Popen[bytes], binary: Path, timeout: float) 
             raise ToolError(f"{binary} exited (code {proc.wait()}) before printing its serial port")
         buf += chunk
     line = buf.split(b"\n", 1)[0].decode(errors="replace").strip()
-    m = _PTY_RE.match(line)
+    m = pattern.search(line)
     if not m:
-        raise ToolError(f"{binary} printed {line!r} instead of 'edgedigit-host: serial on /dev/pts/N'")
+        raise ToolError(f"{binary} printed {line!r} instead of '{expected}'")
     return m.group(1)
 
 
