@@ -37,9 +37,8 @@ def main(argv: list[str]) -> int:
         usb = types.ModuleType("usb")
         usb.core = types.ModuleType("usb.core")
         sys.modules["usb"], sys.modules["usb.core"] = usb, usb.core
-    import yaml
-
     import main as runner_main  # the runner's main.py (nothing runs at import but script.py's logging set-up)
+    import yaml
 
     def scan(self) -> None:  # DeviceManager.scan, without USB: PORT is the DUT
         for definition in self._device_defs:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from edgedigit.codegen import native
 from edgedigit.codegen.native import ops, planner
-from edgedigit.core.errors import ModelError, UnsupportedOpError
+from edgedigit.core.errors import UnsupportedOpError
 from edgedigit.core.graph import Graph, load_graph
 from edgedigit.core.paths import templates_dir
 
