@@ -268,3 +268,23 @@ def test_any_model_builds_for_qemu_m4(odd, build_dir_module, tmp_path):
     res = export("qemu-m4", model=odd["kws_like"], out=tmp_path / "q")
     out = subprocess.run(["make", "-C", str(res.path)], check=True, capture_output=True, text=True).stdout
     assert "build/firmware.elf" in out
+
+
+def test_validate_model_on_given_inputs(odd, build_dir_module, tmp_path):
+    x = np.random.default_rng(3).integers(-128, 128, (40, 49, 10, 1)).astype(np.int8)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", np.arange(40) % 12)
+    res = _run(["validate", "--model", str(odd["kws_like"]), "--inputs", str(tmp_path / "x.npy"), "--labels",
+                str(tmp_path / "y.npy"), "--json"])
+    assert res.exit_code == 0, res.output
+    s = json.loads(res.output)
+    assert s["reference"] == "tflm" and s["inputs"]["count"] == 40
+    assert s["agreement"]["native"]["elements_differ"] == 0 and s["agreement"]["native"]["elements"] == 480
+    ref = TFLMModel(odd["kws_like"]).run(x).reshape(40, -1)
+    assert s["accuracy"]["tflm"] == float(np.mean(np.argmax(ref, axis=1) == np.arange(40) % 12))
+    on_disk = json.loads((build_dir_module / "results" / "validate-model-kws_like.json").read_text())
+    assert on_disk["agreement"] == s["agreement"]
+    np.save(tmp_path / "wrong.npy", x.reshape(40, -1)[:, :100])
+    bad = _run(["validate", "--model", str(odd["kws_like"]), "--inputs", str(tmp_path / "wrong.npy")])
+    assert bad.exit_code == 1 and bad.output.count("\n") == 1
+    assert "wrong.npy: inputs of shape (40, 100); the model takes 490 values per input" in " ".join(bad.output.split())

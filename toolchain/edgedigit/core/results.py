@@ -25,6 +25,12 @@ COMPARE = "compare"
 
 
 DEVICE_PREFIX = "device-"
+MODEL_VALIDATE_PREFIX = "validate-model-"
+
+
+def model_validate_name(stem: str) -> str:
+    """``validate-model-<stem>``: ``validate --model FILE`` of any int8 model, one file pair per model name."""
+    return f"{MODEL_VALIDATE_PREFIX}{stem}"
 
 
 def device_name(board_id: str, variant: str) -> str:
