@@ -343,7 +343,9 @@ class NativeBackend(Backend):
         program = self.program(src)
         spec = src.io
         weights, arena = program.weights_bytes, program.arena_bytes
-        tables = weights + (LUT_BYTES if spec.image else 0)
+        # every constant array the generated C holds (weights, biases, per-channel multipliers and shifts)
+        # and the input table of a digit classifier: the model data the boot CRC covers
+        tables = sum(len(b) for b in self.model_data(src))
         # Where const tables are copied to SRAM (AVR without PROGMEM), they need RAM as well as flash.
         return Requirement(board, self.name, src.name, tables, arena, rt.flash, rt.ram,
                            {"weights_bytes": weights}, model_ram=tables if rt.weights_in_ram else 0,
