@@ -119,11 +119,16 @@ def test_budget_error_names_numbers_and_what_fits(small_build, tflite_models):
     add_variant(small_build, "big", "neural", 0.99, tflite_models["mlp"])
     from edgedigit.core.graph import load_graph
 
-    weights = sum(t.nbytes for t in load_graph(tflite_models["mlp"]).tensors if t.data is not None)
+    from edgedigit.codegen import native
+
+    # the model's flash: every constant array of the generated C and the input table (what the boot CRC covers,
+    # so a firmware's CRC equal to the host's shows these are exactly its bytes)
+    arrays = native.model_data(native.prepare(load_graph(tflite_models["mlp"])))
     with pytest.raises(ModelTooLargeError) as e:
         export("uno", variant="big")
     msg = str(e.value)
-    model_flash = weights + 256
+    model_flash = sum(len(b) for b in arrays)
+    assert len(arrays[0]) == 256  # the input table
     runtime = load_board("uno").runtime["native"].flash
     total = model_flash + runtime
     assert msg.startswith(f"big (native): {model_flash:,} B model + ~{runtime / 1024:.0f} KB native runtime = {total:,} B > "
