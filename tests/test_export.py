@@ -117,9 +117,8 @@ def test_nothing_trained(build_dir):
 
 def test_budget_error_names_numbers_and_what_fits(small_build, tflite_models):
     add_variant(small_build, "big", "neural", 0.99, tflite_models["mlp"])
-    from edgedigit.core.graph import load_graph
-
     from edgedigit.codegen import native
+    from edgedigit.core.graph import load_graph
 
     # the model's flash: every constant array of the generated C and the input table (what the boot CRC covers,
     # so a firmware's CRC equal to the host's shows these are exactly its bytes)

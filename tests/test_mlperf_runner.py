@@ -1,7 +1,8 @@
 """MLPerf Tiny's reference runner (``../shared/third_party/mlperf-tiny/runner``, unedited) drives edgedigit
 firmware through a whole performance-mode exchange: its own ``run_test`` (DUT over ``SerialDevice``,
 ``Script`` from its ``tests_performance.yaml``, ``DataSet``) and ``summarize_result``, on the ``host`` board's
-pty, with only its USB discovery replaced by that port (``benchmarks/mlperf_drive.py``).
+pty and on QEMU's (``-serial pty``), with only its USB discovery replaced by that port
+(``benchmarks/mlperf_drive.py``).
 
 The firmware answers ``profile%`` with the MLPerf id the runner selects its test by (``kws01``), prints
 nothing unasked (the runner never resynchronises), and every window's ``m-results`` are the model's
@@ -41,17 +42,21 @@ def _runner() -> Path:
     return mlperf_runner.RUNNER
 
 
-def test_the_runner_completes_performance_mode_on_the_host_board(tmp_path, monkeypatch):
+@pytest.mark.parametrize("board", ["host", pytest.param("qemu-m4", marks=pytest.mark.slow)])
+def test_the_runner_completes_performance_mode(board, tmp_path, monkeypatch):
     require_tool("cc")
+    if board == "qemu-m4":  # QEMU with -serial pty: the runner opens a plain serial port
+        require_tool("arm-none-eabi-gcc")
+        require_tool("qemu-system-arm")
     _runner()
     monkeypatch.setenv("EDGEDIGIT_BUILD", str(tmp_path / "build"))
     model = odd_models.kws_like(tmp_path / "kws_like.tflite")
-    res = export("host", model=model, out=tmp_path / "fw", mlperf_id="kws01")
+    res = export(board, model=model, out=tmp_path / "fw", mlperf_id="kws01")
     devices.make(res.path)
     spec = io_spec(load_graph(model))
     work = tmp_path / "run"
     work.mkdir()
-    with devices.start(res.path, load_board("host")) as running:
+    with devices.start(res.path, load_board(board), pty=True) as running:
         # the runner's stock tests_performance.yaml: kws01 is `loop 5: download, infer 70 10`
         lines, result = mlperf_runner.run_runner(running.url, "kws01", spec.input_bytes, spec.outputs, work,
                                                  stock=True)

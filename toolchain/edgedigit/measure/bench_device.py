@@ -169,7 +169,8 @@ def export_project(board: Any, variant: str, backend: str) -> Path:
     return Path(firmware.export(board.id, variant=variant, backend=backend).path)
 
 
-def check_project(project: Path, board: Any, variant: str, model: Path, sha256: str) -> dict[str, Any]:
+def check_project(project: Path, board: Any, variant: str, model: Path, sha256: str,
+                  source: str | None = None) -> dict[str, Any]:
     """The lock record of an exported project, checked to be for ``board`` and this very model.
 
     Args:
@@ -178,6 +179,7 @@ def check_project(project: Path, board: Any, variant: str, model: Path, sha256: 
         variant: the variant (named in the advice).
         model: the variant's int8 model file.
         sha256: that file's sha256.
+        source: how the export command names the model (default ``--variant <variant>``).
 
     Returns:
         The lock record.
@@ -187,13 +189,14 @@ def check_project(project: Path, board: Any, variant: str, model: Path, sha256: 
     """
     from ..targets.export import LOCK_FILE
 
-    again = f"export it again (`edgedigit export --board {board.id} --variant {variant}`) or leave out --project"
+    source = source or f"--variant {variant}"
+    again = f"export it again (`edgedigit export --board {board.id} {source}`) or leave out --project"
     lock_path = Path(project) / LOCK_FILE
     try:
         lock = json.loads(lock_path.read_text())
     except FileNotFoundError:
         raise ModelError(f"{project}: not an exported firmware project (no {LOCK_FILE}); "
-                         f"export one with `edgedigit export --board {board.id} --variant {variant}`") from None
+                         f"export one with `edgedigit export --board {board.id} {source}`") from None
     except (OSError, ValueError) as e:
         raise ModelError(f"{lock_path}: unreadable ({e}); {again}") from None
     lock = lock if isinstance(lock, dict) else {}
@@ -311,7 +314,7 @@ def bench_device(board_name: str, variant: str = "mlp", *, backend: str = "nativ
     variant, card, tflite = src.name, src.card, src.path
     host_sha = sha256_file(tflite)
     if project is not None:
-        check_project(project, board, variant, tflite, host_sha)
+        check_project(project, board, variant, tflite, host_sha, f"--model {model}" if model is not None else None)
     n = samples  # more samples than inputs cycle through them (long runs)
     if model is None:
         dataset = load_dataset(data)
