@@ -362,6 +362,29 @@ def figures(long_run: Path | None, fuzz_log: Path | None) -> list[str]:
     return out
 
 
+SCRIPTS = [
+    "| script | what it runs | section of this page |",
+    "|---|---|---|",
+    "| `benchmarks/reliability_table.py` | bad models, bad data, output paths holding a user's data, a hostile serial "
+    "line | Bad models ... A hostile serial line |",
+    "| `benchmarks/long_run.py` | 100,000 inferences on host and qemu-m4 | Long runs |",
+    "| `benchmarks/fuzz_protocol.sh` | libFuzzer on the device-side protocol parser | Fuzzing |",
+    "| `benchmarks/reliability_interrupt.py` | kills at random moments, two writers at once, a moved build, full and "
+    "read-only file systems, an edited generated file (issue 15) | Interruption, concurrency, moves, full and "
+    "read-only disks |",
+]
+KEPT = ("<!-- reliability_interrupt:start -->", "<!-- reliability_interrupt:end -->")
+
+
+def kept_sections(page: Path) -> list[str]:
+    """The section another script wrote into the page (between its markers), kept as it is."""
+    text = page.read_text() if page.is_file() else ""
+    if KEPT[0] not in text or KEPT[1] not in text:
+        return []
+    block = KEPT[0] + text.split(KEPT[0], 1)[1].split(KEPT[1], 1)[0] + KEPT[1]
+    return [*block.splitlines(), ""]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Build the table, write the doc; exit code 1 if any variant misbehaved."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -395,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
         "[--fuzz-log fuzz.log]`; the figures quoted at the end come from",
         "`nice .venv/bin/python benchmarks/long_run.py` (100,000 inferences on host and qemu-m4) and",
         "`sh benchmarks/fuzz_protocol.sh 600 > fuzz.log 2>&1` (10 minutes of libFuzzer on the protocol parser).",
+        "",
+        *SCRIPTS,
         "",
         f"Variants run: {variants['models']} bad-model, {variants['data']} bad-data; misbehaving: **{table.bad}**.",
         "Columns: *one clean line* = exit 1, a single stderr line naming the file and the problem, nothing left",
@@ -430,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     lines += figures(args.long_run, args.fuzz_log)
+    lines += kept_sections(args.out)
     bad_rows = [(k, r["bad"]) for k, r in table.rows.items() if r["bad"]]
     if bad_rows:
         lines += ["## Misbehaviour found", ""] + [f"- {k[1]} / `{k[2]}`: {b}" for k, bs in bad_rows for b in bs] + [""]

@@ -257,8 +257,13 @@ def data_cases(dest: Path) -> list[Case]:
 # ---- running and judging ---------------------------------------------------------------------------------
 
 def files_under(root: Path) -> set[str]:
-    """Every file below ``root`` (relative paths); empty when it does not exist."""
-    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} if root.exists() else set()
+    """Every file below ``root`` (relative paths) but the build folder's lock file (``core.lock``: not an
+    output, it stays so the next writer locks the same file); empty when it does not exist."""
+    from edgedigit.core.lock import LOCK_NAME
+
+    if not root.exists():
+        return set()
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {LOCK_NAME}
 
 
 def run_cli(args: list[str], build: Path) -> Outcome:

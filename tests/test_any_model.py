@@ -162,8 +162,13 @@ def test_a_firmware_whose_weights_were_patched_is_refused(board, build_dir_modul
     assert ok.exit_code == 0, ok.output
     assert f"CRC-32 {lock['model']['crc32']}" in ok.output
     _patch_weight(project)
+    # the build refuses the edited file by its lock (issue 15); built anyway (--force, or flashed by other means),
+    # the firmware itself shows its model data differs: bench device refuses it at the handshake
+    locked = _run(["bench", "device", "--board", board, "--model", str(TINY), "--project", str(project),
+                   "--samples", "2"])
+    assert locked.exit_code == 1 and "edgedigit_native_model.c" in locked.output
     bad = _run(["bench", "device", "--board", board, "--model", str(TINY), "--project", str(project),
-                "--samples", "2"])
+                "--samples", "2", "--force"])
     errors = [ln for ln in bad.output.splitlines() if ln.startswith("error:")]
     assert bad.exit_code == 1 and len(errors) == 1 and bad.output.splitlines()[-1] == errors[0], bad.output
     line = errors[0]

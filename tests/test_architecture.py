@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "toolchain" / "edgedigit"
 
 # Floors, bottom up (docs/architecture.md). A module may import its own package or a lower floor.
 FLOORS = {"core": 0, "codegen": 1, "runtimes": 2, "models": 3, "targets": 4, "measure": 5, "report": 6,
-          "pipeline": 7, "cli": 8}
+          "pipeline": 7, "search": 7, "cli": 8}
 # Upward imports that are allowed, each with its reason (importer -> imported).
 ALLOWED_UPWARD: dict[tuple[str, str], str] = {}
 

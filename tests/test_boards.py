@@ -36,6 +36,12 @@ def test_shipped_boards_load_with_expected_ids_and_backends():
                 assert "#" in dep or "@ " in dep
 
 
+def test_boards_built_here_list_their_tools():
+    assert load_board("qemu-m4").tools == {"make": "make", "arm-none-eabi-gcc": "gcc-arm-none-eabi"}
+    assert load_board("host").tools == {"make": "make", "cc": "gcc"}
+    assert load_board("esp32dev").tools == {}  # PlatformIO brings its own toolchains
+
+
 def test_tflm_library_facts():
     esp, nano = load_board("esp32"), load_board("nano33ble")
     assert esp.tflm.per_channel_fully_connected is True
@@ -83,6 +89,8 @@ def board_copy(tmp_path):
         ("[runtime.linear]\nflash = 265_000\nram = 21_000\n", "[runtime.linear]\nflash = 265_000\n",
          "missing field [runtime.linear] 'ram'"),
         ("clock_hz = 240_000_000\n", "clock_hz = = 1\n", "not valid TOML"),
+        ("[serial]\n", "[tools]\nxtensa-gcc = 1\n\n[serial]\n",
+         "field [tools] 'xtensa-gcc' must name the Debian package that provides it"),
     ],
 )
 def test_bad_board_file_names_file_and_field(board_copy, old, new, phrase):

@@ -53,7 +53,17 @@ def test_npz_loads_with_shapes_hash_and_description(tmp_path):
     assert ds.x_train.dtype == np.uint8 and ds.y_train.dtype == np.uint8
     np.testing.assert_array_equal(ds.x_train, a["x_train"])
     np.testing.assert_array_equal(ds.y_test, a["y_test"])
-    assert ds.sha256 == hashlib.sha256(p.read_bytes()).hexdigest()
+    # the hash is of the decoded arrays: a compressed .npz of the same arrays (other bytes) hashes the same
+    packed = tmp_path / "packed.npz"
+    np.savez_compressed(packed, **a)
+    assert hashlib.sha256(packed.read_bytes()).digest() != hashlib.sha256(p.read_bytes()).digest()
+    assert load_dataset(packed).sha256 == ds.sha256 and len(ds.sha256) == 64
+    changed = {**a, "x_test": a["x_test"].copy()}
+    changed["x_test"][3, 14, 14] ^= 1  # one pixel of one test image
+    assert load_dataset(_npz(tmp_path / "changed.npz", **changed)).sha256 != ds.sha256
+    relabeled = {**a, "y_train": a["y_train"].copy()}
+    relabeled["y_train"][0] = (relabeled["y_train"][0] + 1) % 10
+    assert load_dataset(_npz(tmp_path / "relabeled.npz", **relabeled)).sha256 != ds.sha256
     assert ds.describe() == {"name": "mnist", "source": str(p), "sha256": ds.sha256, "train": 60, "test": 20,
                              "fallback": False}
     assert ds.label() == "mnist test (20)"
@@ -67,6 +77,9 @@ def test_idx_folder_equals_npz(tmp_path, gz):
     ds = load_dataset(_idx_folder(tmp_path / "idx", a, gz=gz))
     for key in a:
         np.testing.assert_array_equal(getattr(ds, key), a[key])
+    # the same MNIST as IDX files and as .npz is the same dataset to stamps and cards (issue 15)
+    assert ds.sha256 == load_dataset(_npz(tmp_path / "m.npz", **a)).sha256
+    assert ds.describe()["sha256"] == ds.sha256
 
 
 def test_integral_float_arrays_are_accepted_as_uint8(tmp_path):
@@ -183,7 +196,7 @@ def test_cli_data_json_says_how_it_was_resolved(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     info = json.loads(r.stdout)
     assert info["resolved_by"] == "--data" and info["train"] == 60 and info["test"] == 20
-    assert info["sha256"] == hashlib.sha256(p.read_bytes()).hexdigest()
+    assert info["sha256"] == load_dataset(p).sha256
     monkeypatch.setenv("EDGEDIGIT_DATA", str(p))
     r = CliRunner().invoke(app, ["data", "--json"])
     assert json.loads(r.stdout)["resolved_by"] == "EDGEDIGIT_DATA"

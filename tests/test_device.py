@@ -74,9 +74,11 @@ def test_killed_device_keeps_results_and_resume_finishes(trained_build):
     with pytest.raises(DeviceError) as err:
         bench_device("host", "mlp", samples=25, progress=False, log=lambda m: None, on_sample=pull_the_plug)
     msg = str(err.value)
-    assert "vanished" in msg and "7 of 25 results are saved in" in msg and "--resume" in msg
     path = trained_build / "results" / "device-host-mlp.jsonl"
-    assert [r["index"] for r in _jsonl(path) if r["type"] == "sample"] == list(range(7))
+    partial = path.with_name(path.name + ".partial")
+    assert "vanished" in msg and f"7 of 25 results are saved in {partial}" in msg and "--resume" in msg
+    assert [r["index"] for r in _jsonl(partial) if r["type"] == "sample"] == list(range(7))
+    assert not path.exists()  # the partial run is not a result
 
     out = _invoke(["bench", "device", "--board", "host", "--samples", "25", "--resume"])
     assert "resuming: 7 of 25 samples already in" in out
@@ -84,6 +86,39 @@ def test_killed_device_keeps_results_and_resume_finishes(trained_build):
     recs = [r for r in _jsonl(path) if r["type"] == "sample"]
     assert sorted(r["index"] for r in recs) == list(range(25))  # each image exactly once
     assert sum(1 for r in _jsonl(path) if r["type"] == "session") == 2
+    assert not partial.exists()
+
+
+def test_interrupted_run_keeps_the_complete_earlier_result(trained_build):
+    """Issue 15: a new run writes beside a complete result and replaces it only when it is complete."""
+    require_tool("cc")
+    from edgedigit.core.results import ResultFile
+    from edgedigit.measure.bench_device import bench_device
+
+    _invoke(["bench", "device", "--board", "host", "--samples", "12"])
+    results = ResultFile("device-host-mlp")
+    old_jsonl, old_summary = results.jsonl.read_bytes(), results.summary_path.read_bytes()
+    assert results.incomplete() is None
+
+    def interrupt(done, running):
+        if done == 5:
+            raise KeyboardInterrupt
+
+    said = []
+    with pytest.raises(KeyboardInterrupt):
+        bench_device("host", "mlp", samples=12, progress=False, log=said.append, on_sample=interrupt)
+    assert results.jsonl.read_bytes() == old_jsonl and results.summary_path.read_bytes() == old_summary
+    assert results.incomplete() is None  # the earlier result is still complete and consistent
+    assert said[-1] == (f"interrupted: 5 of 12 results are saved in {results.partial}; the complete earlier "
+                        f"result in {results.jsonl} is kept; run the same command with --resume to finish")
+    assert [r["index"] for r in _jsonl(results.partial) if r["type"] == "sample"] == list(range(5))
+
+    _invoke(["bench", "device", "--board", "host", "--samples", "12", "--resume"])
+    new = _jsonl(results.jsonl)
+    assert [r["index"] for r in new if r["type"] == "sample"] == list(range(12)) and not results.partial.exists()
+    summary = json.loads(results.summary_path.read_text())
+    assert summary["session"] == new[0]["session"] != json.loads(old_jsonl.splitlines()[0])["session"]
+    assert results.incomplete() is None
 
 
 def test_wrong_model_on_device_is_refused(trained_build):

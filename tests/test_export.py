@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import subprocess
 
@@ -38,8 +39,11 @@ def test_project_layout(small_build):
             "edgedigit_model_data.h", "edgedigit_op_resolver.h", "edgedigit_input_lut.h",
             "edgedigit_model_tflm.cc"} == src
     assert not any(k.endswith(".j2") for k in tree)
-    assert (res.path / "platformio.ini").stat().st_mode & 0o777 == 0o644
-    assert (res.path / "src").stat().st_mode & 0o777 == 0o755
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (res.path / "platformio.ini").stat().st_mode & 0o777 == 0o666 & ~umask  # as any file the user writes
+    assert (res.path / "src").stat().st_mode & 0o777 == 0o777 & ~umask
+    assert res.path.stat().st_mode & 0o777 == 0o777 & ~umask  # not 0700 from a temporary folder
     ini = tree["platformio.ini"].decode()
     assert "[env:esp32dev]" in ini and "board = esp32dev" in ini and "framework = arduino" in ini
     assert "platform = https://github.com/pioarduino/platform-espressif32/releases/download/55.03.311/" in ini

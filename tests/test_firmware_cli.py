@@ -195,3 +195,85 @@ def test_flash_refuses_boards_that_run_here(small_build, fake_run):
     assert result.exit_code == 1
     assert "board qemu-m4 is not flashed" in result.output and "edgedigit bench device --board qemu-m4" in result.output
     assert fake_run.calls == []
+
+
+# ---- issue 15: the project is checked against its lock file, and the board's tools, before anything builds
+
+
+def _exported(build_dir, board="host", variant="rfe-lr", backend="linear"):
+    assert invoke(["export", "--board", board, "--variant", variant]).exit_code == 0
+    return build_dir / "firmware" / board / f"{variant}-{backend}"
+
+
+def test_build_refuses_an_edited_generated_file_naming_it(small_build, fake_run):
+    project = _exported(small_build)
+    model = project / "src" / "edgedigit_lr_model.h"
+    model.write_text(model.read_text().replace("{", "{ 1,", 1))  # one weight more, by hand
+    result = invoke(["build", "--board", "host", "--variant", "rfe-lr"])
+    assert result.exit_code == 1 and fake_run.calls == []  # make never ran
+    lines = result.output.splitlines()
+    assert lines[-1].startswith(f"error: {model}: modified since export (sha256 ") and len(lines) == 3  # project, building
+    assert "edgedigit.lock.json); export it again (`edgedigit export --board host`) or pass --force" in lines[-1]
+    assert not (small_build / "results" / "builds.jsonl").exists()
+
+
+def test_build_refuses_a_missing_or_added_file(small_build, fake_run):
+    project = _exported(small_build)
+    (project / "src" / "extra.c").write_text("int extra;\n")
+    result = invoke(["build", "--board", "host", "--project", str(project)])
+    assert result.exit_code == 1
+    assert f"error: {project / 'src' / 'extra.c'}: added since export (not in edgedigit.lock.json)" in result.output
+    (project / "src" / "extra.c").unlink()
+    (project / "Makefile").unlink()
+    (project / "README.md").unlink()
+    (project / "Makefile").write_text("all:\n")
+    result = invoke(["build", "--board", "host", "--project", str(project)])
+    assert result.exit_code == 1 and fake_run.calls == []
+    assert f"error: {project / 'Makefile'}: modified since export" in result.output and "(and 1 more)" in result.output
+    shutil_project = project.parent / "not-exported"
+    shutil_project.mkdir()
+    (shutil_project / "Makefile").write_text("all:\n")
+    result = invoke(["build", "--board", "host", "--project", str(shutil_project)])
+    assert result.exit_code == 1 and "not an exported firmware project (no edgedigit.lock.json)" in result.output
+
+
+def test_build_force_builds_anyway_and_says_so(small_build, fake_run):
+    project = _exported(small_build)
+    model = project / "src" / "edgedigit_lr_model.h"
+    model.write_text(model.read_text() + "\n/* edited */\n")
+    result = invoke(["build", "--board", "host", "--variant", "rfe-lr", "--force"])
+    assert result.exit_code == 0 and fake_run.calls == [(["make"], project)]
+    assert f"warning: --force: building a project that is not the exported one: {model}: modified" in result.output
+    builds = small_build / "results" / "builds.jsonl"
+    assert f"built {project} (--force: 1 file(s) differ from its edgedigit.lock.json; recorded in {builds})" \
+        in result.output
+    rec = json.loads(builds.read_text().splitlines()[-1])
+    assert rec["command"] == "build" and rec["lock"] == "forced" and rec["board"] == "host"
+    assert rec["project"] == "firmware/host/rfe-lr-linear" and rec["changes"][0].startswith(f"{model}: modified")
+    model.write_text(model.read_text().replace("\n/* edited */\n", ""))  # back as exported: verified again
+    assert invoke(["build", "--board", "host", "--variant", "rfe-lr"]).exit_code == 0
+    assert json.loads(builds.read_text().splitlines()[-1])["lock"] == "verified"
+
+
+def test_flash_refuses_an_edited_file_too(small_build, fake_run):
+    project = _exported(small_build, "esp32", "tiny", "tflm").with_name("tiny-tflm").parent.parent / "esp32dev" / "tiny-tflm"
+    data = project / "src" / "edgedigit_model_data.cc"
+    data.write_text(data.read_text().replace("0x", "0x1", 1))
+    result = invoke(["flash", "--board", "esp32", "--variant", "tiny", "--port", "/dev/ttyUSB0"])
+    assert result.exit_code == 1 and fake_run.calls == []
+    assert f"error: {data}: modified since export" in result.output
+    result = invoke(["flash", "--board", "esp32", "--variant", "tiny", "--port", "/dev/ttyUSB0", "--force"])
+    assert result.exit_code == 0 and "(--force: 1 file(s) differ" in result.output
+
+
+@pytest.mark.parametrize("board, tool, package", [("qemu-m4", "arm-none-eabi-gcc", "gcc-arm-none-eabi"),
+                                                  ("host", "make", "make")])
+def test_a_missing_compiler_is_named_before_make_runs(small_build, fake_run, monkeypatch, board, tool, package):
+    import shutil
+
+    real = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == tool else real(name, *a, **k))
+    result = invoke(["build", "--board", board, "--variant", "rfe-lr"])
+    assert result.exit_code == 1 and fake_run.calls == []
+    assert result.output.splitlines()[-1] == (f"error: {tool} is not installed: board {board} builds with it; "
+                                              f"Debian: apt-get install {package}")

@@ -19,9 +19,11 @@ from edgedigit.core.graph import load_graph
 from edgedigit.core.int8 import quantize_images
 from edgedigit.runtimes import run_tflm
 from edgedigit.runtimes.native_host import NativeModel
-from tflite_factory import random_images
+from tflite_factory import op_models, random_images
 
 FACTORY = ["mlp", "mlp_pertensor", "cnn", "dw_mult"]
+OP_MODELS = ["add", "add_broadcast", "add_5d", "add_const", "mul", "pad", "concat", "mean", "mean_channels",
+             "requantize", "dilated"]
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 
@@ -44,6 +46,12 @@ def _assert_same_as_tflm(path: Path, images: np.ndarray, cache: Path) -> None:
     assert bad.size == 0, f"{path.name}: {len(bad)} elements differ from TFLM, first at {bad[:3].tolist()}"
 
 
+def test_every_factory_model_is_compared_with_tflm(tflite_models):
+    # a model added to tflite_factory must join a comparison list, or it would never be checked
+    assert set(tflite_models) == set(FACTORY)
+    assert set(op_models()) == set(OP_MODELS)
+
+
 @pytest.mark.parametrize("name", FACTORY)
 def test_factory_models_equal_tflm_on_random_images(tflite_models, native_cache, name):
     _assert_same_as_tflm(tflite_models[name], random_images(300, seed=7), native_cache)
@@ -60,6 +68,23 @@ def test_factory_models_equal_tflm_on_mnist(tflite_models, native_cache, mnist, 
 @pytest.mark.parametrize("variant", ["mlp", "mlp-pruned"])
 def test_trained_models_equal_tflm(trained_build, native_cache, mnist, variant):
     _assert_same_as_tflm(trained_build / "models" / variant / "model_int8.tflite", mnist.x_test[:300], native_cache)
+
+
+@pytest.mark.parametrize("name", OP_MODELS)
+def test_op_models_equal_tflm_on_full_range_int8(native_cache, name):
+    """ADD, MUL (broadcast, 5-D, constant operands), PAD, CONCATENATION, MEAN, QUANTIZE, dilated and strided
+    convolutions: each model's output is the op's output; full-range random int8 inputs and digit-like images."""
+    path = op_models()[name]
+    g = load_graph(path)
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.integers(-128, 128, (300, *g.input.shape[1:])).astype(np.int8),
+                        np.full((1, *g.input.shape[1:]), -128, np.int8), np.full((1, *g.input.shape[1:]), 127, np.int8),
+                        _int8_inputs(path, random_images(100, seed=12))])
+    got, want = NativeModel(path, cache_dir=native_cache).run(x), run_tflm(path, x)
+    assert got.shape == want.shape and got.size >= 300 * 16
+    bad = np.argwhere(got != want)
+    assert bad.size == 0, f"{name}: {len(bad)} of {got.size} elements differ from TFLM, first at {bad[:3].tolist()}"
+    assert len(np.unique(got)) > 32  # not a saturated output: the arithmetic is exercised
 
 
 def test_registered_runtime_builds_into_the_build_tree(tflite_models, build_dir):
@@ -213,6 +238,26 @@ def test_generated_c_compiles_without_warnings(tflite_models, tmp_path, cc, flag
         assert res.returncode == 0 and res.stderr == "", f"{cc} {flags} {src}:\n{res.stderr}"
 
 
+@pytest.mark.tool
+@pytest.mark.parametrize("cc,flags", [
+    ("gcc", []), ("clang", []),
+    ("arm-none-eabi-gcc", ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]),
+    ("arm-none-eabi-gcc", ["-mcpu=cortex-m0", "-mthumb"]),
+])
+def test_op_kernels_compile_without_warnings(tmp_path, cc, flags):
+    """Every kernel family and the model code of multi-input ops (compound literals, constant operands)."""
+    exe = require_tool(cc)
+    for name in ("add_const", "add_5d", "requantize", "pad", "mean_channels"):
+        out = tmp_path / name
+        out.mkdir()
+        files = codegen.generate_graph(load_graph(op_models()[name]), variant=name, source_name=f"{name}.tflite")
+        for fname, text in files.items():
+            (out / fname).write_text(text)
+        for src in sorted(f for f in files if f.endswith(".c")):
+            res = subprocess.run([exe, *WARN, *flags, src, "-o", src + ".o"], cwd=out, capture_output=True, text=True)
+            assert res.returncode == 0 and res.stderr == "", f"{cc} {flags} {name}/{src}:\n{res.stderr}"
+
+
 # ---- planner properties ------------------------------------------------------------------------------------
 
 buffers_st = st.lists(
@@ -350,6 +395,23 @@ def test_dsp_path_on_qemu_m4_equals_tflm(tflite_models, tmp_path, name):
     require_tool("qemu-system-arm")
     path = tflite_models[name]
     x = _int8_inputs(path, random_images(60, seed=11))
+    got, instructions = run_qemu_m4(path, x, tmp_path)
+    np.testing.assert_array_equal(got, run_tflm(path, x))
+    assert instructions > 0
+
+
+@pytest.mark.tool
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["add_5d", "add_const", "mul", "concat", "pad", "mean", "requantize", "dilated"])
+def test_op_kernels_on_qemu_m4_equal_tflm(tmp_path, name):
+    """The kernel families built for a Cortex-M4 (arm-none-eabi-gcc) and run in QEMU == TFLM."""
+    from edgedigit.runtimes.native_host import run_qemu_m4
+
+    require_tool("arm-none-eabi-gcc")
+    require_tool("qemu-system-arm")
+    path = op_models()[name]
+    g = load_graph(path)
+    x = np.random.default_rng(3).integers(-128, 128, (12, *g.input.shape[1:])).astype(np.int8)
     got, instructions = run_qemu_m4(path, x, tmp_path)
     np.testing.assert_array_equal(got, run_tflm(path, x))
     assert instructions > 0

@@ -1,29 +1,37 @@
 """The native backend's op registry, its prepare-once program and the planner's lifetimes of every input.
 
-No C compiler and no TensorFlow here: the models are ``tests/golden/tiny.tflite`` (RESHAPE, AVERAGE_POOL_2D,
-FULLY_CONNECTED, SOFTMAX) and graphs edited in memory; the planner tests build step lists directly.
+No C compiler here: the models are ``tests/golden/tiny.tflite`` (RESHAPE, AVERAGE_POOL_2D, FULLY_CONNECTED,
+SOFTMAX), graphs edited in memory and the factory's models (tests/tflite_factory.py); the planner tests
+build step lists directly. The arithmetic of the Prepare helpers is checked against hand-computed values.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import re
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgedigit.codegen import native
 from edgedigit.codegen.native import ops, planner
-from edgedigit.core.errors import UnsupportedOpError
+from edgedigit.core.errors import ModelError, UnsupportedOpError
 from edgedigit.core.graph import Graph, load_graph
 from edgedigit.core.paths import templates_dir
+from tflite_factory import op_models
 
+# the module (the package's prepare() function shadows its name)
+prepare_module = importlib.import_module("edgedigit.codegen.native.prepare")
 TINY = Path(__file__).parent / "golden" / "tiny.tflite"
 EXPECTED_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE",
-                "SOFTMAX")
+                "SOFTMAX", "ADD", "MUL", "PAD", "CONCATENATION", "MEAN", "QUANTIZE")
+LIBRARIES = {"ADD": "elementwise", "MUL": "elementwise", "PAD": "layout", "CONCATENATION": "layout", "MEAN": "reduce",
+             "QUANTIZE": "quantize"}
 
 
 @pytest.fixture
@@ -43,39 +51,55 @@ def test_supported_ops_are_the_registered_ops_in_registration_order():
     assert native.SUPPORTED_OPS == ops.supported_ops() == tuple(ops._REGISTRY) == EXPECTED_OPS
 
 
-def _prototypes() -> dict[str, tuple[str, str]]:
-    """kernel -> (return type, parameter struct), from ``edgedigit_kernels.h``."""
-    header = (templates_dir() / "native" / "edgedigit_kernels.h").read_text()
-    found = re.findall(r"^(void|int) (edgedigit_\w+)\(const (edgedigit_\w+_t) \*p, const int8_t \*input, "
-                       r"int8_t \*output\);$", header, re.MULTILINE)
-    return {func: (ret, struct) for ret, func, struct in found}
+def _header(library: str) -> str:
+    name = f"edgedigit_kernels_{library}.h" if library else "edgedigit_kernels.h"
+    return (templates_dir() / "native" / name).read_text()
 
 
-def _assert_steps_match_the_header(steps) -> None:
-    protos = _prototypes()
+def _prototypes(library: str = "") -> dict[str, tuple[str, str, list[str]]]:
+    """kernel -> (return type, parameter struct, the other parameters), from the family's header."""
+    found = re.findall(r"^(void|int) (edgedigit_\w+)\(const (edgedigit_\w+_t) \*p, ([^)]*)\);$", _header(library),
+                       re.MULTILINE)
+    return {func: (ret, struct, [a.strip() for a in args.split(",")]) for ret, func, struct, args in found}
+
+
+def _assert_steps_match_the_header(steps, graph: Graph) -> None:
     for s in steps:
         if s.alias:
             assert s.kernel == s.struct == "" and not s.can_fail and s.op.opcode == "RESHAPE"
             continue
-        assert s.kernel in protos, f"{s.op.opcode}: {s.kernel} is not declared in edgedigit_kernels.h"
-        ret, struct = protos[s.kernel]
+        assert s.library == LIBRARIES.get(s.op.opcode, ""), s.op.opcode
+        protos = _prototypes(s.library)
+        assert s.kernel in protos, f"{s.op.opcode}: {s.kernel} is not declared in the header of {s.library!r}"
+        ret, struct, args = protos[s.kernel]
         assert (struct, ret == "int") == (s.struct, s.can_fail), s.op.opcode
-        assert s.inputs == [s.op.inputs[0]] and s.outputs == [s.op.outputs[0]]
+        assert re.search(rf"^}} {struct};$", _header(s.library), re.MULTILINE), f"{struct} not defined with {s.kernel}"
+        # one argument per operand: an input pointer, or one array of input pointers; the output last
+        operands = s.operands or (*s.inputs, *s.outputs)
+        assert len(args) == len(operands), s.op.opcode
+        for arg, operand in zip(args[:-1], operands[:-1], strict=True):
+            want = r"const int8_t \*const \*inputs" if isinstance(operand, tuple) else r"const int8_t \*input\d?"
+            assert re.fullmatch(want, arg), (s.op.opcode, arg)
+        assert args[-1] == "int8_t *output" and operands[-1] == s.outputs[0] and s.outputs == [s.op.outputs[0]]
+        # the planner sees every activation input of the op, in the op's order
+        assert s.inputs == [t for t in s.op.inputs if t >= 0 and graph.tensors[t].data is None], s.op.opcode
 
 
 def test_each_step_names_a_declared_kernel_its_struct_and_whether_it_can_fail(tiny):
     steps = native.prepare(tiny).steps
-    _assert_steps_match_the_header(steps)
+    _assert_steps_match_the_header(steps, tiny)
     assert [s.can_fail for s in steps] == [op.opcode == "AVERAGE_POOL_2D" for op in tiny.ops]
     for opcode in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):  # one lowering, the kernel picked by opcode
-        _assert_steps_match_the_header(native.prepare(_with_opcode(tiny, "AVERAGE_POOL_2D", opcode)).steps)
+        g = _with_opcode(tiny, "AVERAGE_POOL_2D", opcode)
+        _assert_steps_match_the_header(native.prepare(g).steps, g)
 
 
 def test_every_supported_op_of_the_factory_models_matches_the_header(tflite_models):
     seen = set()
-    for path in tflite_models.values():
-        steps = native.prepare(load_graph(path)).steps
-        _assert_steps_match_the_header(steps)
+    for path in [*tflite_models.values(), *op_models().values()]:
+        g = load_graph(path)
+        steps = native.prepare(g).steps
+        _assert_steps_match_the_header(steps, g)
         seen |= {s.op.opcode for s in steps}
     assert seen == set(native.SUPPORTED_OPS)
 
@@ -116,6 +140,142 @@ def test_lowering_errors_name_the_file_and_the_op(tiny):
     with pytest.raises(UnsupportedOpError, match=re.escape(f"{TINY} (op {fc.index} FULLY_CONNECTED): fused "
                                                            "activation code 5 is not supported")):
         native.prepare(g)
+
+
+def test_an_int8_graph_with_float_edges_is_refused_naming_the_op(tiny):
+    """DEQUANTIZE (int8 -> float32 output) and QUANTIZE from float32 break the int8-in, int8-out contract."""
+    sm = next(op for op in tiny.ops if op.opcode == "SOFTMAX")
+    out = tiny.tensors[sm.outputs[0]]
+    g = dataclasses.replace(_with_opcode(tiny, "SOFTMAX", "DEQUANTIZE"), tensors=[
+        dataclasses.replace(t, dtype="float32") if t is out else t for t in tiny.tensors])
+    with pytest.raises(UnsupportedOpError, match=re.escape(f"{TINY} (op {sm.index} DEQUANTIZE): int8 -> float32 is "
+                                                           "not supported by the native backend: its contract")):
+        native.prepare(g)
+    first = tiny.ops[0]
+    inp = tiny.tensors[first.inputs[0]]
+    g = dataclasses.replace(tiny, ops=[dataclasses.replace(first, opcode="QUANTIZE"), *tiny.ops[1:]], tensors=[
+        dataclasses.replace(t, dtype="float32") if t is inp else t for t in tiny.tensors])
+    with pytest.raises(UnsupportedOpError, match=r"\(op 0 QUANTIZE\): float32 -> int8 is not supported.*"
+                                                 r"inference_input_type=tf.int8"):
+        native.check_graph(g)
+    with pytest.raises(ModelError, match="input float32, output int8: the firmware needs an integer-quantized "
+                                         "model"):  # without such an op: the general refusal (core.int8.io_spec)
+        native.check_graph(dataclasses.replace(tiny, tensors=[dataclasses.replace(t, dtype="float32") if t is inp
+                                                              else t for t in tiny.tensors]))
+
+
+def test_a_project_gets_the_kernel_files_of_its_ops_only(tiny):
+    program = native.prepare(tiny)
+    assert program.libraries == () and program.kernel_files == native.KERNEL_FILES
+    files = native.generate_graph(tiny, variant="t", source_name="t.tflite", program=program)
+    assert set(files) == {*native.KERNEL_FILES, "edgedigit_native_model.h", "edgedigit_native_model.c"}
+    assert files["edgedigit_native_model.c"].count("#include \"edgedigit_kernels") == 1
+    models = op_models()
+    for name, libs in (("add_broadcast", ("elementwise", "reduce")), ("concat", ("layout",)), ("pad", ("layout",)),
+                       ("requantize", ("layout", "quantize")), ("mean", ("reduce",))):
+        g = load_graph(models[name])
+        program = native.prepare(g)
+        assert program.libraries == libs, name
+        files = native.generate_graph(g, variant=name, source_name=f"{name}.tflite", program=program)
+        extra = [f"edgedigit_kernels_{lib}.{ext}" for lib in libs for ext in ("h", "c")]
+        assert tuple(files)[:2 + len(extra)] == (*native.KERNEL_FILES, *extra)
+        for lib in libs:
+            assert files[f"edgedigit_kernels_{lib}.c"] == (templates_dir() / "native" / f"edgedigit_kernels_{lib}.c"
+                                                           ).read_text()
+            assert f'#include "edgedigit_kernels_{lib}.h"\n' in files["edgedigit_native_model.c"]
+
+
+def test_multi_input_calls_pass_one_pointer_per_input(tiny):
+    models = op_models()
+    g = load_graph(models["add_const"])
+    program = native.prepare(g)
+    code = native.generate_graph(g, variant="c", source_name="c.tflite", program=program)["edgedigit_native_model.c"]
+    mp = program.plan
+    for n, s in enumerate(program.steps):
+        if s.op.opcode in ("ADD", "MUL"):
+            const = [t for t in s.op.inputs if g.tensors[t].data is not None]
+            assert len(const) == 1 and len(s.inputs) == 1  # the constant becomes an array, the planner skips it
+            k = s.op.inputs.index(const[0]) + 1
+            args = [f"g_op{n}_input{k}" if t == const[0] else f"g_arena.bytes + {mp.offsets[t]}" for t in s.op.inputs]
+            assert f"{s.kernel}(&kOp{n}, {', '.join(args)}, g_arena.bytes + {mp.offsets[s.outputs[0]]});" in code
+            assert f"static const int8_t g_op{n}_input{k}[{g.tensors[const[0]].size}] = {{" in code
+    g = load_graph(models["concat"])
+    program = native.prepare(g)
+    code = native.generate_graph(g, variant="c", source_name="c.tflite", program=program)["edgedigit_native_model.c"]
+    n, s = next((n, s) for n, s in enumerate(program.steps) if s.op.opcode == "CONCATENATION")
+    ptrs = ", ".join(f"g_arena.bytes + {program.plan.offsets[t]}" for t in s.op.inputs)
+    out = program.plan.offsets[s.outputs[0]]
+    assert f"edgedigit_concatenation(&kOp{n}, (const int8_t *const[]){{{ptrs}}}, g_arena.bytes + {out});" in code
+    assert f"/* op {s.op.index}: CONCATENATION (1, 14, 14, 3) + (1, 14, 14, 2) + (1, 14, 14, 3) -> (1, 14, 14, 8) */" \
+        in code
+
+
+def test_fc_product_float32_by_default_double_as_the_wheel(tiny):
+    """Per-tensor FC: float32(s_in * s_w) as TFLM's C++ (the firmware), or the product in double as the wheel."""
+    weights = {tiny.tensors[op.inputs[1]].index for op in tiny.ops if op.opcode == "FULLY_CONNECTED"}
+    tiny = dataclasses.replace(tiny, tensors=[  # tiny's FC is per channel: make it per tensor
+        dataclasses.replace(t, scale=t.scale[:1], zero_point=t.zero_point[:1]) if t.index in weights else t
+        for t in tiny.tensors])
+    fc_steps = [(n, s) for n, s in enumerate(native.prepare(tiny).steps) if s.op.opcode == "FULLY_CONNECTED"]
+    assert fc_steps and native.FC_PRODUCTS == ("float32", "double")
+    double = native.prepare(tiny, fc_product="double").steps
+    for n, s in fc_steps:
+        s_in, s_w, s_out = (np.float32(tiny.tensors[t].scale[0]) for t in (s.op.inputs[0], s.op.inputs[1],
+                                                                           s.op.outputs[0]))
+        mult = dict((name, v) for _, name, v in s.arrays)[f"g_op{n}_multiplier"]
+        wheel = dict((name, v) for _, name, v in double[n].arrays)[f"g_op{n}_multiplier"]
+        assert set(mult) == {native.quantize_multiplier(float(s_in * s_w) / float(s_out))[0]}
+        assert set(wheel) == {native.quantize_multiplier(float(s_in) * float(s_w) / float(s_out))[0]}
+    with pytest.raises(ValueError, match="fc_product must be one of"):
+        native.prepare(tiny, fc_product="float64")
+
+
+# ---- Prepare arithmetic of the new ops ---------------------------------------------------------------------------
+
+def test_broadcast_loops_fuse_like_tflm():
+    bl = prepare_module.broadcast_loops
+    ones = [1] * 5
+    assert bl((1, 14, 14, 4), (1, 14, 14, 4), (1, 14, 14, 4), "w") == (ones + [784], [0] * 5 + [1], [0] * 5 + [1])
+    # per-channel broadcast: the spatial loop walks input 1, repeats input 2
+    assert bl((1, 14, 14, 4), (1, 1, 1, 4), (1, 14, 14, 4), "w") == ([1] * 4 + [196, 4], [0] * 4 + [4, 1],
+                                                                      [0] * 4 + [0, 1])
+    # a middle broadcast (1,14,1,4): three loops; the first input aligned at the last dimension (rank 3 -> 4)
+    assert bl((14, 14, 4), (1, 14, 1, 4), (1, 14, 14, 4), "w") == ([1] * 3 + [14, 14, 4], [0] * 3 + [56, 4, 1],
+                                                                    [0] * 3 + [4, 0, 1])
+    assert bl((3,), (), (3,), "w") == (ones + [3], [0] * 5 + [1], [0] * 6)  # a scalar repeats
+    assert bl((2, 1), (1, 3), (2, 3), "w") == ([1] * 4 + [2, 3], [0] * 4 + [1, 0], [0] * 5 + [1])
+    with pytest.raises(ModelError, match=r"input shapes \(2, 3\) and \(3, 3\) do not broadcast"):
+        bl((2, 3), (3, 3), (3, 3), "w")
+    with pytest.raises(UnsupportedOpError, match="7-D broadcasting"):
+        bl((1,) * 7, (1,) * 7, (1,) * 7, "w")
+
+
+def test_reduce_loops_and_the_mean_multiplier():
+    rl = prepare_module.reduce_loops
+    # GlobalAveragePooling2D on (1, 8, 8, 64): 64 outputs, each the sum of 64 elements 64 apart
+    assert rl((1, 8, 8, 64), [1, 2], "w") == ([1] * 5 + [64], [0] * 5 + [1], [1] * 5 + [64], [0] * 5 + [64])
+    assert rl((1, 14, 14, 6), [-1], "w") == ([1] * 5 + [196], [0] * 5 + [6], [1] * 5 + [6], [0] * 5 + [1])
+    assert rl((2, 3, 4), [0, 2, 2], "w") == ([1] * 5 + [3], [0] * 5 + [4], [1] * 4 + [2, 4], [0] * 4 + [12, 1])
+    with pytest.raises(ModelError, match="axis 4 is outside"):
+        rl((1, 2, 3, 4), [4], "w")
+    # reduce.h: s = min(floor(log2 n), 32, 31 + shift); multiplier = (m << s) / n; shift -= s
+    assert prepare_module.mean_multiplier(1 << 30, 1, 64) == ((1 << 36) // 64, -5)
+    assert prepare_module.mean_multiplier(1518500250, -3, 196) == (int((1518500250 << 7) // 196), -10)
+    assert prepare_module.mean_multiplier(1 << 30, -25, 1 << 10) == (1 << 26, -31)  # s clamped to 31 + shift = 6
+
+
+def test_add_and_mul_multipliers_like_add_common_and_mul_common():
+    s1, s2, so = 0.02, 0.05, 0.07
+    m = prepare_module.add_multipliers(s1, s2, so, "w")
+    f1, f2, fo = (float(np.float32(v)) for v in (s1, s2, so))
+    twice = 2 * max(f1, f2)
+    assert m["left_shift"] == 20
+    assert (m["input1_multiplier"], m["input1_shift"]) == native.quantize_multiplier(f1 / twice)
+    assert (m["input2_multiplier"], m["input2_shift"]) == native.quantize_multiplier(0.5) == (1 << 30, 0)
+    assert (m["output_multiplier"], m["output_shift"]) == native.quantize_multiplier(twice / (2 ** 20 * fo))
+    assert prepare_module.mul_multiplier(s1, s2, so) == native.quantize_multiplier(f1 * f2 / fo)
+    with pytest.raises(ModelError, match="outside \\(0, 1\\)"):
+        prepare_module.add_multipliers(1.0, 1.0, 2.0 ** -22, "w")
 
 
 # ---- prepared once ---------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,8 +151,10 @@ def fakes(build_dir, monkeypatch):
             raise ModelTooLargeError(f"{variant} does not fit uno's 32,256 B flash")
         calls.append(("export", variant, board, backend))
         p = build_dir / "firmware" / board / f"{variant}-{backend}"
-        p.mkdir(parents=True, exist_ok=True)
-        (p / "edgedigit.lock.json").write_text(variant)
+        (p / "src").mkdir(parents=True, exist_ok=True)
+        (p / "src" / "model.c").write_text(f"/* {variant} */")
+        (p / "edgedigit.lock.json").write_text(json.dumps({"variant": variant,
+                                                           "files": {"src/model.c": file_hash(p / "src" / "model.c")}}))
 
     def fake_bench_host(names, ds, cfg):
         calls.append(("bench host", tuple(names)))
@@ -169,7 +172,10 @@ def fakes(build_dir, monkeypatch):
     def fake_device(board, variant, samples=0, data=None, progress=True, project=None):
         assert project == build_dir / "firmware" / board / f"{variant}-native"  # the export stage's project
         calls.append(("device", board, variant, samples))
-        (results / f"device-{board}-{variant}.json").write_text(json.dumps({"samples": samples}))
+        session = [{"type": "session", "session": "s1", "samples": samples}]
+        rows = [{"type": "sample", "index": i} for i in range(samples)]
+        (results / f"device-{board}-{variant}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in session + rows))
+        (results / f"device-{board}-{variant}.json").write_text(json.dumps({"samples": samples, "session": "s1"}))
 
     def fake_report(board):
         calls.append(("report", board))
@@ -215,6 +221,16 @@ def test_real_stage_list_qemu(fakes):
     res = CliRunner().invoke(app, ["pipeline", "--board", "qemu-m4", "--variant", "mlp-pruned", "--samples", "60"])
     ran = [line.split(":")[0] for line in res.output.splitlines() if ": ran" in line]
     assert ran == ["bench device qemu-m4 mlp", "bench device qemu-m4 mlp-pruned", "report"]
+
+    # issue 15: a generated file edited by hand makes its export incomplete (re-exported); a device results file
+    # shorter than its summary makes that bench run again
+    build = Path(os.environ["EDGEDIGIT_BUILD"])
+    (build / "firmware" / "qemu-m4" / "mlp-native" / "src" / "model.c").write_text("/* edited */")
+    jsonl = build / "results" / "device-qemu-m4-mlp-pruned.jsonl"
+    jsonl.write_text("".join(jsonl.read_text().splitlines(keepends=True)[:30]))
+    res = CliRunner().invoke(app, ["pipeline", "--board", "qemu-m4", "--variant", "mlp-pruned", "--samples", "60"])
+    ran = [line.split(":")[0] for line in res.output.splitlines() if ": ran" in line]
+    assert ran == ["export qemu-m4 mlp native", "bench device qemu-m4 mlp-pruned"]  # same bytes again: no report
 
 
 def test_boards_that_do_not_run_here_skip_the_device_stage(fakes):

@@ -187,7 +187,9 @@ def test_export_never_replaces_a_user_file_or_folder(tflite_models, build_dir, t
         assert out.exit_code == 1 and len(out.stderr) == 1 and not out.traceback
         assert f"{out_path}: exists and is not an edgedigit firmware project (no edgedigit.lock.json)" in out.message
     assert user_file.read_bytes() == mlp.read_bytes() and (user_dir / "notes.txt").read_text() == "precious"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model_copy.tflite", "notes"]  # no .old copies
+    # no .old copies (the build folder beside them holds only the lock file the refused commands took)
+    assert sorted(p.name for p in tmp_path.iterdir() if p != build_dir) == ["model_copy.tflite", "notes"]
+    assert [p.name for p in build_dir.iterdir()] == [".edgedigit.lock"]
     project = tmp_path / "proj"
     for _ in range(2):  # an earlier export is replaced whole
         out = run_cli(["export", "--board", "host", "--model", mlp, "--backend", "native", "--out", project], build_dir)

@@ -115,6 +115,14 @@ def test_validate_limit_and_errors(trained_build, mnist_small):
     r = summary["variants"]["mlp"]
     assert list(summary["variants"]) == ["mlp"] and r["agreement"]["tflm"]["images"] == 37
     assert summary["label"] == "mnist test (37)"
+    # issue 15: a re-run of the same model on the same data replaces its record, another test size is another one
+    jsonl = trained_build / "results" / "validate.jsonl"
+    validate_variants(["mlp"], mnist_small, limit=37)
+    assert [json.loads(x)["dataset"]["test"] for x in jsonl.read_text().splitlines()] == [37]
+    validate_variants(["mlp"], mnist_small, limit=20)
+    validate_variants(["mlp"], mnist_small, limit=37)
+    assert [json.loads(x)["dataset"]["test"] for x in jsonl.read_text().splitlines()] == [20, 37]
+    jsonl.write_text(jsonl.read_text().splitlines()[1] + "\n")  # back to the one record the check below expects
     (trained_build / "models" / "mlp-pruned" / "model_int8.tflite").unlink()
     with pytest.raises(NotTrainedError, match="`edgedigit quantize mlp-pruned`"):
         validate_variants(["mlp", "mlp-pruned"], mnist_small)

@@ -5,9 +5,12 @@ bench compare (native vs TFLM, neural variants) -> export -> device bench (per n
 that run here: ``host``, ``qemu-m4``) -> report.
 
 Up to date means: the stage's stamp file (``build/stamps/<stage>.json``) records the same inputs (sha256
-of the input files and the settings that shape the output) and every output file still has the sha256
-recorded when the stage last ran. Hashes, not modification times: a file rewritten with the same bytes
-does not re-run anything, an edited one does. ``--force`` re-runs every stage.
+of the input files and the settings that shape the output), every output file still has the sha256
+recorded when the stage last ran, and the stage does not find its outputs incomplete (``Stage.incomplete``:
+e.g. a device results file holding fewer samples than its summary counts). Hashes, not modification times:
+a file rewritten with the same bytes does not re-run anything, an edited one does. Stamps name files
+relative to the build folder, so a copied or moved build folder is as up to date as the original.
+``--force`` re-runs every stage.
 
 Each stage is declared by its own module (``models.train.stage``, ``models.quantize.stage``,
 ``measure.validate.stage``, ...: inputs, outputs, run); this module only orders them and keeps the stamps.
@@ -30,7 +33,7 @@ from . import __version__
 from .core.errors import EdgeDigitError
 from .core.fsutil import sha256_file, write_json
 from .core.paths import build_dir
-from .core.stage import Blocked, MissingPart, NotApplicable, Stage, file_hash
+from .core.stage import Blocked, MissingPart, NotApplicable, Stage, file_hash, relative
 
 __all__ = ["Blocked", "MissingPart", "NotApplicable", "PipelineConfig", "Stage", "StageResult", "build_stages",
            "file_hash", "run_pipeline", "run_stages", "up_to_date"]
@@ -67,27 +70,30 @@ def _slug(name: str) -> str:
 
 
 def _output_hashes(paths: Iterable[Path]) -> dict[str, str] | None:
+    """sha256 of each output by its name relative to the build folder; None when one is missing."""
     out = {}
     for p in paths:
         if not Path(p).is_file():
             return None
-        out[str(p)] = sha256_file(p)
+        out[relative(p)] = sha256_file(p)
     return out
 
 
 def up_to_date(stage: Stage, inputs: dict[str, Any]) -> bool:
-    """True when the stage's stamp records ``inputs`` and every output still has its recorded hash."""
+    """True when the stage's stamp records ``inputs``, every output still has its recorded hash, and the
+    stage finds its outputs complete."""
     stamp = stamps_dir() / f"{_slug(stage.name)}.json"
     if not stamp.is_file():
         return False
     try:
         recorded = json.loads(stamp.read_text())
-    except ValueError:
+    except (OSError, ValueError):
         return False
-    if recorded.get("inputs") != json.loads(json.dumps(inputs, sort_keys=True, default=str)):
+    if not isinstance(recorded, dict) or recorded.get("inputs") != json.loads(json.dumps(inputs, sort_keys=True,
+                                                                                         default=str)):
         return False
     outs = _output_hashes(stage.outputs())
-    return outs is not None and outs == recorded.get("outputs")
+    return outs is not None and outs == recorded.get("outputs") and stage.incomplete() is None
 
 
 def run_stages(stages: Iterable[Stage], force: bool = False, echo: Callable[[str], None] = print) -> list[StageResult]:
@@ -107,6 +113,8 @@ def run_stages(stages: Iterable[Stage], force: bool = False, echo: Callable[[str
                 res = StageResult(stage.name, "skipped")
             else:
                 t0 = time.perf_counter()
+                stamp = stamps_dir() / f"{_slug(stage.name)}.json"
+                stamp.unlink(missing_ok=True)  # a run that fails or is killed leaves no stamp behind
                 try:
                     stage.run()
                 except MissingPart as e:
@@ -120,8 +128,10 @@ def run_stages(stages: Iterable[Stage], force: bool = False, echo: Callable[[str
                     if outs is None:
                         absent = [str(p) for p in stage.outputs() if not Path(p).is_file()]
                         raise EdgeDigitError(f"pipeline stage '{stage.name}' ran but did not write {', '.join(absent)}")
-                    write_json(stamps_dir() / f"{_slug(stage.name)}.json",
-                               {"stage": stage.name, "edgedigit": __version__, "inputs": inputs, "outputs": outs})
+                    why = stage.incomplete()
+                    if why is not None:
+                        raise EdgeDigitError(f"pipeline stage '{stage.name}' ran but its outputs are incomplete: {why}")
+                    write_json(stamp, {"stage": stage.name, "edgedigit": __version__, "inputs": inputs, "outputs": outs})
                     res = StageResult(stage.name, "ran", seconds=time.perf_counter() - t0)
         echo(res.line())
         results.append(res)

@@ -19,4 +19,4 @@ def main() -> None:
 
 # Register the commands of each area (each module only imports typer at the top).
 # Import order = order in --help: the pipeline from data to report.
-from . import models, deploy, measure  # noqa: E402,F401,I001
+from . import models, deploy, measure, search  # noqa: E402,F401,I001

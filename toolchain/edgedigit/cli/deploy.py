@@ -9,7 +9,7 @@ import typer
 
 from ..targets.boards import BACKENDS
 from .common import JsonOpt, print_json
-from .root import app
+from .root import Writer, app
 
 BoardOpt = Annotated[str, typer.Option("--board", "-b", help="Board id or alias (see `edgedigit boards`).")]
 VariantOpt = Annotated[str | None, typer.Option(
@@ -68,7 +68,7 @@ def _print_export(result) -> None:
     typer.echo(f"  {len(result.files)} files + edgedigit.lock.json")
 
 
-@app.command()
+@app.command(cls=Writer)
 def export(
     board: BoardOpt,
     variant: VariantOpt = None,
@@ -119,21 +119,40 @@ def _project(board: str, variant: str | None, model: Path | None, backend: str |
 
 ProjectOpt = Annotated[Path | None, typer.Option(
     "--project", help="An exported project folder; default: the export of --variant/--model (exported if missing).")]
+ForceOpt = Annotated[bool, typer.Option(
+    "--force", help="Build a project whose files differ from its edgedigit.lock.json anyway (said in the output "
+                    "and recorded in build/results/builds.jsonl).")]
 
 
-@app.command()
+class _Warnings(list):
+    """Collects (and prints in yellow) what ``--force`` built anyway; ``note()`` is the closing remark."""
+
+    def __call__(self, msg: str) -> None:
+        self.append(msg)
+        typer.secho(msg, err=True, fg=typer.colors.YELLOW)
+
+    def note(self) -> str:
+        from ..core.results import BUILDS, ResultFile
+
+        return (f" (--force: {len(self)} file(s) differ from its edgedigit.lock.json; recorded in "
+                f"{ResultFile(BUILDS).jsonl})") if self else ""
+
+
+@app.command(cls=Writer)
 def build(board: BoardOpt, variant: VariantOpt = None, model: ModelOpt = None, backend: BackendOpt = None,
-          project: ProjectOpt = None) -> None:
-    """Build an exported project: `pio run` (or `make` for host/qemu boards)."""
+          project: ProjectOpt = None, force: ForceOpt = False) -> None:
+    """Build an exported project: `pio run` (or `make` for host/qemu boards), after checking it against its
+    edgedigit.lock.json and the tools the board file lists."""
     from ..targets.pio import build as do_build
 
     b, folder = _project(board, variant, model, backend, project)
     typer.echo(f"building {folder} ...")
-    do_build(b, folder)
-    typer.echo(f"built {folder}")
+    warnings = _Warnings()
+    do_build(b, folder, force=force, warn=warnings)
+    typer.echo(f"built {folder}{warnings.note()}")
 
 
-@app.command()
+@app.command(cls=Writer)
 def flash(
     board: BoardOpt,
     port: Annotated[str | None, typer.Option(
@@ -142,10 +161,13 @@ def flash(
     model: ModelOpt = None,
     backend: BackendOpt = None,
     project: ProjectOpt = None,
+    force: ForceOpt = False,
 ) -> None:
-    """Build and flash an exported project: `pio run -t upload [--upload-port P]`."""
+    """Build and flash an exported project: `pio run -t upload [--upload-port P]`, after checking it against
+    its edgedigit.lock.json."""
     from ..targets.pio import flash as do_flash
 
     b, folder = _project(board, variant, model, backend, project)
-    used, _ = do_flash(b, folder, port)
-    typer.echo(f"flashed {folder} to {b.id} on {used}")
+    warnings = _Warnings()
+    used, _ = do_flash(b, folder, port, force=force, warn=warnings)
+    typer.echo(f"flashed {folder} to {b.id} on {used}{warnings.note()}")

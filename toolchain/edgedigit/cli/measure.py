@@ -12,10 +12,10 @@ import typer
 
 from ..runtimes import REFERENCE, describe
 from .common import DataOpt, JsonOpt, SeedOpt, load_data, make_console, print_json
-from .root import app, bench_app
+from .root import Writer, app, bench_app
 
 
-@bench_app.command("device")
+@bench_app.command("device", cls=Writer)
 def bench_device_cmd(
     board: Annotated[str, typer.Option("--board", help="Board id or alias (host and qemu-m4 run here).")],
     variant: Annotated[str, typer.Option("--variant", help="Trained variant to run on the device.")] = "mlp",
@@ -26,7 +26,7 @@ def bench_device_cmd(
                                                                    "variant's model); default: export one.",
                                                  file_okay=False)] = None,
     samples: Annotated[int, typer.Option("--samples", help="Test images streamed to the device.")] = 200,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the results file on disk.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run on disk.")] = False,
     backend: Annotated[str, typer.Option("--backend", help="Firmware backend for boards built here.")] = "native",
     model: Annotated[Path | None, typer.Option("--model", help="Any int8 .tflite instead of a trained variant.",
                                                dir_okay=False)] = None,
@@ -35,19 +35,23 @@ def bench_device_cmd(
                                                                  "random inputs).", dir_okay=False)] = None,
     labels: Annotated[Path | None, typer.Option("--labels", help="With --inputs: a .npy of their class labels.",
                                                 dir_okay=False)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Build a project whose files differ from its "
+                                                        "edgedigit.lock.json anyway (recorded in the results).")
+                     ] = False,
     data: DataOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the model on a device over serial: latency, on-device accuracy, raw outputs vs TFLM.
 
-    Results are appended to build/results/device-<board>-<variant>.jsonl as they arrive; --resume continues.
+    Results are appended to build/results/device-<board>-<variant>.jsonl.partial as they arrive and replace
+    device-<board>-<variant>.jsonl when the run is complete; --resume continues an interrupted run.
     """
     from ..measure.bench_device import bench_device
 
     log = (lambda msg: typer.echo(msg, err=True)) if as_json else typer.echo
     summary = bench_device(board, variant, backend=backend, port=port, project=project, samples=samples,
-                           resume=resume, data=data, progress=not as_json, log=log, model=model, inputs=inputs,
-                           labels=labels)
+                           resume=resume, data=data, progress=not as_json, log=log, force=force, model=model,
+                           inputs=inputs, labels=labels)
     if as_json:
         print_json(summary)
         return
@@ -86,6 +90,9 @@ def _print_summary(s: dict) -> None:
     if "size" in s["firmware"]:
         z = s["firmware"]["size"]
         console.print(f"firmware: flash {z['flash']:,} bytes, RAM {z['ram']:,} bytes; heap functions linked: none")
+    if s["firmware"].get("lock") == "forced":
+        console.print(f"[yellow]firmware built with --force: {len(s['firmware']['changes'])} file(s) differ from "
+                      "its edgedigit.lock.json (recorded in the summary under firmware.changes)[/]")
     console.print(f"results: {s['results_file']}")
 
 
@@ -127,7 +134,7 @@ def _runtimes(values: list[str] | None) -> tuple[str, ...]:
     return tuple(values) if values else DEFAULT_RUNTIMES
 
 
-@bench_app.command("host")
+@bench_app.command("host", cls=Writer)
 def bench_host_cmd(
     variants: VariantsArg = None,
     runtime: RuntimeOpt = None,
@@ -186,7 +193,7 @@ def _host_table(summary: dict) -> None:
     make_console().print(t)
 
 
-@bench_app.command("stress")
+@bench_app.command("stress", cls=Writer)
 def bench_stress_cmd(
     variants: VariantsArg = None,
     runtime: RuntimeOpt = None,
@@ -259,7 +266,7 @@ def _device_stress(board: str, variant: str, samples: int, data: Path | None, as
                f"{rec['median']:,.0f} {d['counter_unit']}{note}")
 
 
-@bench_app.command("compare")
+@bench_app.command("compare", cls=Writer)
 def bench_compare_cmd(
     variants: VariantsArg = None,
     images: Annotated[int, typer.Option("--images", min=1, help="Test images run on both sides.")] = 10,
@@ -291,7 +298,7 @@ def bench_compare_cmd(
         console.print(f"[dim]{k}: {v}[/]")
 
 
-@app.command()
+@app.command(cls=Writer)
 def report(
     board: Annotated[str | None, typer.Option("--board", help="Board whose recommended model gets the "
                                                                "confusion matrix (default: the first board).")] = None,
@@ -305,7 +312,7 @@ def report(
     typer.echo(f"report: {path}")
 
 
-@app.command()
+@app.command(cls=Writer)
 def pipeline(
     board: Annotated[str, typer.Option("--board", help="Target board (host and qemu-m4 are benchmarked here).")],
     variants: Annotated[list[str] | None, typer.Option("--variant", help="Variants (repeatable; default: all "

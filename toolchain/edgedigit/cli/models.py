@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from .common import DataOpt, JsonOpt, SeedOpt, load_data, make_console, print_json, warn
-from .root import app
+from .root import Writer, app
 
 VariantsArg = Annotated[
     list[str] | None,
@@ -101,7 +101,7 @@ def data(ctx: typer.Context, data: DataOpt = None, json: JsonOpt = False) -> Non
         typer.secho(f"WARNING: {FALLBACK_WARNING}", fg=typer.colors.RED, bold=True)
 
 
-@app.command()
+@app.command(cls=Writer)
 def train(
     variants: VariantsArg = None,
     epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Override every variant's epochs.")] = None,
@@ -146,7 +146,7 @@ def train(
         warn("these figures are NOT MNIST figures (fallback dataset)")
 
 
-@app.command()
+@app.command(cls=Writer)
 def quantize(
     variants: VariantsArg = None,
     calibration_samples: Annotated[int, typer.Option("--calibration-samples", min=1,
@@ -192,7 +192,7 @@ def quantize(
         warn("these figures are NOT MNIST figures (fallback dataset)")
 
 
-@app.command()
+@app.command(cls=Writer)
 def validate(
     variants: VariantsArg = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N test images.")] = None,

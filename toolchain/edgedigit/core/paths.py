@@ -34,6 +34,17 @@ def reports_dir() -> Path:
     return build_dir() / "reports"
 
 
+def search_dir(board: str | None = None) -> Path:
+    """``build/search/`` (the cost-model calibration), or ``build/search/<board>/`` (one board's study)."""
+    root = build_dir() / "search"
+    return root / board if board else root
+
+
+def promoted_dir() -> Path:
+    """``build/search/promoted/``: the specs of searched models promoted to variants (the registry reads it)."""
+    return build_dir() / "search" / "promoted"
+
+
 def _shipped(package: str, repo_folder: str) -> Path:
     """A data folder that sits at the top of the repository and ships inside the wheel as ``package``."""
     local = _REPO_ROOT / repo_folder

@@ -3,6 +3,15 @@
 Every stage that measures something appends each record to its JSONL file the moment it exists (flushed and
 fsynced, so a killed run keeps what it measured) and writes its summary atomically at the end. Every
 record and summary carries the same :func:`machine` description of the host that measured it.
+
+A result measured as one session of N samples (``bench device``) is never written over a complete earlier
+one while it runs: the session goes to ``<name>.jsonl.partial`` beside it (:meth:`ResultFile.start_session`,
+:meth:`ResultFile.continue_session`) and replaces ``<name>.jsonl`` only when it is complete
+(:meth:`ResultFile.finish_session`), so an interrupted run leaves the earlier complete result and a
+resumable partial one. :meth:`ResultFile.incomplete` says when a summary and its records disagree.
+
+``validate.jsonl`` keeps one record per (variant, model, dataset): :meth:`ResultFile.upsert` replaces the
+record of a re-run instead of appending a duplicate.
 """
 
 from __future__ import annotations
@@ -10,11 +19,13 @@ from __future__ import annotations
 import json
 import os
 import platform
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .fsutil import jsonable, write_json
+from .fsutil import jsonable, write_atomic, write_json
 from .paths import results_dir
 
 # Result names: build/results/<name>.jsonl and <name>.json
@@ -22,6 +33,7 @@ VALIDATE = "validate"
 BENCH_HOST = "bench-host"
 STRESS = "stress"
 COMPARE = "compare"
+BUILDS = "builds"  # one record per `edgedigit build` / `flash`: the project, its lock verified or forced
 
 
 DEVICE_PREFIX = "device-"
@@ -103,9 +115,89 @@ class ResultFile:
     def summary(self) -> dict[str, Any] | None:
         """The summary on disk, or None when there is none (or it is unreadable)."""
         try:
-            return json.loads(self.summary_path.read_text())
+            data = json.loads(self.summary_path.read_text())
         except (OSError, ValueError):
             return None
+        return data if isinstance(data, dict) else None
+
+    def upsert(self, record: dict[str, Any], key: Callable[[dict[str, Any]], Any]) -> None:
+        """Append ``record``, dropping an earlier record with the same ``key(record)`` (a re-run of it).
+
+        The file is rewritten atomically when a record is dropped, else appended to as usual.
+        """
+        records = self.records()
+        keep = [r for r in records if key(r) != key(record)]
+        if len(keep) == len(records):
+            self.append(record)
+            return
+        lines = [json.dumps(r, sort_keys=True, default=jsonable) + "\n" for r in [*keep, record]]
+        write_atomic(self.jsonl, "".join(lines))
+
+    # ---- sessions of samples (bench device) ---------------------------------------------------------------
+
+    @property
+    def partial(self) -> Path:
+        """``<name>.jsonl.partial``: the session in progress (or interrupted, resumable)."""
+        return results_dir() / f"{self.name}.jsonl.partial"
+
+    def start_session(self, header: dict[str, Any]) -> str:
+        """Start a new session in the partial file (any earlier partial one is dropped); returns its id.
+
+        The complete result in ``<name>.jsonl`` is not touched until :meth:`finish_session`.
+        """
+        session = secrets.token_hex(8)
+        write_atomic(self.partial, json.dumps({**header, "session": session}, sort_keys=True, default=jsonable) + "\n")
+        return session
+
+    def resume_session(self) -> tuple[Path, list[dict[str, Any]]]:
+        """The session to continue: the partial one, else the complete one; nothing is written.
+
+        Returns:
+            The file read and its records (empty when there is none).
+        """
+        path = self.partial if self.partial.is_file() else self.jsonl
+        return path, read_jsonl(path)
+
+    def continue_session(self, header: dict[str, Any]) -> None:
+        """Continue the session :meth:`resume_session` read: append one more connection ``header`` to the
+        partial file (a complete one is first copied into a new partial file, and stays as it is)."""
+        if not self.partial.is_file() and self.jsonl.is_file():
+            write_atomic(self.partial, self.jsonl.read_bytes())
+        self.append_partial(header)
+
+    def append_partial(self, record: dict[str, Any]) -> None:
+        """Append one record to the session in progress (flushed and fsynced)."""
+        append_jsonl(self.partial, record)
+
+    def finish_session(self, summary: dict[str, Any]) -> Path:
+        """The session is complete: it replaces ``<name>.jsonl``, then ``summary`` replaces ``<name>.json``.
+
+        ``summary`` must carry the session id (``session``) and the number of samples (``samples``); a
+        kill between the two replaces leaves a pair :meth:`incomplete` reports.
+        """
+        os.replace(self.partial, self.jsonl)
+        return self.write_summary(summary)
+
+    def incomplete(self) -> str | None:
+        """Why ``<name>.json`` and ``<name>.jsonl`` are not one complete session, or None when they are.
+
+        Complete: the summary names a session and a number of samples N, and the JSONL holds that session
+        with the samples 0..N-1. A summary without ``session`` (not a sampled result) is not checked.
+        """
+        summary = self.summary()
+        if summary is None:
+            return f"{self.summary_path} is missing or unreadable"
+        session, n = summary.get("session"), summary.get("samples")
+        if session is None:
+            return None
+        recs = self.records()
+        if not any(r.get("type") == "session" and r.get("session") == session for r in recs):
+            return f"{self.jsonl} does not hold the session {session} that {self.summary_path.name} summarizes"
+        got = {r.get("index") for r in recs if r.get("type") == "sample"}
+        have = sum(1 for i in range(int(n or 0)) if i in got)
+        if have != n:
+            return f"{self.jsonl} holds {have} of the {n} samples {self.summary_path.name} counts"
+        return None
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:

@@ -6,7 +6,12 @@ pipeline only orders stages and keeps their hash stamps; it does not re-derive f
 ``inputs()`` returns what the outputs depend on (sha256 of input files through :func:`file_hash`, and the
 settings that shape the output); it raises :class:`Blocked` when an input file an earlier stage should
 have written is absent. ``outputs()`` lists the files the stage writes. ``run()`` does the work; it may
-raise :class:`NotApplicable` (e.g. the model does not fit the board) or :class:`Blocked`.
+raise :class:`NotApplicable` (e.g. the model does not fit the board) or :class:`Blocked`. ``incomplete()``
+says why the outputs on disk are not a complete result although every file exists (a results file holding
+fewer samples than its summary counts, a project file that differs from its lock file), or None.
+
+Files are named relative to the build folder (:func:`relative`), so a build folder copied or moved
+elsewhere keeps its stamps valid.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .fsutil import sha256_file
+from .paths import build_dir
 
 
 class Blocked(Exception):
@@ -35,6 +41,25 @@ class Stage:
     inputs: Callable[[], dict[str, Any]]
     outputs: Callable[[], list[Path]]
     run: Callable[[], None]
+    incomplete: Callable[[], str | None] = lambda: None
+
+
+def relative(path: Path) -> str:
+    """``path`` relative to the build folder (POSIX separators); an absolute path when it lies outside."""
+    path = Path(path)
+    try:
+        return path.absolute().relative_to(build_dir().absolute()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def files_hashes(paths: list[Path]) -> dict[str, str]:
+    """sha256 of each file, keyed by :func:`relative` name (an input of a stage reading many files).
+
+    Raises:
+        Blocked: a file does not exist.
+    """
+    return {relative(p): file_hash(p) for p in paths}
 
 
 def file_hash(path: Path) -> str:

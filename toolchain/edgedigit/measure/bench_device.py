@@ -12,10 +12,15 @@ an exported project is taken as it is), built with make and started here; a real
    output is compared with TFLM's on the host (the ``tflm`` host runtime), element for element. A trained
    variant gets the test images; any int8 model (``--model``) gets the inputs of ``--inputs X.npy`` (int8 or
    uint8, the model's input shape) or seeded random ones;
-4. every sample is appended to ``build/results/device-<board>-<variant>.jsonl`` as it arrives (flushed and
-   fsynced per line), so a device that dies mid-run loses nothing and ``--resume`` continues from the file;
+4. every sample is appended to the session in progress, ``build/results/device-<board>-<variant>.jsonl.partial``,
+   as it arrives (flushed and fsynced per line), so a device that dies mid-run (or Ctrl-C) loses nothing and
+   ``--resume`` continues from it; the complete result of an earlier run, ``device-<board>-<variant>.jsonl``,
+   is not touched until the new session is complete and replaces it;
 5. the summary (latency median/p95/p99/min/max in µs and counter units, accuracy with its dataset,
-   agreement with TFLM) goes to ``device-<board>-<variant>.json``.
+   agreement with TFLM, the session id) goes to ``device-<board>-<variant>.json``.
+
+Before a project is built here it is checked against its ``edgedigit.lock.json`` (``targets.pio.before_build``):
+an edited file is refused by name; ``force`` builds it anyway and the session and summary record it.
 
 On ``qemu-m4`` the counter counts emulated instructions, not cycles of a real chip; every output says so.
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,9 +218,14 @@ def check_project(project: Path, board: Any, variant: str, model: Path, sha256: 
 
 def _read_results(path: Path) -> tuple[dict[str, Any] | None, dict[int, dict[str, Any]]]:
     """The first session header and the samples (by index) in a results file; a torn last line is skipped."""
+    return _session(read_jsonl(path))
+
+
+def _session(records: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, dict[int, dict[str, Any]]]:
+    """The first session header and the samples (by index) among a session's records."""
     header = None
     samples: dict[int, dict[str, Any]] = {}
-    for rec in read_jsonl(path):
+    for rec in records:
         if rec.get("type") == "session" and header is None:
             header = rec
         elif rec.get("type") == "sample":
@@ -224,9 +235,11 @@ def _read_results(path: Path) -> tuple[dict[str, Any] | None, dict[int, dict[str
 
 @contextlib.contextmanager
 def _connect(board: Any, port: str | None, variant: str, backend: str, project: Path | None,
-             log: Callable[[str], None], model: Path | None = None) -> Iterator[tuple[Any, Any, dict[str, Any]]]:
+             log: Callable[[str], None], force: bool = False,
+             model: Path | None = None) -> Iterator[tuple[Any, Any, dict[str, Any]]]:
     """Yield (device, running-or-None, firmware facts) for a real port or a started host/qemu firmware."""
     from ..targets import devices
+    from ..targets.pio import before_build
     from ..targets.protocol import Device
 
     if port is not None:
@@ -241,9 +254,10 @@ def _connect(board: Any, port: str | None, variant: str, backend: str, project: 
         project = Path(firmware.export(board.id, model=Path(model), backend=backend).path)
     elif project is None:
         project = export_project(board, variant, backend)
+    checked = before_build(board, project, force, warn=log)
     log(f"building {project}")
     devices.make(project)
-    facts: dict[str, Any] = {"project": str(project)}
+    facts: dict[str, Any] = {"project": str(project), **checked}
     elf = project / spec.binary
     if spec.size_tool:
         sizes = devices.elf_size(elf, spec.size_tool)
@@ -265,8 +279,9 @@ def _connect(board: Any, port: str | None, variant: str, backend: str, project: 
 def bench_device(board_name: str, variant: str = "mlp", *, backend: str = "native", port: str | None = None,
                  project: Path | None = None, samples: int = 200, resume: bool = False, data: Path | None = None,
                  progress: bool = True, log: Callable[[str], None] = print,
-                 on_sample: Callable[[int, Any], None] | None = None, model: Path | None = None,
-                 inputs: Path | None = None, labels: Path | None = None) -> dict[str, Any]:
+                 on_sample: Callable[[int, Any], None] | None = None, force: bool = False,
+                 model: Path | None = None, inputs: Path | None = None,
+                 labels: Path | None = None) -> dict[str, Any]:
     """Run the on-device benchmark and validation; see the module docstring.
 
     Args:
@@ -278,11 +293,13 @@ def bench_device(board_name: str, variant: str = "mlp", *, backend: str = "nativ
             must name this board and the variant's int8 model (same sha256).
         samples: number of inferences streamed: the first N test images (beyond the test set's size the
             images repeat from the start, for long runs).
-        resume: continue the results file on disk instead of starting it again.
+        resume: continue the session on disk (the interrupted one, else the complete one) instead of
+            starting a new one.
         data: dataset path (default: ``$EDGEDIGIT_DATA`` / the usual resolution).
         progress: show a progress bar.
         log: where progress messages go.
         on_sample: called after each sample is on disk with (samples done, running firmware) (tests).
+        force: build a project that differs from its lock file anyway (recorded under ``firmware``).
         model: any int8 .tflite instead of ``variant`` (its inputs: ``inputs`` or seeded random ones).
         inputs: a .npy of inputs for ``model`` (int8/uint8 in its input shape; raw uint8 pixels for a digit
             classifier); default: ``samples`` seeded random inputs.
@@ -329,35 +346,44 @@ def bench_device(board_name: str, variant: str = "mlp", *, backend: str = "nativ
 
     results = ResultFile(device_name(board.id, variant))
     out = results.jsonl
-    header, done = _read_results(out) if resume else (None, {})
+    source, records = results.resume_session() if resume else (out, [])
+    header, done = _session(records)
     if resume and header is not None:
         if header.get("model_sha256") != host_sha or header.get("dataset") != feed.description:
-            raise DeviceError(f"{out}: was recorded with model {header.get('model_sha256')} on "
+            raise DeviceError(f"{source}: was recorded with model {header.get('model_sha256')} on "
                               f"{header.get('dataset')!r}; now {host_sha} on {feed.description!r}; "
                               "run without --resume to start again")
     done = {i: r for i, r in done.items() if i < n}
     note = str(board.run.get("counter_note", ""))
     if done:
-        log(f"resuming: {len(done)} of {n} samples already in {out}")
+        log(f"resuming: {len(done)} of {n} samples already in {source}")
 
-    with _connect(board, port, variant, backend, project, log, model) as (dev, running, facts):
+    with _connect(board, port, variant, backend, project, log, force, model) as (dev, running, facts):
         where = port or running.url
         info = dev.info()
         if info.model_sha256 != host_sha:
             raise DeviceError(f"port {where}: the device runs model {info.model_sha256}, but {tflite} is {host_sha}; "
                               "export and flash this model first")
         check_model_data(info, src, where)
-        session = {"type": "session", "board": board.id, "variant": variant, "backend": info.backend,
-                   "model_sha256": host_sha, "dataset": feed.description, "machine": machine(),
-                   "port": where, "counter_unit": info.counter_unit, "counter_note": note, "samples": n,
-                   "device": info.as_dict(), "firmware": facts}
-        if not resume:
-            out.unlink(missing_ok=True)  # a new run starts the file again
-        results.append(session)
+        connection = {"type": "session", "board": board.id, "variant": variant, "backend": info.backend,
+                      "model_sha256": host_sha, "dataset": feed.description, "machine": machine(),
+                      "port": where, "counter_unit": info.counter_unit, "counter_note": note, "samples": n,
+                      "device": info.as_dict(), "firmware": facts}
+        if header is None:
+            session = results.start_session(connection)
+        else:  # the same session continues: one more connection header (a file from before ids: a new id)
+            session = str(header.get("session") or secrets.token_hex(8))
+            results.continue_session({**connection, "session": session})
         first = feed.payload(0)
         for _ in range(WARMUP_RUNS):
             dev.classify(first)
         todo = [i for i in range(n) if i not in done]
+
+        def saved() -> str:
+            kept = f"; the complete earlier result in {out} is kept" if out.is_file() else ""
+            return (f"{len(done)} of {n} results are saved in {results.partial}{kept}; "
+                    "run the same command with --resume to finish")
+
         try:
             with _progress(progress, len(todo), f"{board.id}: streaming {len(todo)} images") as advance:
                 for i in todo:
@@ -367,14 +393,16 @@ def bench_device(board_name: str, variant: str = "mlp", *, backend: str = "nativ
                            "predicted": r.predicted,
                            "raw": list(r.raw), "tflm": ref, "agree": list(r.raw) == ref, "counter": r.counter,
                            "us": r.us}
-                    results.append(rec)
+                    results.append_partial(rec)
                     done[i] = rec
                     advance()
                     if on_sample is not None:
                         on_sample(len(done), running)
         except DeviceError as e:
-            raise DeviceError(f"{e}; {len(done)} of {n} results are saved in {out}; "
-                              "run the same command with --resume to finish") from None
+            raise DeviceError(f"{e}; {saved()}") from None
+        except KeyboardInterrupt:
+            log(f"interrupted: {saved()}")
+            raise
 
     recs = [done[i] for i in range(n)]
     counters = [r["counter"] for r in recs]
@@ -392,12 +420,12 @@ def bench_device(board_name: str, variant: str = "mlp", *, backend: str = "nativ
                       "elements_identical": int((raw_dev == raw_ref).sum()), "elements": int(raw_ref.size),
                       "reference": REFERENCE},
         "predictions_match_tflm": int(sum(r["predicted"] == int(np.argmax(r["tflm"])) for r in recs)),
-        "device": info.as_dict(), "firmware": facts, "results_file": str(out),
+        "device": info.as_dict(), "firmware": facts, "results_file": str(out), "session": session,
     }
     if card is not None and card.macs:
         summary["macs"] = int(card.macs)
         summary["counter_per_mac"] = lat.median / int(card.macs)
-    results.write_summary(summary)
+    results.finish_session(summary)
     return summary
 
 
@@ -441,11 +469,12 @@ def stage(board: Any, variant: Any, project: Path, samples: int, data: Path | No
     def run() -> None:
         bench_device(board.id, variant.name, project=project, samples=samples, data=data, progress=True)
 
+    results = ResultFile(device_name(board.id, variant.name))
     return Stage(f"bench device {board.id} {variant.name}",
                  lambda: {"model": quantized_hashes([variant])[variant.name], "board": file_hash(board.path),
                           "project": file_hash(project / LOCK_FILE), "samples": samples,
                           "dataset": dataset_loader().sha256},
-                 lambda: [ResultFile(device_name(board.id, variant.name)).summary_path], run)
+                 lambda: [results.summary_path, results.jsonl], run, results.incomplete)
 
 
 def runs_on_device(variant: Any) -> bool:

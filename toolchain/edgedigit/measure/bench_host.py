@@ -54,14 +54,14 @@ def make_runner(variant: str, runtime: str, card: Card | None = None) -> Runner:
         RuntimeMissing: the runtime does not apply to the variant's kind, or its artifact does not exist yet
             (the reason is the one wording for a missing model; the command produces it).
     """
-    from ..models.variants import REGISTRY
+    from ..models.variants import variants
 
     rt = get_runtime(runtime)
     card = card if card is not None else read_card(variant)
     if runtime not in runtimes_for(card.kind):
         raise RuntimeMissing(f"{runtime} does not apply to a {card.kind} variant")
     try:
-        return rt.load(ModelFolder(variant), REGISTRY.get(variant))
+        return rt.load(ModelFolder(variant), variants().get(variant))
     except NotTrainedError as e:
         stage = "train" if rt.form == "float" else "quantize"
         raise RuntimeMissing(str(e), f"edgedigit {stage} {variant}") from None

@@ -8,6 +8,9 @@ every runtime with the reference (output elements that differ, the largest diffe
 differ; ``pairwise`` for the other pairs, e.g. native vs tflm) and of each quantized form with the float model.
 Results: ``build/results/validate.jsonl`` (one line per variant as it finishes),
 ``validate_<variant>.json`` and the summary ``validate.json``, each with the dataset, machine and model hash.
+``validate.jsonl`` keeps one record per (variant, model sha256, dataset sha256, test images): a re-run of
+the same model on the same data measures the same thing and replaces its record, while the records of
+other variants (``validate mlp`` alone) and of earlier models of a variant (the history) are kept.
 """
 
 from __future__ import annotations
@@ -120,6 +123,12 @@ def validate_one(variant: Variant, dataset: Any, reporter: Reporter | None = Non
     }
 
 
+def record_key(record: dict) -> tuple:
+    """What makes two validate records the same measurement: variant, model, dataset and its test size."""
+    ds = record.get("dataset") if isinstance(record.get("dataset"), dict) else {}
+    return record.get("variant"), record.get("model_sha256"), ds.get("sha256"), ds.get("test")
+
+
 def select_validatable(names: list[str] | tuple[str, ...] | None) -> list[Variant]:
     """The variants ``names`` (all trained ones when empty), each checked to be trained and quantized.
 
@@ -160,7 +169,7 @@ def validate_variants(names: list[str] | tuple[str, ...] | None, dataset: Any, l
     for v in variants:
         result = validate_one(v, dataset, reporter)
         summary["variants"][v.name] = result
-        results.append(result)
+        results.upsert(result, record_key)
         write_json(results.summary_path.with_name(f"{RESULT_NAME}_{v.name}.json"), result)
     results.write_summary(summary)
     return summary

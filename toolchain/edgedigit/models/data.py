@@ -3,6 +3,9 @@
 Resolution order: an explicit path (``--data``), then ``$EDGEDIGIT_DATA``, then the Keras cache
 (``~/.keras/datasets/mnist.npz``) or its download. Offline with none of these, the embedded default is
 scikit-learn's bundled 8x8 digits upscaled to 28x28: it is announced in every output (``Dataset.fallback``).
+
+A dataset's ``sha256`` hashes the decoded arrays (:func:`arrays_sha256`), not the container: the same
+MNIST as a ``.npz``, as four IDX files or as gzipped IDX files is the same dataset to every stamp and card.
 """
 
 from __future__ import annotations
@@ -115,18 +118,18 @@ def load_dataset(path: str | os.PathLike | None = None, *, download: bool = True
 def _load_path(p: Path, how: str) -> Dataset:
     if not p.exists():
         raise DatasetError(f"{p}: no such file or folder (from {how})")
-    if p.is_dir():
-        arrays, digest = _read_idx_folder(p)
-    else:
-        arrays, digest = _read_npz(p), _sha256(p)
-    return _checked(MNIST_NAME, str(p), digest, arrays)
+    arrays = _read_idx_folder(p) if p.is_dir() else _read_npz(p)
+    return _checked(MNIST_NAME, str(p), arrays)
 
 
-def _sha256(p: Path) -> str:
+def arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 of the checked arrays (uint8): for each of x_train, y_train, x_test, y_test its name, shape
+    and bytes, so the hash depends on the data only, not on the file format it came in."""
     h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    for key in _IDX_FILES:
+        a = np.ascontiguousarray(arrays[key])
+        h.update(f"{key}:{a.dtype.str}:{','.join(map(str, a.shape))}\0".encode())
+        h.update(a.tobytes())
     return h.hexdigest()
 
 
@@ -150,9 +153,8 @@ def _read_npz(p: Path) -> dict[str, np.ndarray]:
         raise DatasetError(f"{p}: not a readable .npz file ({e})") from None
 
 
-def _read_idx_folder(folder: Path) -> tuple[dict[str, np.ndarray], str]:
+def _read_idx_folder(folder: Path) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {}
-    h = hashlib.sha256()
     for key, (stem, magic) in _IDX_FILES.items():
         candidates = [folder / stem, folder / f"{stem}.gz", folder / stem.replace("-idx", ".idx")]
         found = next((c for c in candidates if c.is_file()), None)
@@ -164,9 +166,8 @@ def _read_idx_folder(folder: Path) -> tuple[dict[str, np.ndarray], str]:
                 raw = gzip.decompress(raw)
             except (OSError, EOFError) as e:
                 raise DatasetError(f"{found}: not a valid gzip file ({e})") from None
-        h.update(raw)
         arrays[key] = parse_idx(raw, found, magic)
-    return arrays, h.hexdigest()
+    return arrays
 
 
 def parse_idx(raw: bytes, name: Path | str, expected_magic: int) -> np.ndarray:
@@ -189,7 +190,7 @@ def parse_idx(raw: bytes, name: Path | str, expected_magic: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
-def _checked(name: str, source: str, digest: str, a: dict[str, np.ndarray]) -> Dataset:
+def _checked(name: str, source: str, a: dict[str, np.ndarray]) -> Dataset:
     for split in ("train", "test"):
         x, y = a[f"x_{split}"], a[f"y_{split}"]
         where = f"{source}: x_{split}"
@@ -218,7 +219,7 @@ def _checked(name: str, source: str, digest: str, a: dict[str, np.ndarray]) -> D
         if y.min() < 0 or y.max() > 9:
             raise DatasetError(f"{ywhere} has labels outside 0..9 (min {y.min()}, max {y.max()})")
         a[f"x_{split}"], a[f"y_{split}"] = x, y.astype(np.uint8)
-    return Dataset(name, source, digest, a["x_train"], a["y_train"], a["x_test"], a["y_test"])
+    return Dataset(name, source, arrays_sha256(a), a["x_train"], a["y_train"], a["x_test"], a["y_test"])
 
 
 def _try_download() -> Dataset | None:

@@ -27,7 +27,8 @@ from ..core.int8 import INPUT_SHAPE, quantize_images
 from ..core.stage import Stage, file_hash
 from ..core.store import INT8_FILE
 from .train import float_model_path, keras_load
-from .variants import REGISTRY, QuantizeContext, Reporter, Variant, get_variant
+from .variants import QuantizeContext, Reporter, Variant, get_variant
+from .variants import variants as all_variants
 
 GRANULARITIES = ("per-tensor", "per-channel")
 FORMATS = ("int8", "dynamic", "float16")
@@ -158,7 +159,7 @@ def select_trained(names: list[str] | tuple[str, ...] | None) -> list[Variant]:
         variants = [get_variant(n) for n in dict.fromkeys(names)]
     else:
         trained = set(store.trained_variants())
-        variants = [v for v in REGISTRY.values() if v.name in trained]
+        variants = [v for v in all_variants().values() if v.name in trained]
         if not variants:
             raise store.nothing_trained()
     for v in variants:

@@ -36,12 +36,16 @@ def seed_everything(seed: int) -> None:
 
 
 def count_macs(model: Any) -> int:
-    """Multiply-accumulates of one inference of a tf-keras model (Dense, Conv2D, DepthwiseConv2D)."""
+    """Multiply-accumulates of one inference of a tf-keras model (Dense, Conv2D, DepthwiseConv2D, SeparableConv2D)."""
     import tf_keras as keras
 
     total = 0
     for layer in _flat_layers(model):
-        if isinstance(layer, keras.layers.DepthwiseConv2D):
+        if isinstance(layer, keras.layers.SeparableConv2D):  # depthwise k x k, then pointwise 1 x 1
+            kh, kw, cin, mult = layer.depthwise_kernel.shape
+            oh, ow = layer.output_shape[1:3]
+            total += int(oh * ow * kh * kw * cin * mult) + int(oh * ow * cin * mult * layer.filters)
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
             kh, kw, cin, mult = layer.depthwise_kernel.shape
             oh, ow = layer.output_shape[1:3]
             total += int(oh * ow * kh * kw * cin * mult)

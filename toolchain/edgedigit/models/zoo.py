@@ -215,3 +215,97 @@ def _distiller_class() -> type:
 def Distiller(student: Any, teacher: Any, temperature: float, alpha: float) -> Any:  # noqa: N802 (a class factory)
     """A tf-keras model that distills ``teacher`` into ``student`` (both output logits)."""
     return _distiller_class()(student, teacher, temperature, alpha)
+
+
+# ---- architectures from a spec (edgedigit search) ----------------------------------------------------------
+
+FAMILIES = ("conv", "mlp")
+POOLS = ("max", "avg")
+HEADS = ("flatten", "gap", "dense")
+MAX_STAGES = 3  # 28 -> 14 -> 7 -> 3: a fourth 2x2 pool would leave one pixel
+
+
+def check_architecture(arch: dict) -> dict:
+    """``arch`` checked (the keys :func:`build_from_spec` reads); returns it.
+
+    Raises:
+        ModelError: an unknown family, pooling or head, or a width, kernel or depth out of range (names it).
+    """
+    from ..core.errors import ModelError
+
+    family = arch.get("family")
+    if family not in FAMILIES:
+        raise ModelError(f"architecture family {family!r}: expected one of {', '.join(FAMILIES)}")
+    dropout = float(arch.get("dropout", 0.0))
+    if not 0.0 <= dropout < 1.0:
+        raise ModelError(f"architecture dropout {dropout}: expected 0 <= dropout < 1")
+    if family == "mlp":
+        widths = list(arch.get("layers", []))
+        if not widths or any(int(w) < 1 for w in widths):
+            raise ModelError(f"mlp layers {widths}: expected one or more positive widths")
+        return arch
+    stages = list(arch.get("stages", []))
+    if not 1 <= len(stages) <= MAX_STAGES:
+        raise ModelError(f"conv stages: {len(stages)}, expected 1 to {MAX_STAGES}")
+    for i, st in enumerate(stages, start=1):
+        if int(st.get("width", 0)) < 1 or int(st.get("kernel", 0)) not in (1, 3, 5, 7):
+            raise ModelError(f"conv stage {i} {st}: expected a positive width and a kernel of 1, 3, 5 or 7")
+    if arch.get("pool") not in POOLS or arch.get("head") not in HEADS:
+        raise ModelError(f"conv pool {arch.get('pool')!r} / head {arch.get('head')!r}: expected pool in "
+                         f"{', '.join(POOLS)} and head in {', '.join(HEADS)}")
+    if arch["head"] == "dense" and int(arch.get("hidden", 0)) < 1:
+        raise ModelError("conv head 'dense' needs a positive 'hidden' width")
+    return arch
+
+
+def describe(arch: dict) -> str:
+    """A one-line name of an architecture spec, e.g. ``conv 8k3-s16k5 max gap drop0.1``."""
+    if arch["family"] == "mlp":
+        return f"mlp {'-'.join(str(w) for w in arch['layers'])} drop{arch.get('dropout', 0.0):g}"
+    stages = "-".join(f"{'s' if st.get('separable') else ''}{st['width']}k{st['kernel']}" for st in arch["stages"])
+    head = f"dense{arch['hidden']}" if arch["head"] == "dense" else arch["head"]
+    return f"conv {stages} {arch['pool']} {head} drop{arch.get('dropout', 0.0):g}"
+
+
+def build_from_spec(arch: dict, name: str = "searched") -> Any:
+    """A classifier from an architecture spec (the search space of ``edgedigit search``).
+
+    Conv family (``{"family": "conv", "stages": [{"width", "kernel", "separable"}, ...], "pool": "max"|"avg",
+    "head": "flatten"|"gap"|"dense", "hidden": int, "dropout": float}``): per stage a convolution (or a
+    depthwise-separable one) + ReLU and a 2x2 pool, batch norm (folded at conversion) on every stage but the
+    first, as in :func:`_conv_net`; the head flattens, averages over the whole map (an AVERAGE_POOL_2D, which
+    every backend runs, not a MEAN) or adds a hidden dense layer; then dropout, ``Dense(10)`` logits, softmax.
+    MLP family (``{"family": "mlp", "layers": [w, ...], "dropout": float}``): flatten, dense ReLU layers,
+    dropout, logits, softmax. Every graph converts to CONV_2D, DEPTHWISE_CONV_2D, MAX/AVERAGE_POOL_2D,
+    RESHAPE, FULLY_CONNECTED and SOFTMAX only.
+    """
+    import tf_keras as keras
+    from tf_keras import layers
+
+    check_architecture(arch)
+    dropout = float(arch.get("dropout", 0.0))
+    inp = keras.Input((28, 28), name="image")
+    if arch["family"] == "mlp":
+        x = layers.Flatten(name="flatten")(inp)
+        for i, width in enumerate(arch["layers"], start=1):
+            x = layers.Dense(int(width), activation="relu", name=f"hidden{i}")(x)
+    else:
+        x = layers.Reshape((28, 28, 1), name="to_hwc")(inp)
+        pool = layers.MaxPooling2D if arch["pool"] == "max" else layers.AveragePooling2D
+        for i, st in enumerate(arch["stages"], start=1):
+            batch_norm = i > 1
+            conv = layers.SeparableConv2D if st.get("separable") else layers.Conv2D
+            x = conv(int(st["width"]), int(st["kernel"]), padding="same", use_bias=not batch_norm, name=f"conv{i}")(x)
+            if batch_norm:
+                x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"conv{i}_bn")(x)
+            x = layers.ReLU(name=f"conv{i}_relu")(x)
+            x = pool(2, name=f"conv{i}_pool")(x)
+        if arch["head"] == "gap":
+            x = layers.AveragePooling2D(int(x.shape[1]), name="global_pool")(x)
+        x = layers.Flatten(name="flatten")(x)
+        if arch["head"] == "dense":
+            x = layers.Dense(int(arch["hidden"]), activation="relu", name="hidden")(x)
+    if dropout:
+        x = layers.Dropout(dropout, name="dropout")(x)
+    x = layers.Dense(10, name="logits")(x)
+    return keras.Model(inp, layers.Softmax(name="softmax")(x), name=name)

@@ -21,10 +21,10 @@ import numpy as np
 
 from .. import __version__
 from ..core.errors import EdgeDigitError
-from ..core.fsutil import sha256_file, staged_dir
+from ..core.fsutil import staged_dir
 from ..core.paths import models_dir, reports_dir, results_dir
 from ..core.results import BENCH_HOST, COMPARE, DEVICE_PREFIX, STRESS, ResultFile, read_jsonl
-from ..core.stage import Stage
+from ..core.stage import Stage, files_hashes
 from ..core.store import ModelFolder
 from ..runtimes import deployed_order
 from . import plots
@@ -651,7 +651,7 @@ def stage(board_id: str, variants: list[Any]) -> Stage:
     def inputs() -> dict[str, Any]:
         files = sorted(results_dir().glob("*.json*")) if results_dir().is_dir() else []
         cards = [c for c in sorted(ModelFolder(v.name).card_path for v in variants) if c.is_file()]
-        return {"files": {str(p): sha256_file(p) for p in files + cards}, "board": board_id}
+        return {"files": files_hashes(files + cards), "board": board_id}
 
     def run() -> None:
         report(board_id)

@@ -39,22 +39,27 @@ def host_compiler() -> str:
     raise ToolError("no host C compiler found (set CC or install gcc or clang) to build the native backend")
 
 
-def _sources(graph: Graph) -> dict[str, str]:
+def _sources(graph: Graph, fc_product: str = "float32") -> dict[str, str]:
     from ..codegen import native
 
-    files: dict[str, str | bytes] = dict(native.generate(graph, variant=graph.path.stem, source_name=graph.path.name))
+    program = native.prepare(graph, fc_product=fc_product)
+    files: dict[str, str | bytes] = dict(native.generate(graph, variant=graph.path.stem, source_name=graph.path.name,
+                                                         program=program))
     files["edgedigit_model.h"] = (templates_dir() / "runtime" / "edgedigit_model.h").read_text()
     files[HOST_SHIM] = (templates_dir() / "native" / "host" / HOST_SHIM).read_text()
     return {k: v if isinstance(v, str) else v.decode() for k, v in files.items()}
 
 
-def build_library(graph: Graph, cache_dir: Path | None = None, compiler: str | None = None) -> Path:
+def build_library(graph: Graph, cache_dir: Path | None = None, compiler: str | None = None,
+                  fc_product: str = "float32") -> Path:
     """Generate the C for ``graph`` and compile it into a shared library (cached).
 
     Args:
         graph: the int8 model.
         cache_dir: where libraries are kept; default ``<build>/cache/native``.
         compiler: the C compiler; default :func:`host_compiler`.
+        fc_product: the per-tensor FULLY_CONNECTED scale product (``codegen.native.FC_PRODUCTS``): ``"float32"``
+            as the firmware (the TFLM on devices), ``"double"`` as the tflite-micro wheel.
 
     Returns:
         The path of the shared library.
@@ -64,7 +69,7 @@ def build_library(graph: Graph, cache_dir: Path | None = None, compiler: str | N
         ToolError: the compiler is missing or rejects the generated code (its message is included).
     """
     cc = compiler or host_compiler()
-    sources = _sources(graph)
+    sources = _sources(graph, fc_product)
     h = hashlib.sha256(graph.sha256.encode())
     for name in sorted(sources):
         h.update(name.encode() + b"\0" + sources[name].encode() + b"\0")
@@ -89,12 +94,17 @@ def build_library(graph: Graph, cache_dir: Path | None = None, compiler: str | N
 
 
 class NativeModel:
-    """A .tflite model compiled by the native backend and loaded into this process."""
+    """A .tflite model compiled by the native backend and loaded into this process.
 
-    def __init__(self, tflite_path: str | Path, cache_dir: Path | None = None, compiler: str | None = None):
+    ``fc_product="double"`` builds the C with the tflite-micro wheel's per-tensor FULLY_CONNECTED multipliers
+    instead of the firmware's (see ``codegen.native.FC_PRODUCTS``), to compare with ``run_tflm`` bit for bit.
+    """
+
+    def __init__(self, tflite_path: str | Path, cache_dir: Path | None = None, compiler: str | None = None,
+                 fc_product: str = "float32"):
         self.graph = load_graph(tflite_path)
         self.path = self.graph.path
-        self.library = build_library(self.graph, cache_dir, compiler)
+        self.library = build_library(self.graph, cache_dir, compiler, fc_product)
         self._lib = ctypes.CDLL(str(self.library))
         self._run = self._lib.edgedigit_native_run_batch
         self._run.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32]
@@ -165,8 +175,8 @@ M4_FLAGS = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16
 TICK_INSTRUCTIONS = 40  # mps2-an386 SysTick runs at 25 MHz; -icount shift=0 is 1 ns per instruction
 
 
-def run_qemu_m4(tflite_path: str | Path, x_int8: np.ndarray, work_dir: Path, timeout: float = 600.0
-                ) -> tuple[np.ndarray, float]:
+def run_qemu_m4(tflite_path: str | Path, x_int8: np.ndarray, work_dir: Path, timeout: float = 600.0,
+                fc_product: str = "float32") -> tuple[np.ndarray, float]:
     """Run the native C for ``tflite_path`` on int8 inputs in QEMU (mps2-an386, Cortex-M4F, -icount).
 
     The graph is built with arm-none-eabi-gcc, so the SMLAD/SXTB16 path of the kernels is the one that runs.
@@ -176,6 +186,7 @@ def run_qemu_m4(tflite_path: str | Path, x_int8: np.ndarray, work_dir: Path, tim
         x_int8: N inputs (N, *input_shape[1:]), embedded in the firmware image.
         work_dir: where sources, the ELF and QEMU's output go.
         timeout: seconds for QEMU.
+        fc_product: the per-tensor FULLY_CONNECTED scale product (see :class:`NativeModel`).
 
     Returns:
         The int8 outputs (N, *output_shape[1:]) and the emulated instructions per inference spent in
@@ -197,7 +208,8 @@ def run_qemu_m4(tflite_path: str | Path, x_int8: np.ndarray, work_dir: Path, tim
                         "libnewlib-arm-none-eabi, qemu-system-arm)")
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    files = codegen.generate_graph(graph, variant=graph.path.stem, source_name=graph.path.name)
+    files = codegen.generate_graph(graph, variant=graph.path.stem, source_name=graph.path.name,
+                                   program=codegen.prepare(graph, fc_product=fc_product))
     harness = templates_dir() / "native" / "m4check"
     files["m4check_main.c"] = (harness / "m4check_main.c").read_text()
     files["m4check_data.h"] = (f"#define M4CHECK_COUNT {len(x)}u\nstatic const int8_t g_m4check_inputs[] = {{\n"

@@ -94,6 +94,7 @@ class Board:
     tflm: TflmLibrary | None = None
     unsupported: dict[str, str] = field(default_factory=dict)  # backend -> why not
     run: dict[str, Any] = field(default_factory=dict)  # free-form emulator/host settings (H4)
+    tools: dict[str, str] = field(default_factory=dict)  # executable the build needs -> Debian package
 
     def why_not(self, backend: str) -> str:
         """One sentence on why ``backend`` is not available on this board."""
@@ -118,6 +119,7 @@ _TOP = {
     "flash_bytes": (int, True), "ram_bytes": (int, True), "platform": (str, True), "build": (str, True),
     "backends": ("str_list", True), "serial": (dict, True), "counter": (dict, True), "runtime": (dict, True),
     "platformio": (dict, False), "tflm": (dict, False), "unsupported": (dict, False), "run": (dict, False),
+    "tools": (dict, False),
 }
 _PIO = {
     "platform": (str, True), "board": (str, True), "framework": (str, True), "lib_deps": ("str_list", True),
@@ -207,6 +209,10 @@ def load_board_file(path: Path) -> Board:
     for key, value in unsupported.items():
         if key not in BACKENDS or not isinstance(value, str):
             raise BoardError(f"{path}: field [unsupported] '{key}' must name a backend and give a reason string")
+    tools = raw.get("tools", {})
+    for key, value in tools.items():
+        if not isinstance(value, str) or not value:
+            raise BoardError(f"{path}: field [tools] '{key}' must name the Debian package that provides it")
     serial = _check(raw["serial"], _SERIAL, path, "serial")
     counter = _check(raw["counter"], _COUNTER, path, "counter")
     return Board(
@@ -216,6 +222,7 @@ def load_board_file(path: Path) -> Board:
         serial=SerialSpec(serial["baud"], tuple(serial["usb_ids"])),
         counter=Counter(counter["name"], counter["unit"], counter["how"]),
         runtime=runtime, platformio=pio, tflm=tflm, unsupported=dict(unsupported), run=dict(raw.get("run", {})),
+        tools=dict(tools),
     )
 
 

@@ -7,12 +7,14 @@
   Its counter counts emulated instructions, not cycles of a real chip.
 
 How each board is run comes from the ``[run]`` table of its board file. The process is always stopped
-in a ``finally``.
+in a ``finally``; and it is started under ``setpriv --pdeathsig KILL`` (util-linux) where that exists, so a
+run killed with SIGKILL (no ``finally``) does not leave the firmware or QEMU running.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -78,15 +80,22 @@ def make(project: Path, timeout: float = 900.0) -> None:
 
     Raises:
         ToolError: make is missing, the build failed (the last lines of its output are quoted) or hung.
+        OSError: the compiler could not write its output (a full or read-only disk: ENOSPC, EROFS, EDQUOT),
+            naming the project's ``build/`` folder.
     """
     if shutil.which("make") is None:
         raise ToolError("make is not installed; install it (Debian: apt-get install make)")
     try:
-        proc = subprocess.run(["make", "-C", str(project)], capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run([*_die_with_parent(), "make", "-C", str(project)], capture_output=True, text=True,
+                              timeout=timeout)
     except subprocess.TimeoutExpired:
         raise ToolError(f"make in {project} did not finish in {timeout:.0f} s") from None
     if proc.returncode != 0:
-        tail = " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-6:])
+        output = proc.stdout + proc.stderr
+        for code in (errno.ENOSPC, errno.EROFS, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            if os.strerror(code) in output:  # the compiler could not write: the one line a refused write gets
+                raise OSError(code, os.strerror(code), str(project / "build"))
+        tail = " | ".join(output.strip().splitlines()[-6:])
         raise ToolError(f"make in {project} failed (exit {proc.returncode}): {tail}")
 
 
@@ -131,6 +140,12 @@ def heap_symbols(elf: Path, nm_tool: str = "arm-none-eabi-nm") -> list[str]:
     # a dynamically linked (host) binary lists versioned imports: "U malloc@GLIBC_2.2.5"
     names = {ln.split()[-1].split("@")[0] for ln in proc.stdout.splitlines() if ln.strip()}
     return sorted(n for n in _HEAP_SYMBOLS if n in names)
+
+
+def _die_with_parent() -> list[str]:
+    """A command prefix that makes the started process die with this one (the kernel's parent-death signal)."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv and os.uname().sysname == "Linux" else []
 
 
 def _free_port() -> int:
@@ -191,7 +206,8 @@ def start(project: Path, board: Any, pty: bool = False) -> Iterator[Running]:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as log_file:
         if spec.kind == "host":
-            proc = subprocess.Popen([str(binary)], stdout=subprocess.PIPE, stderr=log_file, stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen([*_die_with_parent(), str(binary)], stdout=subprocess.PIPE, stderr=log_file,
+                                    stdin=subprocess.DEVNULL)
             try:
                 url = _read_pty_path(proc, binary, spec.boot_timeout_s)
                 yield Running(url, proc, log, spec)
@@ -213,7 +229,7 @@ def start(project: Path, board: Any, pty: bool = False) -> Iterator[Running]:
                         proc.stdout.close()
                 return
             port = _free_port()
-            cmd = [emulator, *spec.args, "-kernel", str(binary),
+            cmd = [*_die_with_parent(), emulator, *spec.args, "-kernel", str(binary),
                    "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on"]
             proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             try:

@@ -331,11 +331,44 @@ def _lock(board: Board, src: ModelSource, req: Requirement, hashes: dict[str, st
     return json.loads(json.dumps(lock, default=jsonable))
 
 
-def _make_readable(folder: Path) -> None:
-    """Temporary files and folders are private (0600/0700); a project is ordinary source: 0644/0755."""
-    folder.chmod(0o755)
-    for p in folder.rglob("*"):
-        p.chmod(0o755 if p.is_dir() else 0o644)
+# Folders of a project whose files are compiled: a file there that the lock does not list changes the build.
+COMPILED_FOLDERS = ("src", "include", "lib")
+
+
+def project_changes(project: Path) -> list[str]:
+    """How ``project`` differs from its ``edgedigit.lock.json``: one phrase per file, empty when it does not.
+
+    A file the lock lists that is missing or has another sha256, or a file in a compiled folder (``src``,
+    ``include``, ``lib``) that the lock does not list. Build outputs (``build/``, ``.pio/``) are not checked.
+
+    Raises:
+        ModelError: no lock file, or one that is not edgedigit's (the project was not exported).
+    """
+    project = Path(project)
+    lock_path = project / LOCK_FILE
+    try:
+        lock = json.loads(lock_path.read_text())
+    except FileNotFoundError:
+        raise ModelError(f"{project}: not an exported firmware project (no {LOCK_FILE}); export one with "
+                         "`edgedigit export`") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ModelError(f"{lock_path}: unreadable ({e}); export the project again") from None
+    files = lock.get("files") if isinstance(lock, dict) else None
+    if not isinstance(files, dict):
+        raise ModelError(f"{lock_path}: no 'files' table; export the project again")
+    changes = []
+    for rel, sha in sorted(files.items()):
+        path = project / rel
+        if not path.is_file():
+            changes.append(f"{path}: missing since export")
+        elif sha256_file(path) != sha:
+            changes.append(f"{path}: modified since export (sha256 {str(sha)[:12]}... in {LOCK_FILE})")
+    for folder in COMPILED_FOLDERS:
+        if (project / folder).is_dir():
+            for path in sorted(p for p in (project / folder).rglob("*") if p.is_file()):
+                if path.relative_to(project).as_posix() not in files:
+                    changes.append(f"{path}: added since export (not in {LOCK_FILE})")
+    return changes
 
 
 def project_dir(board: Board, name: str, backend: str) -> Path:
@@ -379,7 +412,6 @@ def export(board: str, variant: str | None = None, model: Path | None = None, ba
             write_atomic(tmp / rel, content)
         lock = _lock(b, src, req, {rel: sha256_file(tmp / rel) for rel in files})
         write_json(tmp / LOCK_FILE, lock)
-        _make_readable(tmp)
     return ExportResult(target, b, src, req.backend, req, lock["files"], lock)
 
 
@@ -387,7 +419,8 @@ def stage(board: Board, variant: Any) -> Stage | None:
     """The pipeline's ``export <board> <variant> <backend>`` stage (None: no backend of the board runs its kind).
 
     The backend is the board's first that runs the variant's kind (the pipeline plans before any model
-    exists); a model that does not fit is "not applicable" with the numbers, not a failure.
+    exists); a model that does not fit is "not applicable" with the numbers, not a failure. A project whose
+    files no longer match its lock file (:func:`project_changes`) is incomplete: the stage runs again.
     """
     backend = default_backend(board, variant.kind)
     if backend is None:
@@ -400,6 +433,13 @@ def stage(board: Board, variant: Any) -> Stage | None:
         except ModelTooLargeError as e:
             raise NotApplicable(str(e)) from None
 
+    def incomplete() -> str | None:
+        try:
+            changes = project_changes(project)
+        except ModelError as e:
+            return str(e)
+        return "; ".join(changes[:3]) if changes else None
+
     return Stage(f"export {board.id} {variant.name} {backend}",
                  lambda: {"model": quantized_hashes([variant])[variant.name], "board": file_hash(board.path)},
-                 lambda: [project / LOCK_FILE], run)
+                 lambda: [project / LOCK_FILE], run, incomplete)

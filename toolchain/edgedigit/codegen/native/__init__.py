@@ -7,7 +7,9 @@ activation ranges, paddings, softmax constants, the FC input offset folded into 
 out for the kernels) and plans the activation arena from tensor lifetimes (:mod:`.planner`). The result, a
 :class:`NativeProgram`, serves both the flash/RAM budget and :func:`generate`. The Jinja templates in
 ``firmware_templates/native/`` only loop and substitute; the arithmetic lives in the hand-written kernel
-library ``edgedigit_kernels.c`` beside them.
+library ``edgedigit_kernels.c`` beside them, and, for the operators registered with a kernel family
+(ADD, MUL, PAD, CONCATENATION, MEAN, QUANTIZE), in ``edgedigit_kernels_<family>.c``, which a project gets
+only when one of its ops needs it.
 """
 
 from __future__ import annotations
@@ -15,17 +17,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ...core.errors import ModelError
+from ...core.errors import ModelError, UnsupportedOpError
 from ...core.graph import Graph
 from ...core.int8 import IMAGE_BYTES, check_classes, input_lut, io_spec
 from ...core.paths import templates_dir
 from ..render import banner, c_identifier, render
 from ..runner import array_bytes, c_string, info_context
 from . import planner
-from .ops import OpContext, Step, lower, lowers, pack_fc_weights, supported_ops, unsupported
+from .ops import (
+    OpContext,
+    Step,
+    kernel_library_files,
+    lower,
+    lowers,
+    pack_fc_weights,
+    supported_ops,
+    unsupported,
+    where,
+)
 from .planner import MemoryPlan
 from .prepare import (
     ACTIVATIONS,
+    FC_PRODUCTS,
     activation_range,
     channel_multipliers,
     pad_and_out,
@@ -36,7 +49,7 @@ from .prepare import (
 )
 
 __all__ = [
-    "ACTIVATIONS", "ALIGNMENT", "IMAGE_BYTES", "KERNEL_FILES", "SUPPORTED_OPS", "MemoryPlan", "NativeProgram",
+    "ACTIVATIONS", "ALIGNMENT", "FC_PRODUCTS", "IMAGE_BYTES", "KERNEL_FILES", "SUPPORTED_OPS", "MemoryPlan", "NativeProgram",
     "OpContext", "Step", "activation_range", "channel_multipliers", "check_graph", "generate", "generate_graph",
     "constant_arrays", "lowers", "model_data", "pack_fc_weights", "pad_and_out", "plan", "planner", "prepare",
     "quantize_multiplier",
@@ -70,6 +83,16 @@ class NativeProgram:
         """The size of the activation arena."""
         return self.plan.arena_bytes
 
+    @property
+    def libraries(self) -> tuple[str, ...]:
+        """The kernel families the steps need beyond ``edgedigit_kernels`` (sorted)."""
+        return tuple(sorted({s.library for s in self.steps if s.library}))
+
+    @property
+    def kernel_files(self) -> tuple[str, ...]:
+        """Every kernel file the program's C needs: :data:`KERNEL_FILES`, then each family's header and source."""
+        return KERNEL_FILES + tuple(f for lib in self.libraries for f in kernel_library_files(lib))
+
 
 def check_graph(graph: Graph) -> None:
     """Refuse what the native backend cannot compile, naming the model file and the reason.
@@ -81,6 +104,8 @@ def check_graph(graph: Graph) -> None:
         UnsupportedOpError: an operator outside :data:`SUPPORTED_OPS`.
         ModelError: not one int8 input and one int8 output, or an activation that is not int8.
     """
+    if not graph.is_full_int8():
+        _refuse_float_edges(graph)  # float at the edges (QUANTIZE from float, DEQUANTIZE): named with its op
     supported = supported_ops()
     for name in graph.op_names():
         if name not in supported:
@@ -95,12 +120,32 @@ def check_graph(graph: Graph) -> None:
                          "backend computes int8 activations with int32 biases only")
 
 
-def prepare(graph: Graph, alignment: int = ALIGNMENT) -> NativeProgram:
+def _refuse_float_edges(graph: Graph) -> None:
+    """Name the op when a not-full-int8 graph converts float at its edges (QUANTIZE from float32, DEQUANTIZE).
+
+    Raises:
+        UnsupportedOpError: such an op (the native backend's contract is int8 input and int8 output).
+    """
+    for op in graph.ops:
+        t_in = graph.tensors[op.inputs[0]] if op.inputs else None
+        if op.opcode == "DEQUANTIZE" or (op.opcode == "QUANTIZE" and t_in is not None and t_in.dtype == "float32"):
+            t_out = graph.tensors[op.outputs[0]]
+            raise UnsupportedOpError(
+                f"{where(graph, op)}: {t_in.dtype if t_in else '?'} -> {t_out.dtype} is not supported by the native "
+                "backend: its contract is int8 input and int8 output (the firmware dequantizes the int8 output "
+                "with its scale and zero point); convert the model with inference_input_type=tf.int8 and "
+                "inference_output_type=tf.int8")
+
+
+def prepare(graph: Graph, alignment: int = ALIGNMENT, fc_product: str = "float32") -> NativeProgram:
     """Check, lower and plan ``graph`` once.
 
     Args:
         graph: the int8 model (``edgedigit.core.graph.load_graph``).
         alignment: every arena offset is a multiple of this.
+        fc_product: how a per-tensor FULLY_CONNECTED multiplies input and filter scale (:data:`FC_PRODUCTS`):
+            ``"float32"`` (default) as the TFLM that runs on devices, ``"double"`` as the ``tflite-micro``
+            Python wheel (the host reference ``run_tflm``), to compare with it bit for bit.
 
     Returns:
         The program, for :func:`generate` / :func:`generate_graph` and the flash/RAM budget.
@@ -109,8 +154,10 @@ def prepare(graph: Graph, alignment: int = ALIGNMENT) -> NativeProgram:
         ModelError: not full int8, not one input and one output, shapes or quantization a kernel cannot take.
         UnsupportedOpError: an operator, fused activation or option the backend lacks (named in the message).
     """
+    if fc_product not in FC_PRODUCTS:
+        raise ValueError(f"fc_product must be one of {FC_PRODUCTS}, not {fc_product!r}")
     check_graph(graph)
-    steps = tuple(lower(graph, op, n) for n, op in enumerate(graph.ops))
+    steps = tuple(lower(graph, op, n, fc_product) for n, op in enumerate(graph.ops))
     mp = planner.plan_steps(steps, graph.tensors, graph.inputs, graph.outputs, alignment)
     weights = int(sum(t.nbytes for t in graph.tensors if t.data is not None))
     return NativeProgram(graph, steps, mp, weights)
@@ -127,9 +174,9 @@ def plan(graph: Graph, alignment: int = ALIGNMENT) -> MemoryPlan:
 
 # ---- code generation -------------------------------------------------------------------------------------------
 
-def _kernel_sources() -> dict[str, str]:
+def _kernel_sources(program: NativeProgram) -> dict[str, str]:
     folder = templates_dir() / "native"
-    return {name: (folder / name).read_text() for name in KERNEL_FILES}
+    return {name: (folder / name).read_text() for name in program.kernel_files}
 
 
 def _program_for(graph: Graph, program: NativeProgram | None) -> NativeProgram:
@@ -151,14 +198,15 @@ def generate_graph(graph: Graph, *, variant: str, source_name: str,
         program: ``prepare(graph)`` if already computed (else it is computed here).
 
     Returns:
-        File name -> content: the kernels and ``edgedigit_native_model.{h,c}``.
+        File name -> content: the kernels (``edgedigit_kernels.{h,c}`` and the families the ops need) and
+        ``edgedigit_native_model.{h,c}``.
 
     Raises:
         ModelError, UnsupportedOpError: as :func:`prepare`.
     """
     program = _program_for(graph, program)
     ctx = _context(program, variant, source_name)
-    files = _kernel_sources()
+    files = _kernel_sources(program)
     files["edgedigit_native_model.h"] = render("native/edgedigit_native_model.h.j2", **ctx)
     files["edgedigit_native_model.c"] = render("native/edgedigit_native_model.c.j2", **ctx)
     return files
@@ -215,23 +263,35 @@ def _c_string(text: str) -> str:
 
 def _context(program: NativeProgram, variant: str, source_name: str) -> dict[str, Any]:
     graph, mp = program.graph, program.plan
+
+    def pointer(operand: int | str) -> str:
+        return f"g_arena.bytes + {mp.offsets[operand]}" if isinstance(operand, int) else c_identifier(operand)
+
+    def argument(operand: int | str | tuple[int | str, ...]) -> str:
+        if isinstance(operand, tuple):
+            return "(const int8_t *const[]){" + ", ".join(pointer(o) for o in operand) + "}"
+        return pointer(operand)
+
     calls = []
     arrays = []
     for ctype, name, values in constant_arrays(program):
         arrays.append({"ctype": ctype, "name": name, "data": values, "size": values.size})
     for i, s in enumerate(program.steps):
         t_in, t_out = s.inputs[0], s.outputs[0]
-        comment = f"op {s.op.index}: {s.op.opcode} {graph.tensors[t_in].shape} -> {graph.tensors[t_out].shape}"
+        shapes = " + ".join(str(graph.tensors[t].shape) for t in s.inputs)
+        comment = f"op {s.op.index}: {s.op.opcode} {shapes} -> {graph.tensors[t_out].shape}"
         calls.append({"opcode": s.op.opcode, "name": c_identifier(f"kOp{i}"), "params": s.params, "comment": comment,
                       "ctype": s.struct, "func": s.kernel, "returns_status": s.can_fail,
                       "in_offset": mp.offsets[t_in], "out_offset": mp.offsets[t_out],
                       "in_offsets": [mp.offsets[t] for t in s.inputs],
-                      "out_offsets": [mp.offsets[t] for t in s.outputs]})
+                      "out_offsets": [mp.offsets[t] for t in s.outputs],
+                      "args": [argument(o) for o in (s.operands or (*s.inputs, *s.outputs))]})
     return {
         "banner_c": banner(source_name, graph.sha256, "c"),
         "variant": variant,
         "calls": calls,
         "arrays": arrays,
+        "kernel_headers": [kernel_library_files(lib)[0] for lib in program.libraries],
         "arena_bytes": mp.arena_bytes,
         "lower_bound": mp.lower_bound,
         "input_offset": mp.offsets[graph.inputs[0]],

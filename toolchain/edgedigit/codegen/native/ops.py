@@ -6,19 +6,42 @@ and its position), checks the op's shapes and quantization (raising :class:`Mode
 :mod:`.prepare`, and returns one :class:`Step`: the C kernel and its parameter struct, the struct's fields,
 the constant arrays, the activation tensors it reads and writes, and whether the kernel can fail. The
 registry is the whole list of supported operators: ``SUPPORTED_OPS`` is derived from it.
+
+The kernels of the first operators live in ``edgedigit_kernels.c``, shipped with every native project. An
+operator registered with ``library="<family>"`` has its kernel in ``edgedigit_kernels_<family>.{h,c}``,
+which a project gets only when one of its ops needs it (so the projects of models without those ops do
+not change by a byte).
+
+Kernel calls: ``kernel(&params, <operands>)``; by default the operands are the arena pointers of the
+step's ``inputs`` then ``outputs``. A step can list them explicitly (``operands``): a tensor index (its arena
+pointer), a C expression (a constant array), or a tuple of those (passed as one ``const int8_t *const[]``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from ...core.errors import ModelError, UnsupportedOpError
 from ...core.graph import Graph, Op, Tensor
-from .prepare import activation_range, channel_multipliers, pad_and_out, softmax_params, wrap_int32
+from .prepare import (
+    activation_range,
+    add_multipliers,
+    broadcast_loops,
+    channel_multipliers,
+    mean_multiplier,
+    mul_multiplier,
+    pad_and_out,
+    reduce_loops,
+    requantize_multiplier,
+    softmax_params,
+    wrap_int32,
+)
+
+Operand = int | str | tuple[int | str, ...]
 
 
 @dataclass(frozen=True)
@@ -35,6 +58,10 @@ class Step:
         outputs: tensor indices of the activation outputs (in the arena).
         can_fail: the kernel returns a status (nonzero: the run stops with -1).
         alias: the output is the input's bytes reinterpreted (RESHAPE): no kernel, no arena of its own.
+        operands: the kernel's arguments after the parameter struct, when not ``(*inputs, *outputs)``: a
+            tensor index (its arena pointer), a C expression, or a tuple of those (one array of pointers).
+        library: the kernel family (``edgedigit_kernels_<library>.{h,c}``); ``""``: ``edgedigit_kernels``.
+            Set by :func:`lower` from the registration.
     """
 
     op: Op
@@ -46,15 +73,23 @@ class Step:
     outputs: list[int] = field(default_factory=list)
     can_fail: bool = False
     alias: bool = False
+    operands: tuple[Operand, ...] = ()
+    library: str = ""
 
 
 @dataclass(frozen=True)
 class OpContext:
-    """What a lowering gets: the graph, the op, and the op's position ``n`` (its C arrays are ``g_op<n>_*``)."""
+    """What a lowering gets: the graph, the op, and the op's position ``n`` (its C arrays are ``g_op<n>_*``).
+
+    ``fc_product`` is how a per-tensor FULLY_CONNECTED multiplies input and filter scale (see
+    :data:`.prepare.FC_PRODUCTS`): ``"float32"`` as the TFLM that runs on devices, ``"double"`` as the
+    ``tflite-micro`` Python wheel's binary.
+    """
 
     graph: Graph
     op: Op
     n: int
+    fc_product: str = "float32"
 
     @property
     def where(self) -> str:
@@ -84,6 +119,17 @@ class OpContext:
             raise ModelError(f"{self.where}: tensor {t.index} ({t.name}) is not a per-tensor int8 activation")
         return t
 
+    def operand(self, index: int) -> Tensor:
+        """Tensor ``index`` checked to be per-tensor int8: an activation, or a constant (ADD, MUL, CONCATENATION).
+
+        Raises:
+            ModelError: not per-tensor int8, or a constant without data.
+        """
+        t = self.graph.tensors[index]
+        if t.dtype != "int8" or t.scale.size != 1 or t.zero_point.size != 1:
+            raise ModelError(f"{self.where}: tensor {t.index} ({t.name}) is not a per-tensor int8 tensor")
+        return t
+
     def activations(self) -> tuple[Tensor, Tensor]:
         """The op's first input and first output, checked as activations (one-input ops)."""
         return self.activation(self.op.inputs[0]), self.activation(self.op.outputs[0])
@@ -100,10 +146,16 @@ class OpContext:
 
 Lowering = Callable[[OpContext], Step]
 _REGISTRY: dict[str, Lowering] = {}
+_LIBRARIES: dict[str, str] = {}  # opcode -> kernel family, for the ops whose kernel is not in edgedigit_kernels.c
 
 
-def lowers(*opcodes: str) -> Callable[[Lowering], Lowering]:
+def lowers(*opcodes: str, library: str = "") -> Callable[[Lowering], Lowering]:
     """Register the decorated function as the lowering of ``opcodes`` (TFLite builtin operator names).
+
+    Args:
+        opcodes: the operators.
+        library: the kernel family: the kernel is in ``edgedigit_kernels_<library>.{h,c}`` (shipped only with
+            the projects that use it); ``""``: in ``edgedigit_kernels.{h,c}``.
 
     Raises:
         ValueError: an opcode already has a lowering (a bug in this module).
@@ -114,6 +166,8 @@ def lowers(*opcodes: str) -> Callable[[Lowering], Lowering]:
             if code in _REGISTRY:
                 raise ValueError(f"native op {code} is registered twice ({_REGISTRY[code].__name__}, {fn.__name__})")
             _REGISTRY[code] = fn
+            if library:
+                _LIBRARIES[code] = library
         return fn
 
     return register
@@ -135,8 +189,10 @@ def unsupported(graph: Graph, opcode: str) -> UnsupportedOpError:
                               f"(supported: {', '.join(supported_ops())})")
 
 
-def lower(graph: Graph, op: Op, n: int) -> Step:
+def lower(graph: Graph, op: Op, n: int, fc_product: str = "float32") -> Step:
     """Lower op ``n`` of ``graph`` through its registered lowering.
+
+    ``fc_product``: see :class:`OpContext`.
 
     Raises:
         UnsupportedOpError: no lowering for the op, or an option the kernel lacks.
@@ -145,7 +201,14 @@ def lower(graph: Graph, op: Op, n: int) -> Step:
     fn = _REGISTRY.get(op.opcode)
     if fn is None:
         raise unsupported(graph, op.opcode)
-    return fn(OpContext(graph, op, n))
+    step = fn(OpContext(graph, op, n, fc_product))
+    library = _LIBRARIES.get(op.opcode, "")
+    return replace(step, library=library) if library != step.library else step
+
+
+def kernel_library_files(library: str) -> tuple[str, str]:
+    """The header and source of a kernel family (``edgedigit_kernels_<library>.h`` and ``.c``)."""
+    return f"edgedigit_kernels_{library}.h", f"edgedigit_kernels_{library}.c"
 
 
 def qparams(t: Tensor) -> tuple[float, int]:
@@ -177,7 +240,8 @@ def multipliers(ctx: OpContext, t_in: Tensor, w: Tensor, t_out: Tensor, channels
         raise ModelError(f"{ctx.where}: weight tensor {w.name} has a nonzero zero point; int8 weights must be "
                          "symmetric")
     return channel_multipliers(float(t_in.scale[0]), w.scale, float(t_out.scale[0]), channels,
-                               float32_product=ctx.op.opcode == "FULLY_CONNECTED" and w.scale.size == 1)
+                               float32_product=ctx.op.opcode == "FULLY_CONNECTED" and w.scale.size == 1
+                               and ctx.fc_product == "float32")
 
 
 def bias(ctx: OpContext, channels: int) -> np.ndarray | None:
@@ -342,4 +406,206 @@ def softmax(ctx: OpContext) -> Step:
     return Step(ctx.op, "edgedigit_softmax", "edgedigit_softmax_t", {
         "outer": t_in.size // depth, "depth": depth, "input_multiplier": mult, "input_left_shift": shift,
         "diff_min": diff_min,
+    }, inputs=[t_in.index], outputs=[t_out.index])
+
+
+# ---- ops whose kernels live in their own files (edgedigit_kernels_<library>.{h,c}) ---------------------------------
+
+def _c_list(values: list[int]) -> str:
+    """A brace initializer for an int32_t array member of a parameter struct."""
+    return "{" + ", ".join(str(int(v)) for v in values) + "}"
+
+
+def _binary_operands(ctx: OpContext) -> tuple[Tensor, Tensor, Tensor, list[Operand], list[int], list[tuple]]:
+    """The two inputs and the output of ADD/MUL: the kernel's operands (a constant input becomes a C array)
+    and the activation inputs.
+
+    Raises:
+        ModelError: not two inputs, no activation input, not per-tensor int8, or a constant output.
+    """
+    op = ctx.op
+    if len(op.inputs) != 2 or len(op.outputs) != 1:
+        raise ModelError(f"{ctx.where}: expected two inputs and one output")
+    t1, t2 = ctx.operand(op.inputs[0]), ctx.operand(op.inputs[1])
+    t_out = ctx.activation(op.outputs[0])
+    operands: list[Operand] = []
+    arrays: list[tuple] = []
+    for k, t in enumerate((t1, t2)):
+        if t.data is None:
+            operands.append(t.index)
+        else:
+            name = f"{ctx.prefix}_input{k + 1}"
+            arrays.append(("int8_t", name, t.data.reshape(-1).astype(np.int8)))
+            operands.append(name)
+    activations = [t.index for t in (t1, t2) if t.data is None]
+    if not activations:
+        raise ModelError(f"{ctx.where}: both inputs are constants (the converter folds such ops)")
+    return t1, t2, t_out, [*operands, t_out.index], activations, arrays
+
+
+def _broadcast_params(ctx: OpContext, t1: Tensor, t2: Tensor, t_out: Tensor) -> dict[str, str]:
+    sizes, s1, s2 = broadcast_loops(t1.shape, t2.shape, t_out.shape, ctx.where)
+    return {"shape": "{.dims = " + _c_list(sizes) + ", .stride1 = " + _c_list(s1) + ", .stride2 = "
+            + _c_list(s2) + "}"}
+
+
+@lowers("ADD", library="elementwise")
+def add(ctx: OpContext) -> Step:
+    """ADD int8 (add_common.cc, reference_integer_ops::Add): both inputs rescaled to a common scale with
+    ``left_shift`` 20, summed, requantized; broadcasting up to 6-D as TFLM's reference; fused activation."""
+    t1, t2, t_out, operands, activations, arrays = _binary_operands(ctx)
+    (s1, zp1), (s2, zp2), (so, zpo) = qparams(t1), qparams(t2), qparams(t_out)
+    lo, hi = ctx.fused_activation(t_out)
+    m = add_multipliers(s1, s2, so, ctx.where)
+    params: dict[str, Any] = {**_broadcast_params(ctx, t1, t2, t_out), "input1_offset": -zp1,
+                              "input1_multiplier": m["input1_multiplier"], "input1_shift": m["input1_shift"],
+                              "input2_offset": -zp2, "input2_multiplier": m["input2_multiplier"],
+                              "input2_shift": m["input2_shift"], "left_shift": m["left_shift"],
+                              "output_offset": zpo, "output_multiplier": m["output_multiplier"],
+                              "output_shift": m["output_shift"], "act_min": lo, "act_max": hi}
+    return Step(ctx.op, "edgedigit_add", "edgedigit_add_t", params, arrays, inputs=activations,
+                outputs=[t_out.index], operands=tuple(operands))
+
+
+@lowers("MUL", library="elementwise")
+def mul(ctx: OpContext) -> Step:
+    """MUL int8 (mul_common.cc, reference_integer_ops::Mul): ``(x1 - zp1) * (x2 - zp2)`` requantized with
+    ``s1 * s2 / s_out``; broadcasting up to 6-D; fused activation."""
+    t1, t2, t_out, operands, activations, arrays = _binary_operands(ctx)
+    (s1, zp1), (s2, zp2), (so, zpo) = qparams(t1), qparams(t2), qparams(t_out)
+    lo, hi = ctx.fused_activation(t_out)
+    mult, shift = mul_multiplier(s1, s2, so)
+    params: dict[str, Any] = {**_broadcast_params(ctx, t1, t2, t_out), "input1_offset": -zp1,
+                              "input2_offset": -zp2, "output_offset": zpo, "output_multiplier": mult,
+                              "output_shift": shift, "act_min": lo, "act_max": hi}
+    return Step(ctx.op, "edgedigit_mul", "edgedigit_mul_t", params, arrays, inputs=activations,
+                outputs=[t_out.index], operands=tuple(operands))
+
+
+PAD_RANK = 5  # reference_ops::PadKernelMaxDimensionCount()
+
+
+@lowers("PAD", library="layout")
+def pad(ctx: OpContext) -> Step:
+    """PAD int8 (pad.cc): the input copied into the output, the rest filled with the output zero point."""
+    op = ctx.op
+    if len(op.inputs) != 2:
+        raise UnsupportedOpError(f"{ctx.where}: a PAD with {len(op.inputs)} inputs (a constant value) is not "
+                                 "supported by the native backend")
+    t_in, t_out = ctx.activations()
+    paddings = ctx.tensor(1)
+    rank = len(t_in.shape)
+    if paddings.data is None or paddings.dtype != "int32":
+        raise ModelError(f"{ctx.where}: the paddings must be a constant int32 tensor (TFLM reads them as int32)")
+    if rank > PAD_RANK:
+        raise UnsupportedOpError(f"{ctx.where}: a {rank}-D PAD is not supported (TFLM pads at most {PAD_RANK} "
+                                 "dimensions)")
+    pads = paddings.data.astype(np.int64).reshape(-1)
+    if pads.size != 2 * len(t_out.shape) or len(t_out.shape) != rank or np.any(pads < 0):
+        raise ModelError(f"{ctx.where}: paddings {pads.tolist()} do not fit input {t_in.shape} and output "
+                         f"{t_out.shape}")
+    before, after = pads[0::2], pads[1::2]
+    if any(int(i) + int(b) + int(a) != int(o) for i, b, a, o in zip(t_in.shape, before, after, t_out.shape,
+                                                                     strict=True)):
+        raise ModelError(f"{ctx.where}: output shape {t_out.shape} is not input {t_in.shape} plus paddings "
+                         f"{pads.tolist()}")
+    front = [1] * (PAD_RANK - rank)
+    return Step(ctx.op, "edgedigit_pad", "edgedigit_pad_t", {
+        "in_dims": _c_list(front + list(t_in.shape)), "out_dims": _c_list(front + list(t_out.shape)),
+        "before": _c_list([0] * (PAD_RANK - rank) + before.tolist()), "pad_value": qparams(t_out)[1],
+    }, inputs=[t_in.index], outputs=[t_out.index])
+
+
+@lowers("CONCATENATION", library="layout")
+def concatenation(ctx: OpContext) -> Step:
+    """CONCATENATION int8 (concatenation.cc): inputs copied side by side along ``axis``. As TFLM, every input
+    must have the output's scale and zero point (no rescaling) and the fused activation must be NONE."""
+    op = ctx.op
+    t_out = ctx.activation(op.outputs[0])
+    rank = len(t_out.shape)
+    axis = int(ctx.options("axis", 0))
+    axis = axis + rank if axis < 0 else axis
+    if not 0 <= axis < rank:
+        raise ModelError(f"{ctx.where}: axis {ctx.options('axis', 0)} is outside the output's {rank} dimensions")
+    if int(ctx.options("fused_activation_function", 0)) != 0:
+        raise UnsupportedOpError(f"{ctx.where}: a fused activation on CONCATENATION is not supported (TFLM "
+                                 "requires NONE)")
+    if not 1 <= len(op.inputs) <= 10:
+        raise UnsupportedOpError(f"{ctx.where}: {len(op.inputs)} inputs (TFLM concatenates 1 to 10)")
+    outer = int(np.prod(t_out.shape[:axis], dtype=np.int64))
+    inner = int(np.prod(t_out.shape[axis + 1:], dtype=np.int64))
+    operands: list[int | str] = []
+    activations: list[int] = []
+    arrays: list[tuple] = []
+    sizes = []
+    for k, index in enumerate(op.inputs):
+        t = ctx.operand(index)
+        if np.float32(t.scale[0]) != np.float32(t_out.scale[0]) or int(t.zero_point[0]) != int(t_out.zero_point[0]):
+            raise ModelError(f"{ctx.where}: input {t.name} has scale {float(t.scale[0])} and zero point "
+                             f"{int(t.zero_point[0])}, the output {float(t_out.scale[0])} and "
+                             f"{int(t_out.zero_point[0])} (TFLM requires them equal: it does not rescale)")
+        if len(t.shape) != rank or any(d != o for i, (d, o) in enumerate(zip(t.shape, t_out.shape, strict=True))
+                                       if i != axis):
+            raise ModelError(f"{ctx.where}: input shape {t.shape} does not match output {t_out.shape} outside "
+                             f"axis {axis}")
+        sizes.append(int(t.shape[axis]) * inner)
+        if t.data is None:
+            operands.append(t.index)
+            activations.append(t.index)
+        else:
+            name = f"{ctx.prefix}_input{k + 1}"
+            arrays.append(("int8_t", name, t.data.reshape(-1).astype(np.int8)))
+            operands.append(name)
+    if sum(sizes) != int(t_out.shape[axis]) * inner:
+        raise ModelError(f"{ctx.where}: the inputs' sizes along axis {axis} do not add up to the output's "
+                         f"{t_out.shape[axis]}")
+    if not activations:
+        raise ModelError(f"{ctx.where}: every input is a constant (the converter folds such ops)")
+    arrays.append(("int32_t", f"{ctx.prefix}_sizes", np.array(sizes, np.int64)))
+    return Step(ctx.op, "edgedigit_concatenation", "edgedigit_concat_t", {
+        "count": len(sizes), "outer": outer, "sizes": f"{ctx.prefix}_sizes",
+    }, arrays, inputs=activations, outputs=[t_out.index], operands=(tuple(operands), t_out.index))
+
+
+@lowers("MEAN", library="reduce")
+def mean(ctx: OpContext) -> Step:
+    """MEAN int8 over constant axes, ``keep_dims`` or not (reduce_common.cc, QuantizedMeanOrSum): int32 sums,
+    minus ``zero_point * count``, requantized with ``s_in / s_out`` readapted to divide by the count."""
+    t_in, t_out = ctx.activations()
+    axis = ctx.tensor(1)
+    if axis.data is None or axis.dtype != "int32":
+        raise ModelError(f"{ctx.where}: the axes must be a constant int32 tensor")
+    axes = [int(a) for a in axis.data.reshape(-1)]
+    kept, kept_strides, reduced, reduced_strides = reduce_loops(t_in.shape, axes, ctx.where)
+    count = int(np.prod(reduced, dtype=np.int64))
+    outputs = int(np.prod(kept, dtype=np.int64))
+    if outputs != t_out.size:
+        raise ModelError(f"{ctx.where}: output shape {t_out.shape} does not match input {t_in.shape} reduced over "
+                         f"axes {axes}")
+    (s_in, zp_in), (s_out, zp_out) = qparams(t_in), qparams(t_out)
+    mult, shift = mean_multiplier(*requantize_multiplier(s_in, s_out), count)
+    return Step(ctx.op, "edgedigit_mean", "edgedigit_mean_t", {
+        "outputs": outputs, "count": count, "kept_dims": _c_list(kept), "kept_strides": _c_list(kept_strides),
+        "reduced_dims": _c_list(reduced), "reduced_strides": _c_list(reduced_strides),
+        "sum_offset": int(wrap_int32(np.array([-zp_in * count]))[0]), "multiplier": mult, "shift": shift,
+        "output_offset": zp_out,
+    }, inputs=[t_in.index], outputs=[t_out.index])
+
+
+@lowers("QUANTIZE", library="quantize")
+def quantize(ctx: OpContext) -> Step:
+    """QUANTIZE int8 -> int8 (quantize_common.cc, reference_ops::Requantize): ``x - zp_in`` times
+    ``s_in / s_out``, plus ``zp_out``, clamped to int8. Float input is refused by :func:`check_graph`."""
+    t_in = ctx.graph.tensors[ctx.op.inputs[0]]
+    if t_in.dtype != "int8":
+        raise UnsupportedOpError(f"{ctx.where}: QUANTIZE from {t_in.dtype} is not supported by the native backend "
+                                 "(int8 -> int8 only)")
+    t_in, t_out = ctx.activations()
+    if t_in.size != t_out.size:
+        raise ModelError(f"{ctx.where}: input {t_in.shape} and output {t_out.shape} differ")
+    (s_in, zp_in), (s_out, zp_out) = qparams(t_in), qparams(t_out)
+    mult, shift = requantize_multiplier(s_in, s_out)
+    return Step(ctx.op, "edgedigit_requantize", "edgedigit_requantize_t", {
+        "size": t_in.size, "input_zero_point": zp_in, "multiplier": mult, "shift": shift,
+        "output_zero_point": zp_out,
     }, inputs=[t_in.index], outputs=[t_out.index])

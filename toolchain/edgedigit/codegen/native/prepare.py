@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from ...core.errors import UnsupportedOpError
+from ...core.errors import ModelError, UnsupportedOpError
 
 # fused_activation_function codes of the TFLite schema: NONE, RELU, RELU_N1_TO_1, RELU6
 ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6"}
@@ -94,6 +94,15 @@ def pad_and_out(padding: int, in_size: int, k: int, stride: int, dilation: int, 
     return total // 2, out
 
 
+# How a per-tensor FULLY_CONNECTED multiplies input scale x filter scale before dividing by the output scale.
+# "float32": static_cast<double>(input->params.scale * filter->params.scale), a float product, as the C++ of
+# every TFLM that runs on devices says it and compiles it (kernel_util.cc GetQuantizedConvolutionMultipler in
+# tflite-micro, Arduino_TensorFlowLite and esp-tflite-micro; vmul.f32 on a Cortex-M4). "double": the product of
+# the widened scales, as the x86-64 binary of the tflite-micro Python wheel computes it (cvtss2sd, cvtss2sd,
+# mulsd): the host reference run_tflm. The two differ in the last bit of rare multipliers.
+FC_PRODUCTS = ("float32", "double")
+
+
 def channel_multipliers(input_scale: float, filter_scales: np.ndarray, output_scale: float, channels: int,
                         float32_product: bool) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel (or broadcast per-tensor) multipliers and shifts, as TFLM's Prepare computes them.
@@ -125,3 +134,159 @@ def wrap_int32(values: np.ndarray) -> np.ndarray:
     """Values wrapped to int32 two's complement, as C stores them (returned as int64)."""
     v = np.asarray(values, np.int64)
     return ((v + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int64)
+
+
+# ---- elementwise, reduce and requantize ops (ADD, MUL, MEAN, QUANTIZE) ---------------------------------------------
+
+BROADCAST_RANK = 6  # TFLM's broadcast ops (BroadcastBinaryFunction6DSlow, kMaxMulBroadcastDim)
+ADD_LEFT_SHIFT = 20  # add_common.cc: left_shift for int8 outputs
+
+
+def quantize_multiplier_smaller_than_one_exp(real: float, where: str) -> tuple[int, int]:
+    """tflite::QuantizeMultiplierSmallerThanOneExp: :func:`quantize_multiplier` for ``0 < real < 1``.
+
+    Raises:
+        ModelError: ``real`` outside (0, 1) (TFLM's TFLITE_CHECK aborts there).
+    """
+    if not 0.0 < real < 1.0:
+        raise ModelError(f"{where}: a requantization multiplier of {real!r} is outside (0, 1) (TFLM's Prepare "
+                         "refuses it); the scales of the inputs and the output do not fit an int8 ADD")
+    return quantize_multiplier(real)
+
+
+def add_multipliers(scale1: float, scale2: float, out_scale: float, where: str) -> dict[str, int]:
+    """CalculateOpDataAdd for int8: input and output multipliers and shifts, ``left_shift`` 20.
+
+    ``twice_max = 2 * double(max(s1, s2))``; input ``i`` gets ``double(s_i) / twice_max``; the output gets
+    ``twice_max / ((1 << 20) * double(s_out))``; each through QuantizeMultiplierSmallerThanOneExp.
+    """
+    s1, s2, so = (float(np.float32(s)) for s in (scale1, scale2, out_scale))
+    twice_max = 2 * max(s1, s2)
+    m1, sh1 = quantize_multiplier_smaller_than_one_exp(s1 / twice_max, where)
+    m2, sh2 = quantize_multiplier_smaller_than_one_exp(s2 / twice_max, where)
+    mo, sho = quantize_multiplier_smaller_than_one_exp(twice_max / ((1 << ADD_LEFT_SHIFT) * so), where)
+    return {"left_shift": ADD_LEFT_SHIFT, "input1_multiplier": m1, "input1_shift": sh1, "input2_multiplier": m2,
+            "input2_shift": sh2, "output_multiplier": mo, "output_shift": sho}
+
+
+def mul_multiplier(scale1: float, scale2: float, out_scale: float) -> tuple[int, int]:
+    """CalculateOpDataMul for int8: ``double(s1) * double(s2) / double(s_out)`` through QuantizeMultiplier."""
+    s1, s2, so = (float(np.float32(s)) for s in (scale1, scale2, out_scale))
+    return quantize_multiplier(s1 * s2 / so)
+
+
+def requantize_multiplier(in_scale: float, out_scale: float) -> tuple[int, int]:
+    """QUANTIZE int8 -> int8 and MEAN's Prepare: ``double(s_in) / double(s_out)`` through QuantizeMultiplier."""
+    return quantize_multiplier(float(np.float32(in_scale)) / float(np.float32(out_scale)))
+
+
+def mean_multiplier(multiplier: int, shift: int, count: int) -> tuple[int, int]:
+    """QuantizedMeanOrSum (reference/reduce.h): the multiplier readapted to divide by ``count`` elements.
+
+    ``s = min(floor(log2(count)), 32, 31 + shift)``; ``multiplier = (multiplier << s) / count`` (int64,
+    truncating); ``shift -= s``.
+    """
+    s = min(count.bit_length() - 1, 32, 31 + shift)
+    return int((multiplier << s) // count), shift - s
+
+
+def broadcast_loops(shape1: tuple[int, ...], shape2: tuple[int, ...], out_shape: tuple[int, ...], where: str
+                    ) -> tuple[list[int], list[int], list[int]]:
+    """The loop nest of a broadcasting binary op (TFLM's BroadcastBinaryOpSimple, loops fused the same way).
+
+    Shapes are aligned at their last dimension; a dimension of 1 in an input repeats it (stride 0). Adjacent
+    dimensions that walk every tensor contiguously (or repeat the same element) are fused into one loop.
+
+    Args:
+        shape1: the first input's shape.
+        shape2: the second input's shape.
+        out_shape: the output's shape.
+        where: names the model and op in an error.
+
+    Returns:
+        (sizes, strides of input 1, strides of input 2): :data:`BROADCAST_RANK` loops each, outermost first,
+        padded at the front with loops of size 1; strides in elements (0: the input is repeated); the output
+        is written contiguously.
+
+    Raises:
+        UnsupportedOpError: more than :data:`BROADCAST_RANK` dimensions.
+        ModelError: shapes that do not broadcast to ``out_shape``.
+    """
+    rank = max(len(shape1), len(shape2), len(out_shape))
+    if rank > BROADCAST_RANK:
+        raise UnsupportedOpError(f"{where}: {rank}-D broadcasting is not supported (TFLM's kernels take at most "
+                                 f"{BROADCAST_RANK} dimensions)")
+
+    def extend(s: tuple[int, ...]) -> list[int]:
+        return [1] * (rank - len(s)) + [int(d) for d in s]
+
+    a, b, o = extend(shape1), extend(shape2), extend(out_shape)
+    for da, db, do in zip(a, b, o, strict=True):
+        if da not in (1, do) or db not in (1, do) or do != max(da, db) or do < 1:
+            raise ModelError(f"{where}: input shapes {tuple(shape1)} and {tuple(shape2)} do not broadcast to the "
+                             f"output shape {tuple(out_shape)}")
+    loops: list[list[int]] = []  # innermost first: [size, stride a, stride b]
+    acc_a = acc_b = 1
+    for d in reversed(range(rank)):
+        sa = 0 if a[d] == 1 and o[d] != 1 else acc_a
+        sb = 0 if b[d] == 1 and o[d] != 1 else acc_b
+        if o[d] != 1:
+            if loops and _fusable(loops[-1], sa, sb):
+                loops[-1][0] *= o[d]
+            else:
+                loops.append([o[d], sa, sb])
+        acc_a *= a[d]
+        acc_b *= b[d]
+    loops = loops or [[1, 0, 0]]
+    loops += [[1, 0, 0]] * (BROADCAST_RANK - len(loops))
+    loops.reverse()
+    return [x[0] for x in loops], [x[1] for x in loops], [x[2] for x in loops]
+
+
+def _fusable(inner: list[int], sa: int, sb: int) -> bool:
+    """A dimension with strides (sa, sb) continues the loop ``inner`` = [size, stride a, stride b]."""
+    size, ia, ib = inner
+    return all((s == 0 and i == 0) or (i != 0 and s == i * size) for s, i in ((sa, ia), (sb, ib)))
+
+
+def reduce_loops(shape: tuple[int, ...], axes: list[int], where: str
+                 ) -> tuple[list[int], list[int], list[int], list[int]]:
+    """The loops of a reduction (MEAN) over ``axes`` of a tensor of ``shape``.
+
+    Returns:
+        (kept sizes, kept strides, reduced sizes, reduced strides), :data:`BROADCAST_RANK` loops each,
+        outermost first, padded at the front with loops of size 1; adjacent dimensions of the same kind are
+        fused. The kept loops enumerate the output elements in order.
+
+    Raises:
+        ModelError: an axis outside the tensor's dimensions.
+        UnsupportedOpError: more than :data:`BROADCAST_RANK` dimensions.
+    """
+    rank = len(shape)
+    if rank > BROADCAST_RANK:
+        raise UnsupportedOpError(f"{where}: a reduction over a {rank}-D tensor is not supported (at most "
+                                 f"{BROADCAST_RANK} dimensions)")
+    resolved = set()
+    for ax in axes:
+        a = ax + rank if ax < 0 else ax
+        if not 0 <= a < rank:
+            raise ModelError(f"{where}: axis {ax} is outside the input's {rank} dimensions")
+        resolved.add(a)
+    groups: dict[bool, list[list[int]]] = {True: [], False: []}  # reduced? -> innermost first [size, stride]
+    stride, last_kind = 1, None
+    for d in reversed(range(rank)):
+        kind = d in resolved
+        if shape[d] != 1:
+            g = groups[kind]
+            if last_kind is kind and g and g[-1][1] * g[-1][0] == stride:
+                g[-1][0] *= shape[d]
+            else:
+                g.append([shape[d], stride])
+            last_kind = kind
+        stride *= shape[d]
+    out = []
+    for kind in (False, True):
+        g = groups[kind] + [[1, 0]] * (BROADCAST_RANK - len(groups[kind]))
+        g.reverse()
+        out += [[x[0] for x in g], [x[1] for x in g]]
+    return out[0], out[1], out[2], out[3]

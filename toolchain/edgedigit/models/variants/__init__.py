@@ -52,12 +52,14 @@ Optional hooks (None means the neural default, implemented in ``edgedigit.models
 
 from __future__ import annotations
 
-from ...core.errors import UnknownVariantError
-from . import cnn, mlp, pruned, qat, rfe_lr, tiny
+import json
+
+from ...core.errors import ModelError, UnknownVariantError
+from . import cnn, mlp, pruned, qat, rfe_lr, searched, tiny
 from .base import QuantizeContext, Reporter, TrainContext, TrainResult, Variant
 
 __all__ = ["QuantizeContext", "Reporter", "TrainContext", "TrainResult", "Variant", "REGISTRY", "SEED_NAMES",
-           "SEED_VARIANTS", "get_variant", "resolve"]
+           "SEED_VARIANTS", "get_variant", "promoted", "resolve", "variants"]
 
 SEED_NAMES: tuple[str, ...] = ("mlp", "mlp-pruned", "rfe-lr")  # the seed's variants: the one list of them
 
@@ -68,21 +70,51 @@ REGISTRY: dict[str, Variant] = {m.VARIANT.name: m.VARIANT for m in _MODULES}
 SEED_VARIANTS: tuple[str, ...] = SEED_NAMES + tuple(n for n in REGISTRY if n not in SEED_NAMES)
 
 
+def promoted() -> dict[str, Variant]:
+    """The variants ``edgedigit search promote`` made: one per ``build/search/promoted/<name>.json``.
+
+    Read from the build tree at each call (a promotion in another process shows up at once), sorted by name.
+
+    Raises:
+        ModelError: a file there is not a valid promoted spec (names it).
+    """
+    from ...core.paths import promoted_dir
+
+    folder = promoted_dir()
+    out: dict[str, Variant] = {}
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            entry = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise ModelError(f"{path}: not a readable promoted spec ({e})") from None
+        v = searched.from_entry(entry, str(path))
+        if v.name in REGISTRY:
+            raise ModelError(f"{path}: promoted variant '{v.name}' has the name of a built-in variant")
+        out[v.name] = v
+    return out
+
+
+def variants() -> dict[str, Variant]:
+    """Every variant: the built-in ones (registry order), then the promoted ones (by name)."""
+    return {**REGISTRY, **promoted()}
+
+
 def get_variant(name: str) -> Variant:
-    """The registered variant called ``name``.
+    """The variant called ``name``: a built-in one, or one promoted by ``edgedigit search``.
 
     Raises:
         UnknownVariantError: no such variant (the message lists the valid choices).
     """
-    try:
+    if name in REGISTRY:
         return REGISTRY[name]
-    except KeyError:
-        raise UnknownVariantError(
-            f"unknown variant '{name}'; choose from: {', '.join(REGISTRY)}") from None
+    found = promoted()
+    if name in found:
+        return found[name]
+    raise UnknownVariantError(f"unknown variant '{name}'; choose from: {', '.join([*REGISTRY, *found])}")
 
 
 def resolve(names: list[str] | tuple[str, ...] | None) -> list[Variant]:
-    """Variants for ``names`` (all registered ones when empty), checked, duplicates dropped."""
+    """Variants for ``names`` (every variant, promoted ones included, when empty), checked, duplicates dropped."""
     if not names:
-        return list(REGISTRY.values())
+        return list(variants().values())
     return [get_variant(n) for n in dict.fromkeys(names)]

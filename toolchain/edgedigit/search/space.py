@@ -1,0 +1,85 @@
+"""The search space: what ``edgedigit search`` may choose, as Optuna define-by-run suggestions.
+
+One trial draws a spec (:mod:`edgedigit.models.variants.searched`):
+
+- ``family``: ``conv`` or ``mlp``;
+- conv: ``stages`` (1-3), per stage ``width{i}`` (:data:`WIDTHS`), ``kernel{i}`` (3 or 5), ``separable{i}``
+  (a depthwise + 1x1 convolution instead of a full one), ``pool`` (max or average), ``head`` (flatten, a
+  global average pool, or a hidden dense layer of ``hidden`` units);
+- mlp: ``depth`` (1-3) and ``units{i}`` (:data:`MLP_WIDTHS`);
+- both: ``dropout`` (0-0.4 by 0.1);
+- training: ``epochs`` (1 to ``--max-epochs``), ``lr`` (log-uniform 1e-3 to 1e-2, Adam with cosine decay),
+  ``augment`` (random shifts and rotations), ``distill`` (from the teacher, when one is trained);
+- ``granularity``: Dense weights per tensor, or per channel where the board's TFLM computes per-channel
+  FULLY_CONNECTED right (or the board has no TFLM: the native backend runs both).
+
+:func:`baseline_params` are the shipped ``cnn`` and ``tiny`` architectures in this space: a new study runs
+them first, so the front is compared with the hand-designed variants on the same footing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..models.zoo import HEADS, MAX_STAGES, POOLS
+
+FAMILIES = ("conv", "mlp")
+WIDTHS = (4, 6, 8, 12, 16, 24, 32, 48, 64)
+KERNELS = (3, 5)
+MLP_WIDTHS = (16, 32, 64, 96, 128, 192, 256)
+HIDDEN = (16, 32, 64)
+GRANULARITIES = ("per-tensor", "per-channel")
+TEMPERATURE = 4.0
+ALPHA = 0.1
+
+
+@dataclass(frozen=True)
+class Space:
+    """The knobs of the space that depend on the run: epochs, the teacher, per-channel Dense."""
+
+    max_epochs: int = 8
+    min_epochs: int = 1
+    teacher: str | None = None  # a trained variant with a ``logits`` layer to distill from; None: no distillation
+    per_channel: bool = False  # the board's TFLM computes per-channel FULLY_CONNECTED right (or has no TFLM)
+
+
+def suggest(trial: Any, space: Space) -> dict:
+    """Draw one spec from ``trial`` (an ``optuna.Trial``; the parameter names are those of the module docstring)."""
+    family = trial.suggest_categorical("family", FAMILIES)
+    if family == "conv":
+        stages = []
+        for i in range(1, trial.suggest_int("stages", 1, MAX_STAGES) + 1):
+            stages.append({"width": trial.suggest_categorical(f"width{i}", WIDTHS),
+                           "kernel": trial.suggest_categorical(f"kernel{i}", KERNELS),
+                           "separable": trial.suggest_categorical(f"separable{i}", (False, True))})
+        arch: dict[str, Any] = {"family": "conv", "stages": stages, "pool": trial.suggest_categorical("pool", POOLS),
+                                "head": trial.suggest_categorical("head", HEADS)}
+        if arch["head"] == "dense":
+            arch["hidden"] = trial.suggest_categorical("hidden", HIDDEN)
+    else:
+        depth = trial.suggest_int("depth", 1, 3)
+        arch = {"family": "mlp", "layers": [trial.suggest_categorical(f"units{i}", MLP_WIDTHS) for i in range(1, depth + 1)]}
+    arch["dropout"] = round(trial.suggest_float("dropout", 0.0, 0.4, step=0.1), 1)
+    low = min(space.min_epochs, space.max_epochs)
+    training = {"epochs": trial.suggest_int("epochs", low, space.max_epochs),
+                "lr": round(trial.suggest_float("lr", 1e-3, 1e-2, log=True), 6),
+                "augment": trial.suggest_categorical("augment", (False, True)),
+                "teacher": None}
+    if space.teacher is not None and trial.suggest_categorical("distill", (False, True)):
+        training.update({"teacher": space.teacher, "temperature": TEMPERATURE, "alpha": ALPHA})
+    granularity = trial.suggest_categorical("granularity", GRANULARITIES) if space.per_channel else "per-tensor"
+    return {"architecture": arch, "training": training, "granularity": granularity}
+
+
+def baseline_params() -> list[dict[str, Any]]:
+    """The shipped ``cnn`` (width 16, dropout 0.2) and ``tiny`` (width 8) as parameters of this space."""
+
+    def conv(width: int, dropout: float) -> dict[str, Any]:
+        p: dict[str, Any] = {"family": "conv", "stages": 3, "pool": "max", "head": "flatten", "dropout": dropout,
+                             "augment": True}
+        for i, w in enumerate((width, 2 * width, 4 * width), start=1):
+            p.update({f"width{i}": w, f"kernel{i}": 3, f"separable{i}": False})
+        return p
+
+    return [conv(16, 0.2), conv(8, 0.0)]
