@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import types
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ GOLDEN = TESTS / "golden"
 TINY = GOLDEN / "tiny.tflite"
 RUNNER_C = TESTS / "test_protocol_runner.c"
 SHA = "0123456789abcdef" * 4
+RUNNER_CRC = f"{zlib.crc32(bytes([1, 2, 3, 4, 5]) + b'edgedigit'):08x}"  # the stand-in's two model data regions
 
 
 # ---- models ----------------------------------------------------------------------------------------------

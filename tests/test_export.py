@@ -85,8 +85,9 @@ def test_default_variant_is_the_most_accurate_that_fits(small_build, tflite_mode
     assert firmware.default_variant(load_board("esp32")) == "big"
     res = export("uno")  # neither big nor tiny fit the Uno's 2 KB of RAM next to the protocol: rfe-lr does
     assert (res.model.name, res.backend) == ("rfe-lr", "linear")
-    with pytest.raises(ModelTooLargeError, match=r"tiny \(native\): [\d,]+ B arena \+ [\d,]+ B model tables copied to RAM "
-                                                  r"\+ ~\d KB native runtime = [\d,]+ B > uno's 2,048 B RAM; fits: rfe-lr"):
+    with pytest.raises(ModelTooLargeError, match=r"tiny \(native\): [\d,]+ B arena \+ 784 B I/O buffers \+ [\d,]+ B model "
+                                                  r"tables copied to RAM \+ ~[\d,]+ B native runtime = [\d,]+ B > uno's "
+                                                  r"2,048 B RAM; fits: rfe-lr"):
         export("uno", variant="tiny")
 
 
@@ -120,13 +121,17 @@ def test_nothing_trained(build_dir):
 
 def test_budget_error_names_numbers_and_what_fits(small_build, tflite_models):
     add_variant(small_build, "big", "neural", 0.99, tflite_models["mlp"])
+    from edgedigit.codegen import native
     from edgedigit.core.graph import load_graph
 
-    weights = sum(t.nbytes for t in load_graph(tflite_models["mlp"]).tensors if t.data is not None)
+    # the model's flash: every constant array of the generated C and the input table (what the boot CRC covers,
+    # so a firmware's CRC equal to the host's shows these are exactly its bytes)
+    arrays = native.model_data(native.prepare(load_graph(tflite_models["mlp"])))
     with pytest.raises(ModelTooLargeError) as e:
         export("uno", variant="big")
     msg = str(e.value)
-    model_flash = weights + 256
+    model_flash = sum(len(b) for b in arrays)
+    assert len(arrays[0]) == 256  # the input table
     runtime = load_board("uno").runtime["native"].flash
     total = model_flash + runtime
     assert msg.startswith(f"big (native): {model_flash:,} B model + ~{runtime / 1024:.0f} KB native runtime = {total:,} B > "

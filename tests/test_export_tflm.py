@@ -167,7 +167,7 @@ def test_input_lut_and_quantization_constants(tiny_project):
 def test_self_check_vectors_are_tflm_outputs_on_the_host(tiny_project):
     graph = load_graph(TINY)
     text = _src(tiny_project, "edgedigit_model_tflm.cc")
-    images = np.array(_c_numbers(text, "kSelfCheckImages"), np.uint8).reshape(-1, 28, 28)
+    images = np.array(_c_numbers(text, "kSelfCheckInputs"), np.uint8).reshape(-1, 28, 28)
     expected = np.array(_c_numbers(text, "kSelfCheckExpected"), np.int8).reshape(len(images), 10)
     np.testing.assert_array_equal(images, tflm.self_check_images())
     x = quantize_images(images, float(graph.input.scale[0]), int(graph.input.zero_point[0]))
@@ -200,10 +200,11 @@ def test_files_without_tflm_headers_compile_with_gcc_and_gpp(tiny_project, tmp_p
 def test_tflm_runner_parses_against_its_declared_interface(tiny_project):
     """The runner implements exactly the functions edgedigit_model.h declares, with C linkage."""
     text = _src(tiny_project, "edgedigit_model_tflm.cc")
-    for fn in ("edgedigit_model_info(void)", "edgedigit_model_init(void)",
-               "edgedigit_model_invoke(const uint8_t *pixels, int32_t *raw_out)"):
+    for fn in ("edgedigit_model_info(void)", "edgedigit_model_init(void)", "edgedigit_model_input(void)",
+               "edgedigit_model_invoke(void)", "edgedigit_model_output(uint32_t i)",
+               "edgedigit_model_region(uint32_t i, edgedigit_model_region_t *out)"):
         assert re.search(r'extern "C" [^\n]*' + re.escape(fn), text), fn
-    assert "kEdgedigitInputLut[pixels[i]]" in text  # input quantized on the device from raw pixels
+    assert "kEdgedigitInputLut[input[i]]" in text  # input quantized on the device from raw pixels
 
 
 def test_per_channel_fc_refused_where_the_library_computes_it_wrong():

@@ -158,7 +158,8 @@ def test_an_int8_graph_with_float_edges_is_refused_naming_the_op(tiny):
     with pytest.raises(UnsupportedOpError, match=r"\(op 0 QUANTIZE\): float32 -> int8 is not supported.*"
                                                  r"inference_input_type=tf.int8"):
         native.check_graph(g)
-    with pytest.raises(ModelError, match="needs a full-int8 model"):  # without such an op: the general refusal
+    with pytest.raises(ModelError, match="input float32, output int8: the firmware needs an integer-quantized "
+                                         "model"):  # without such an op: the general refusal (core.int8.io_spec)
         native.check_graph(dataclasses.replace(tiny, tensors=[dataclasses.replace(t, dtype="float32") if t is inp
                                                               else t for t in tiny.tensors]))
 
@@ -302,13 +303,18 @@ def test_a_program_of_another_graph_is_refused(tiny):
         native.generate(tiny, variant="t", source_name="t.tflite", program=native.prepare(other))
 
 
-def test_generate_checks_the_image_and_class_contract_of_core_int8(tiny):
+def test_generate_follows_the_io_contract_of_core_int8(tiny):
+    """A 784-input digit classifier (2..16 outputs) takes raw pixels through the table; the same graph with one
+    output is any other model: its runner takes the int8 input tensor's bytes as they are."""
+    runner = native.generate(tiny, variant="t", source_name="t.tflite")["edgedigit_native_runner.c"]
+    assert "EDGEDIGIT_INPUT_PIXELS" in runner and "g_input_lut[g_input[i]]" in runner and "10u," in runner
     out = tiny.output
     one = dataclasses.replace(tiny, tensors=[dataclasses.replace(t, shape=(1, 1)) if t is out else t
                                              for t in tiny.tensors])
     program = dataclasses.replace(native.prepare(tiny), graph=one)
-    with pytest.raises(ModelError, match=r"1 outputs; the firmware reports 2\.\.16 classes"):
-        native.generate(one, variant="t", source_name="t.tflite", program=program)
+    runner = native.generate(one, variant="t", source_name="t.tflite", program=program)["edgedigit_native_runner.c"]
+    assert "EDGEDIGIT_INPUT_INT8" in runner and "g_input_lut" not in runner
+    assert "static uint8_t g_input[784];" in runner and "input[i] = (int8_t)g_input[i];" in runner
 
 
 # ---- the planner: lifetimes of every activation input ---------------------------------------------------------

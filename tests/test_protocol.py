@@ -14,7 +14,7 @@ from edgedigit.core.errors import DeviceError, SerialTimeoutError
 from edgedigit.targets import devices
 from edgedigit.targets.boards import load_board
 from edgedigit.targets.protocol import Device, ProtocolError, encode_zero_runs
-from helpers import SHA, assemble, expected, image
+from helpers import RUNNER_CRC, SHA, assemble, expected, image
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def raw_exchange(d: Device, text: str, timeout: float = 5.0) -> list[str]:
 
 def test_mlperf_commands(dev):
     assert dev.name() == "edgedigit host"
-    assert dev.profile() == {"profile": "edgedigit", "model": "testrunner"}
+    assert dev.profile() == {"profile": "edgedigit", "model": "tr01"}  # the runner's model id (MLPerf's)
     t0 = dev.timestamp()
     assert dev.timestamp() >= t0
     px = image(1)
@@ -72,9 +72,36 @@ def test_infer_answer_lines_in_eembc_order(dev):
 
 def test_ed_info(dev):
     info = dev.info()
-    assert (info.platform, info.variant, info.backend, info.model_sha256) == ("host", "testrunner", "test", SHA)
-    assert (info.classes, info.output, info.arena_bytes, info.counter_unit) == (10, "int8", 1234, "ns")
-    assert info.image_bytes == 784 and info.cmd_max == 7 + 2 * 784 and info.protocol == 1
+    assert (info.platform, info.variant, info.model_id, info.backend, info.model_sha256) == (
+        "host", "testrunner", "tr01", "test", SHA)
+    assert (info.outputs, info.output, info.arena_bytes, info.counter_unit) == (10, "int8", 1234, "ns")
+    assert (info.input_bytes, info.input, info.scores, info.model_init) == (784, "pixels", "dequantized", 0)
+    assert info.cmd_max == 7 + 2 * 784 and info.protocol == 2 and info.protocol_bytes == 7 + 2 * 784 + 1
+    # the CRC-32 the firmware computed at boot over the runner's model data regions, as zlib computes it
+    assert info.model_crc32 == RUNNER_CRC and info.crc_counter > 0
+
+
+def test_no_output_before_the_first_command(host_project):
+    """A client that opens the port late (the MLPerf runner: plain serial.Serial, no resync) reads, as the
+    first line, the answer to its own first command: nothing is printed unasked at boot."""
+    with devices.start(host_project, load_board("host")) as running:
+        time.sleep(0.5)  # the firmware is up and idle before the client opens its port
+        with serial.Serial(running.url, 115200, timeout=0.2) as port:
+            time.sleep(0.3)
+            assert port.read(4096) == b""  # nothing arrives unasked
+            port.write(b"name%")
+            d = Device(running.url, serial=port, timeout=5.0)
+            assert d.read_line(time.monotonic() + 5, "name") == "m-name-dut-[edgedigit host]"
+            assert d.read_line(time.monotonic() + 5, "name") == "m-ready"
+
+
+def test_db_print_shows_the_loaded_bytes(dev):
+    px = image(12)
+    dev.load(px, frame_bytes=31)
+    assert dev.buffer(16, 0) == px[:16] and dev.buffer(20, 770) == px[770:784]
+    lines = raw_exchange(dev, "db print%")  # default: 16 bytes from offset 0, 8 per line
+    assert lines == ["m-buffer-" + "-".join(f"{b:02x}" for b in px[i:i + 8]) for i in (0, 8)]
+    assert raw_exchange(dev, "db print 3 785%") == ["e-[db print offset beyond the 784 bytes loaded]"]
 
 
 @pytest.mark.parametrize("seed", [3, 4, 5])
@@ -132,7 +159,7 @@ def test_overlong_command(dev):
 
 
 def test_db_load_larger_than_the_buffer(dev):
-    assert raw_exchange(dev, "db load 785%") == ["e-[db load of 785 bytes exceeds the buffer of 784 bytes]"]
+    assert raw_exchange(dev, "db load 785%") == ["e-[db load of 785 bytes exceeds the model's input of 784 bytes]"]
     assert raw_exchange(dev, "db load 99999999999%") == ["e-[db load needs a byte count 1..784]"]
     assert raw_exchange(dev, "db load 0%") == ["e-[db load needs a byte count 1..784]"]
     assert raw_exchange(dev, "db 00%") == ["e-[db data without a db load in progress]"]
@@ -147,14 +174,14 @@ def test_bad_hex_frames_are_ignored_whole(dev):
     assert raw_exchange(dev, "db 12g4%") == ["e-[non-hex character near offset 2; frame ignored]"]
     assert raw_exchange(dev, "db z1%") == ["e-[non-hex character near offset 0; frame ignored]"]  # no runs in db
     assert raw_exchange(dev, "db " + "00" * 775 + "%") == ["e-[data overruns the load of 784 bytes; frame ignored]"]
-    assert raw_exchange(dev, "ed-run%")[0].startswith("e-[no complete image loaded")
+    assert raw_exchange(dev, "ed-run%")[0].startswith("e-[no complete input loaded")
     # the bad frames stored nothing: the load continues where the good frame left it
     assert raw_exchange(dev, "db " + px[10:].hex() + "%") == ["m-load-done"]
     assert list(dev.run().raw) == expected(px)[1]
 
 
 def test_bad_ed_run_data(dev):
-    assert raw_exchange(dev, "ed-run zff%")[0].startswith("e-[no complete image loaded: need db load 784")
+    assert raw_exchange(dev, "ed-run zff%")[0].startswith("e-[no complete input loaded: need db load 784")
     assert raw_exchange(dev, "ed-run zffzffzffz10%") == ["e-[data overruns the load of 784 bytes; frame ignored]"]
     assert raw_exchange(dev, "ed-run zq0%") == ["e-[non-hex character near offset 1; frame ignored]"]
     assert raw_exchange(dev, "ed-run z%") == [
@@ -167,7 +194,7 @@ def test_wrong_arguments(dev):
     err = "e-[infer needs N (1..100000000) and optionally W (0..100000000)]"
     for cmd in ("infer%", "infer 0 1%", "infer -1 1%", "infer 1 x%", "infer 1 2 3%", "infer 1000000000 0%"):
         assert raw_exchange(dev, cmd) == [err], cmd
-    assert raw_exchange(dev, "infer 1 0%")[0].startswith("e-[no complete image loaded")
+    assert raw_exchange(dev, "infer 1 0%")[0].startswith("e-[no complete input loaded")
     assert raw_exchange(dev, "results%") == ["e-[no results: run infer first]"]
     assert raw_exchange(dev, "name extra%") == ["e-[unknown command or wrong arguments; try help%]"]
     assert raw_exchange(dev, "a b c d e%") == ["e-[too many words in the command]"]
@@ -343,6 +370,7 @@ def test_qemu_m4_uart_protocol_and_hostile_line(tmp_path):
             assert d.name() == "edgedigit qemu-m4"
             info = d.info()
             assert (info.platform, info.counter_unit, info.model_sha256) == ("qemu-m4", "instructions", SHA)
+            assert info.model_crc32 == RUNNER_CRC and info.crc_counter > 0 and info.crc_counter % 40 == 0
             px = image(11)
             r = d.classify(px)
             assert list(r.raw) == expected(px)[1] and r.predicted == expected(px)[0]
@@ -350,7 +378,8 @@ def test_qemu_m4_uart_protocol_and_hostile_line(tmp_path):
             d._ser.write(bytes(range(1, 256)).replace(b"%", b""))
             d.sync()
             assert raw_exchange(d, "y" * 2000 + "%") == [f"e-[command longer than {7 + 2 * 784} bytes discarded]"]
-            assert raw_exchange(d, "db load 4000%") == ["e-[db load of 4000 bytes exceeds the buffer of 784 bytes]"]
+            assert raw_exchange(d, "db load 4000%") == [
+                "e-[db load of 4000 bytes exceeds the model's input of 784 bytes]"]
             d.load(px, frame_bytes=31)
             res = d.infer(2, 1)
             assert res.results == tuple((v + 128) * 0.5 for v in expected(px)[1])

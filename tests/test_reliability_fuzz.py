@@ -54,11 +54,12 @@ def test_corpus_is_what_make_corpus_writes():
 
 def test_valid_sessions_get_the_expected_answers(binaries):
     lines = _device_lines(_replay(binaries["echo"], "db_infer").stderr)
-    assert lines[:2] == ["m-init-done", "m-ready"]
+    assert lines[:2] == ["m-[Expecting 784 bytes]", "m-ready"]  # nothing at boot: the first line answers db load
     assert "m-load-done" in lines
     assert lines.count("m-infer-done") == 1
     assert sum(ln.startswith("m-results-[") for ln in lines) == 2  # infer, then results%
-    assert lines.count("m-ready") == 1 + FUZZ.joinpath("corpus", "db_infer").read_bytes().count(b"%")
+    assert lines.count("m-ready") == FUZZ.joinpath("corpus", "db_infer").read_bytes().count(b"%")
+    assert len([ln for ln in lines if ln.startswith("m-buffer-")]) == 3  # db print 20 5: 8 + 8 + 4 bytes
     assert not [ln for ln in lines if ln.startswith("e-")]
 
     lines = _device_lines(_replay(binaries["echo"], "bad_hex").stderr)
@@ -71,7 +72,7 @@ def test_valid_sessions_get_the_expected_answers(binaries):
     slow = _device_lines(_replay(binaries["echo"], "slow_sender").stderr)
     assert "m-name-dut-[edgedigit fuzz]" in slow and "m-ed-echo-[slow]" in slow
     cut = _device_lines(_replay(binaries["echo"], "cut_frames").stderr)
-    assert cut == ["m-init-done", "m-ready", "m-ready"]  # every partial frame dropped; '%' still answered
+    assert cut == ["m-ready"]  # every partial frame dropped; '%' still answered
 
 
 def test_every_seed_session_runs_clean(binaries):

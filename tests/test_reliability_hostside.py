@@ -19,9 +19,10 @@ PORT = "/dev/ttyHOSTILE0"
 PAYLOADS = st.one_of(st.sampled_from(["", "0", "-1", "1.5", "nan", "inf", "1e999", "99999999999999999999999", "abc",
                                       "1,2", "1,,2", ",", "-", "ff", "\x00", "[", "]", "0" * 70, "a" * 64]),
                      st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=255), max_size=20))
-KEYS = ["m-ed-protocol-", "m-ed-platform-", "m-ed-variant-", "m-ed-backend-", "m-ed-model-sha256-", "m-ed-classes-",
-        "m-ed-output-", "m-ed-arena-bytes-", "m-ed-protocol-bytes-", "m-ed-cmd-max-", "m-ed-image-bytes-",
-        "m-ed-counter-unit-", "m-ed-class-", "m-ed-raw-", "m-ed-counter-", "m-ed-us-", "m-results-", "m-name-dut-",
+KEYS = ["m-ed-protocol-", "m-ed-platform-", "m-ed-variant-", "m-ed-model-id-", "m-ed-backend-", "m-ed-model-sha256-",
+        "m-ed-model-crc32-", "m-ed-crc-counter-", "m-ed-model-init-", "m-ed-input-bytes-", "m-ed-input-",
+        "m-ed-outputs-", "m-ed-output-", "m-ed-scores-", "m-ed-arena-bytes-", "m-ed-protocol-bytes-", "m-ed-cmd-max-",
+        "m-ed-counter-unit-", "m-buffer-", "m-ed-class-", "m-ed-raw-", "m-ed-counter-", "m-ed-us-", "m-results-", "m-name-dut-",
         "m-profile-", "m-model-", "m-"]
 
 
@@ -36,7 +37,7 @@ def line(draw) -> bytes:
         body = f"e-[{draw(PAYLOADS)}]"
     elif kind == 8:
         body = draw(st.sampled_from(["m-load-done", "m-[Expecting 784 bytes]", "m-[Expecting 5 bytes]",
-                                     "m-init-done", "m-infer-done", "m-ready"]))
+                                     "m-infer-done", "m-ready"]))
     else:
         return draw(st.binary(max_size=40)).replace(b"\n", b"")
     return body.encode("latin-1")
@@ -94,14 +95,15 @@ CALLS = {
     "infer": (lambda d: d.infer(2, 0), InferResult),
     "classify": (lambda d: d.classify(bytes(range(256)) * 3 + bytes(16)), RunResult),
     "load": (lambda d: d.load(b"\x01\x02\x03\x04\x05", frame_bytes=2), type(None)),
+    "buffer": (lambda d: d.buffer(10, 2), bytes),
 }
 
 
 def _value_or_one_device_error(call: str, port: HostilePort) -> None:
     """Run ``call`` against ``port``: a value of the right type, or one DeviceError line naming the port."""
     d = Device(PORT, serial=port, timeout=0.05, retries=1)
-    d.info_cache = DeviceInfo(1, "fuzz", "v", "native", "0" * 64, 10, "int8", 0, 0, 1575, 784, "ns") \
-        if call != "info" else None
+    d.info_cache = DeviceInfo(2, "fuzz", "v", "v", "native", "0" * 64, "00000000", 0, 0, 784, "pixels", 10, "int8",
+                              "dequantized", 0, 0, 1575, "ns") if call != "info" else None
     fn, kind = CALLS[call]
     try:
         value = fn(d)
@@ -128,7 +130,8 @@ SHAPES = {
     "infer": ["m-warmup-start-{}", "m-lap-us-{}", "m-lap-us-{}", "m-results-[{}]"],
     "run": ["m-ed-class-[{}]", "m-ed-raw-[{}]", "m-ed-counter-[{}]", "m-ed-us-[{}]"],
     "classify": ["m-ed-class-[{}]", "m-ed-raw-[{}]", "m-ed-counter-[{}]", "m-ed-us-[{}]"],
-    "info": [k + "[{}]" for k in KEYS[:12]],
+    "info": [k + "[{}]" for k in KEYS[:18]],
+    "buffer": ["m-buffer-{}"],
     "load": ["m-[Expecting {} bytes]", "m-load-done"],
 }
 NUMBERISH = st.one_of(PAYLOADS, st.integers(-(2**70), 2**70).map(str),

@@ -129,7 +129,8 @@ def test_front_is_written_with_each_trials_figures(resumed):
         t = final[row["trial"]]
         assert t.values == [row["accuracy"], row["instructions"], row["flash"]]
         assert 0.0 <= row["accuracy"] <= 1.0 and row["validation_images"] == TRAIN_IMAGES // 5  # never the test set
-        assert row["flash"] == row["model_flash"] + 190_000 and row["ram"] == row["arena"] + 60_000  # nano33ble tflm
+        # nano33ble tflm: its runtime figures, and the 784-byte input image the budget counts as I/O RAM
+        assert row["flash"] == row["model_flash"] + 190_000 and row["ram"] == row["arena"] + 784 + 60_000
         assert os.path.isfile(row["model"])
 
 

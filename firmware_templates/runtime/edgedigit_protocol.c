@@ -1,8 +1,12 @@
 /* edgedigit: the device side of the serial protocol. Hand-written; shipped with every firmware project.
  *
  * Speaks the MLPerf Tiny / EEMBC DUT commands (name%, profile%, timestamp%, db load N%, db HH..%,
- * infer N W%, results%, help%) and edgedigit's own (ed-info%, ed-run [DATA]%, ed-echo TOKEN%). The full
- * specification, with every response line, is docs/protocol.md.
+ * db print [N [OFFSET]]%, infer N W%, results%, help%) and edgedigit's own (ed-info%, ed-run [DATA]%,
+ * ed-echo TOKEN%). The full specification, with every response line, is docs/protocol.md.
+ *
+ * Model-agnostic: the input buffer is the runner's (its size is the model's input), the raw outputs are
+ * read from the runner, and nothing is printed that was not asked for (no boot banner: a client that
+ * connects late, like the MLPerf Tiny runner, reads only answers to its own commands).
  *
  * Built for a hostile line: every buffer has a fixed size, every byte that can arrive is handled, and
  * after any garbage, over-long command, bad hex or cut frame the device answers the next valid command.
@@ -18,10 +22,11 @@
 #include "edgedigit_platform.h"
 #include "edgedigit_rom.h"
 
-#define EDGEDIGIT_PROTOCOL_VERSION 1u
+#define EDGEDIGIT_PROTOCOL_VERSION 2u
 
-/* Longest command (without the '%'): by default `ed-run` with a whole image in plain hex. Boards with
- * little RAM may define a smaller value; the host reads it from ed-info and sizes its frames to fit. */
+/* Longest command (without the '%'): by default `ed-run` with a whole digit image in plain hex. Boards with
+ * little RAM may define a smaller value; the host reads it from ed-info and sizes its frames to fit. Larger
+ * inputs are loaded in several `db` frames. */
 #ifndef EDGEDIGIT_CMD_MAX
 #define EDGEDIGIT_CMD_MAX (7 + 2 * EDGEDIGIT_IMAGE_BYTES)
 #endif
@@ -30,7 +35,6 @@
 #ifndef EDGEDIGIT_FRAME_TIMEOUT_US
 #define EDGEDIGIT_FRAME_TIMEOUT_US 2000000u
 #endif
-#define EDGEDIGIT_DB_MAX EDGEDIGIT_IMAGE_BYTES
 #define EDGEDIGIT_MAX_LOOPS 100000000u
 #define EDGEDIGIT_MAX_TOKENS 4
 
@@ -44,12 +48,15 @@ static uint8_t s_nonprint;     /* the current command holds a byte outside print
 static uint32_t s_last_byte_us;
 static uint8_t s_have_partial;
 
-static uint8_t s_db[EDGEDIGIT_DB_MAX];
+static uint8_t *s_db;          /* the runner's input buffer (edgedigit_model_input) */
+static uint32_t s_db_max;      /* its size: the model's input bytes */
 static uint32_t s_db_expected; /* bytes announced by `db load N`; 0: no load in progress or done */
 static uint32_t s_db_filled;   /* bytes received so far for the current load */
 
-static int32_t s_raw[EDGEDIGIT_MAX_CLASSES];
 static int s_last_class = -1;  /* -1: no inference yet */
+static int s_model_status;     /* edgedigit_model_init()'s result: inferences are refused unless 0 */
+static uint32_t s_model_crc;   /* CRC-32 of the model's data in flash, computed at boot */
+static uint64_t s_crc_counter; /* what computing it cost, in counter units */
 
 /* ---- output ---------------------------------------------------------------------------------------- */
 
@@ -91,6 +98,17 @@ static void put_u64(uint64_t v) {
         v /= 10u;
     } while (v != 0u);
     put(&buf[i]);
+}
+
+static void put_hex32(uint32_t v) {
+    char buf[9];
+    for (int i = 7; i >= 0; i--) {
+        uint32_t d = v & 0xFu;
+        buf[i] = (char)(d < 10u ? '0' + (int)d : 'a' + (int)d - 10);
+        v >>= 4;
+    }
+    buf[8] = '\0';
+    put(buf);
 }
 
 static void put_i32(int32_t v) {
@@ -226,29 +244,94 @@ static int tokenize(char **tok) {
 
 /* ---- commands --------------------------------------------------------------------------------------- */
 
+/* e^x for x <= 0 from +, * and the float's exponent bits only (no libm): the same bits on every target,
+ * so AVR and host print the same scores. Relative error below 2e-7; 0 below -87. */
+static float exp_neg(float x) {
+    float t = x * 1.44269504f; /* x / ln 2 */
+    if (!(t > -126.0f)) {
+        return 0.0f;
+    }
+    int32_t k = (int32_t)t;
+    if ((float)k > t) {
+        k--; /* floor */
+    }
+    float f = t - (float)k; /* 0 <= f < 1 */
+    float p = 1.0f + f * (0.693147182f + f * (0.240226507f + f * (0.0555041087f + f * (0.00961812911f +
+              f * (0.00133335581f + f * 0.000154035304f)))));
+    union {
+        float f;
+        uint32_t u;
+    } two_k;
+    two_k.u = (uint32_t)(k + 127) << 23; /* 2^k, -126 <= k <= 0 */
+    return p * two_k.f;
+}
+
+static float dequantize_output(const edgedigit_model_info_t *info, uint32_t i) {
+    return (float)(edgedigit_model_output(i) - info->output_zero_point) * info->output_scale;
+}
+
 static void print_results(void) {
     const edgedigit_model_info_t *info = edgedigit_model_info();
-    uint32_t n = info->num_classes <= EDGEDIGIT_MAX_CLASSES ? info->num_classes : EDGEDIGIT_MAX_CLASSES;
+    uint32_t n = info->num_outputs;
     put_s(S("m-results-["));
-    for (uint32_t i = 0; i < n; i++) {
-        if (i != 0u) {
-            put_s(S(","));
+    if (info->scores == EDGEDIGIT_SCORES_MSE) {
+        /* the anomaly score of an autoencoder: mean squared error between the dequantized input and output */
+        float sum = 0.0f;
+        for (uint32_t i = 0; i < n && i < s_db_max; i++) {
+            int32_t q = info->input_kind == EDGEDIGIT_INPUT_INT8 ? (int32_t)(int8_t)s_db[i] : (int32_t)s_db[i];
+            float d = dequantize_output(info, i) - (float)(q - info->input_zero_point) * info->input_scale;
+            sum += d * d;
         }
-        put_fixed3((float)(s_raw[i] - info->output_zero_point) * info->output_scale);
+        put_fixed3(n != 0u ? sum / (float)n : 0.0f);
+    } else if (info->scores == EDGEDIGIT_SCORES_SOFTMAX) {
+        float top = dequantize_output(info, 0);
+        for (uint32_t i = 1; i < n; i++) {
+            float v = dequantize_output(info, i);
+            top = v > top ? v : top;
+        }
+        float total = 0.0f;
+        for (uint32_t i = 0; i < n; i++) {
+            total += exp_neg(dequantize_output(info, i) - top);
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            if (i != 0u) {
+                put_s(S(","));
+            }
+            put_fixed3(exp_neg(dequantize_output(info, i) - top) / total);
+        }
+    } else {
+        for (uint32_t i = 0; i < n; i++) {
+            if (i != 0u) {
+                put_s(S(","));
+            }
+            put_fixed3(dequantize_output(info, i));
+        }
     }
     put_s(S("]\r\n"));
 }
 
-static int image_ready(void) {
-    if (s_db_filled != EDGEDIGIT_IMAGE_BYTES || s_db_expected != s_db_filled) {
-        error_line_u(S("no complete image loaded: need db load 784 and 784 bytes, have "), s_db_filled, S(" bytes"));
+static int input_ready(void) {
+    if (s_db_filled != s_db_max || s_db_expected != s_db_filled) {
+        put_s(S("e-[no complete input loaded: need db load "));
+        put_u64(s_db_max);
+        put_s(S(" and "));
+        put_u64(s_db_max);
+        put_s(S(" bytes, have "));
+        put_u64(s_db_filled);
+        put_s(S(" bytes]\r\n"));
+        return 0;
+    }
+    if (s_model_status != 0) {
+        put_s(S("e-[model init failed with code "));
+        put_i32(s_model_status);
+        put_s(S("]\r\n"));
         return 0;
     }
     return 1;
 }
 
 static int run_once(void) {
-    int cls = edgedigit_model_invoke(s_db, s_raw);
+    int cls = edgedigit_model_invoke();
     if (cls < 0) {
         put_s(S("e-[model invoke failed with code "));
         put_i32(cls);
@@ -304,15 +387,51 @@ static int load_data(const char *text, int zeros) {
     return 1;
 }
 
+/* db print [N=16 [OFFSET=0]]: N loaded bytes from OFFSET as hex, 8 per line (m-buffer-xx-xx-...). */
+static void cmd_db_print(char **tok, int ntok) {
+    uint32_t n = 16;
+    uint32_t at = 0;
+    if ((ntok >= 3 && parse_u32(tok[2], &n) != 0) || (ntok == 4 && parse_u32(tok[3], &at) != 0)) {
+        error_line(S("db print needs N and optionally OFFSET (decimal)"));
+        return;
+    }
+    if (at > s_db_filled) {
+        error_line_u(S("db print offset beyond the "), s_db_filled, S(" bytes loaded"));
+        return;
+    }
+    if (n > s_db_filled - at) {
+        n = s_db_filled - at;
+    }
+    static const char k_hex[] EDGEDIGIT_ROM = "0123456789abcdef";
+    for (uint32_t i = 0; i < n; i++) {
+        char pair[4] = {EDGEDIGIT_ROM_CHAR(&k_hex[s_db[at + i] >> 4]), EDGEDIGIT_ROM_CHAR(&k_hex[s_db[at + i] & 0xFu]),
+                        '-', '\0'};
+        if (i % 8u == 0u) {
+            put_s(S("m-buffer-"));
+        }
+        if (i % 8u == 7u || i + 1u == n) {
+            pair[2] = '\0';
+            put(pair);
+            put_s(S("\r\n"));
+        } else {
+            put(pair);
+        }
+    }
+}
+
 static void cmd_db(char **tok, int ntok) {
     if (ntok == 3 && str_eq_s(tok[1], S("load"))) {
         uint32_t n;
         if (parse_u32(tok[2], &n) != 0 || n == 0u) {
-            error_line(S("db load needs a byte count 1..784"));
+            error_line_u(S("db load needs a byte count 1.."), s_db_max, S(""));
             return;
         }
-        if (n > EDGEDIGIT_DB_MAX) {
-            error_line_u(S("db load of "), n, S(" bytes exceeds the buffer of 784 bytes"));
+        if (n > s_db_max) {
+            put_s(S("e-[db load of "));
+            put_u64(n);
+            put_s(S(" bytes exceeds the model's input of "));
+            put_u64(s_db_max);
+            put_s(S(" bytes]\r\n"));
             return;
         }
         s_db_expected = n;
@@ -322,8 +441,12 @@ static void cmd_db(char **tok, int ntok) {
         put_s(S(" bytes]\r\n"));
         return;
     }
+    if (ntok >= 2 && ntok <= 4 && str_eq_s(tok[1], S("print"))) {
+        cmd_db_print(tok, ntok);
+        return;
+    }
     if (ntok != 2) {
-        error_line(S("db needs 'load N' or one run of hex digits"));
+        error_line(S("db needs 'load N', 'print [N [OFFSET]]' or one run of hex digits"));
         return;
     }
     if (s_db_expected == 0u || s_db_filled >= s_db_expected) {
@@ -343,7 +466,7 @@ static void cmd_infer(char **tok, int ntok) {
         error_line(S("infer needs N (1..100000000) and optionally W (0..100000000)"));
         return;
     }
-    if (!image_ready()) {
+    if (!input_ready()) {
         return;
     }
     put_s(S("m-warmup-start-"));
@@ -378,27 +501,40 @@ static void cmd_ed_info(void) {
     line_ku(S("m-ed-protocol-"), EDGEDIGIT_PROTOCOL_VERSION);
     line_kv(S("m-ed-platform-"), edgedigit_platform_name());
     line_kv(S("m-ed-variant-"), info->variant);
+    line_kv(S("m-ed-model-id-"), info->model_id);
     line_kv(S("m-ed-backend-"), info->backend);
     line_kv(S("m-ed-model-sha256-"), info->model_sha256);
-    line_ku(S("m-ed-classes-"), info->num_classes);
+    put_s(S("m-ed-model-crc32-["));
+    put_hex32(s_model_crc);
+    put_s(S("]\r\n"));
+    line_ku(S("m-ed-crc-counter-"), s_crc_counter);
+    put_s(S("m-ed-model-init-["));
+    put_i32(s_model_status);
+    put_s(S("]\r\n"));
+    line_ku(S("m-ed-input-bytes-"), info->input_bytes);
+    put_s(info->input_kind == EDGEDIGIT_INPUT_PIXELS ? S("m-ed-input-[pixels]\r\n")
+          : info->input_kind == EDGEDIGIT_INPUT_UINT8 ? S("m-ed-input-[uint8]\r\n") : S("m-ed-input-[int8]\r\n"));
+    line_ku(S("m-ed-outputs-"), info->num_outputs);
     line_kv(S("m-ed-output-"), info->output_kind);
+    put_s(info->scores == EDGEDIGIT_SCORES_MSE ? S("m-ed-scores-[mse]\r\n")
+          : info->scores == EDGEDIGIT_SCORES_SOFTMAX ? S("m-ed-scores-[softmax]\r\n")
+                                                     : S("m-ed-scores-[dequantized]\r\n"));
     line_ku(S("m-ed-arena-bytes-"), info->arena_bytes);
-    line_ku(S("m-ed-protocol-bytes-"), sizeof(s_cmd) + sizeof(s_db) + sizeof(s_raw));
+    line_ku(S("m-ed-protocol-bytes-"), sizeof(s_cmd));
     line_ku(S("m-ed-cmd-max-"), EDGEDIGIT_CMD_MAX);
-    line_ku(S("m-ed-image-bytes-"), EDGEDIGIT_IMAGE_BYTES);
     line_kv(S("m-ed-counter-unit-"), edgedigit_platform_counter_unit());
 }
 
 static void cmd_ed_run(char **tok, int ntok) {
-    if (ntok == 2) { /* ed-run DATA: load a whole image (hex with zero runs), then run it */
-        s_db_expected = EDGEDIGIT_IMAGE_BYTES;
+    if (ntok == 2) { /* ed-run DATA: load a whole input (hex with zero runs), then run it */
+        s_db_expected = s_db_max;
         s_db_filled = 0;
         if (!load_data(tok[1], 1)) {
             s_db_expected = 0;
             return;
         }
     }
-    if (!image_ready()) {
+    if (!input_ready()) {
         return;
     }
     uint64_t c0 = edgedigit_platform_counter();
@@ -409,15 +545,14 @@ static void cmd_ed_run(char **tok, int ntok) {
     if (!ok) {
         return;
     }
-    const edgedigit_model_info_t *info = edgedigit_model_info();
-    uint32_t n = info->num_classes <= EDGEDIGIT_MAX_CLASSES ? info->num_classes : EDGEDIGIT_MAX_CLASSES;
+    uint32_t n = edgedigit_model_info()->num_outputs;
     line_ku(S("m-ed-class-"), (uint64_t)s_last_class);
     put_s(S("m-ed-raw-["));
     for (uint32_t i = 0; i < n; i++) {
         if (i != 0u) {
             put_s(S(","));
         }
-        put_i32(s_raw[i]);
+        put_i32(edgedigit_model_output(i));
     }
     put_s(S("]\r\n"));
     line_ku(S("m-ed-counter-"), c1 - c0);
@@ -425,7 +560,8 @@ static void cmd_ed_run(char **tok, int ntok) {
 }
 
 static void cmd_help(void) {
-    put_s(S("m-help-[name% profile% timestamp% db load N% db HH..% infer N W% results% help%]\r\n"));
+    put_s(S("m-help-[name% profile% timestamp% db load N% db HH..% db print [N [OFFSET]]% "));
+    put_s(S("infer N W% results% help%]\r\n"));
     put_s(S("m-help-[ed-info% ed-run [DATA]% ed-echo TOKEN%; see docs/protocol.md]\r\n"));
 }
 
@@ -446,7 +582,7 @@ static void execute(void) {
         put_s(S("]\r\n"));
     } else if (str_eq_s(c, S("profile")) && ntok == 1) {
         put_s(S("m-profile-[edgedigit]\r\n"));
-        line_kv(S("m-model-"), edgedigit_model_info()->variant);
+        line_kv(S("m-model-"), edgedigit_model_info()->model_id);
     } else if (str_eq_s(c, S("timestamp")) && ntok == 1) {
         put_s(S("m-lap-us-"));
         put_u64(edgedigit_platform_micros());
@@ -483,13 +619,42 @@ static void reset_frame(void) {
     s_have_partial = 0;
 }
 
-void edgedigit_protocol_init(void) {
+/* The reflected CRC-32 (zlib's, polynomial 0xEDB88320) four bits at a time: a 64-byte table. */
+static const uint32_t k_crc_nibble[16] EDGEDIGIT_ROM = {
+    0x00000000u, 0x1DB71064u, 0x3B6E20C8u, 0x26D930ACu, 0x76DC4190u, 0x6B6B51F4u, 0x4DB26158u, 0x5005713Cu,
+    0xEDB88320u, 0xF00F9344u, 0xD6D6A3E8u, 0xCB61B38Cu, 0x9B64C2B0u, 0x86D3D2D4u, 0xA00AE278u, 0xBDBDF21Cu,
+};
+
+static uint32_t crc_nibble(uint32_t crc, uint32_t bits) {
+    return (crc >> 4) ^ (uint32_t)EDGEDIGIT_ROM_I32(&k_crc_nibble[(crc ^ bits) & 0xFu]);
+}
+
+/* CRC-32 over every region of the model's data, in the runner's order (the host computes the same). */
+static uint32_t model_crc32(void) {
+    uint32_t crc = 0xFFFFFFFFu;
+    edgedigit_model_region_t r;
+    for (uint32_t k = 0; edgedigit_model_region(k, &r); k++) {
+        const uint8_t *p = (const uint8_t *)r.data;
+        for (uint32_t i = 0; i < r.bytes; i++) {
+            uint32_t b = r.in_rom ? (uint32_t)(uint8_t)EDGEDIGIT_ROM_I8(p + i) : (uint32_t)p[i];
+            crc = crc_nibble(crc, b);
+            crc = crc_nibble(crc, b >> 4);
+        }
+    }
+    return crc ^ 0xFFFFFFFFu;
+}
+
+void edgedigit_protocol_init(int model_status) {
     reset_frame();
+    s_db = edgedigit_model_input();
+    s_db_max = edgedigit_model_info()->input_bytes;
     s_db_expected = 0;
     s_db_filled = 0;
     s_last_class = -1;
-    put_s(S("m-init-done\r\n"));
-    put_s(S("m-ready\r\n"));
+    s_model_status = model_status;
+    uint64_t c0 = edgedigit_platform_counter();
+    s_model_crc = model_crc32();
+    s_crc_counter = edgedigit_platform_counter() - c0;
 }
 
 void edgedigit_protocol_feed(char c) {

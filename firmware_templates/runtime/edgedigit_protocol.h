@@ -10,8 +10,10 @@
 extern "C" {
 #endif
 
-/* Print the boot banner ("m-init-done"); call once after platform and model init. */
-void edgedigit_protocol_init(void);
+/* Call once after platform and model init, with edgedigit_model_init()'s result (inferences are refused
+ * unless it is 0; ed-info reports it). Computes the CRC-32 of the model's data. Prints nothing: a client
+ * that connects later must read only answers to its own commands. */
+void edgedigit_protocol_init(int model_status);
 /* Feed one received byte; a complete command (terminated by '%') is executed at once. */
 void edgedigit_protocol_feed(char c);
 /* Read every waiting byte from the platform and feed it. Call from the main loop. */

@@ -7,12 +7,13 @@
  *   - every command terminator '%' is answered by exactly one "m-ready" line (the device never goes
  *     silent and never answers twice);
  *   - every output line is printable ASCII, ends with "\r\n", starts with "m-" or "e-", and is short;
- *   - the model runner is only called on a complete image.
+ *   - the model runner is only called on a complete input;
+ *   - nothing is printed at init (a late client reads only answers to its own commands).
  * The stand-in runner fails after a small budget of invocations per session, so `infer 100000000%`
  * exercises the error path instead of stalling the fuzzer.
  *
  * Build with -DEDGEDIGIT_FUZZ_ECHO to copy the device's answers to stderr (the tests read them).
- * Build with -DEDGEDIGIT_FUZZ_INJECT_BUG to make the runner read one byte past the image: the sanitizer
+ * Build with -DEDGEDIGIT_FUZZ_INJECT_BUG to make the runner read one byte past its input: the sanitizer
  * must then report it (the CI test checks that the harness can fail).
  */
 #include <stddef.h>
@@ -78,34 +79,52 @@ void edgedigit_platform_write(const char *data, size_t len) {
 /* ---- model runner (edgedigit_model.h) ---- */
 
 static const edgedigit_model_info_t k_info = {
-    "fuzz", "test", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-    10u, 1234u, 0.00390625f, -128, "int8",
+    "fuzz", "fuzz", "test", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+    EDGEDIGIT_IMAGE_BYTES, 10u, 1234u, 1.0f, 0, 0.00390625f, -128, "int8", EDGEDIGIT_INPUT_PIXELS,
+    EDGEDIGIT_SCORES_DEQUANTIZED,
 };
+static uint8_t g_input[EDGEDIGIT_IMAGE_BYTES];
+static int32_t g_raw[10];
+static const uint8_t k_data[3] = {7, 8, 9};
 
 const edgedigit_model_info_t *edgedigit_model_info(void) { return &k_info; }
 int edgedigit_model_init(void) { return 0; }
+uint8_t *edgedigit_model_input(void) { return g_input; }
 
-int edgedigit_model_invoke(const uint8_t *pixels, int32_t *raw_out) {
+int edgedigit_model_invoke(void) {
     check(s_db_filled == EDGEDIGIT_IMAGE_BYTES);
     if (++g_invokes > FUZZ_INVOKE_BUDGET) {
         return -7;
     }
+    const uint8_t *in = edgedigit_model_input(); /* through a pointer, as the protocol hands it over */
     uint32_t sum = 0;
 #ifdef EDGEDIGIT_FUZZ_INJECT_BUG
     for (int i = 0; i <= EDGEDIGIT_IMAGE_BYTES; i++) {
 #else
     for (int i = 0; i < EDGEDIGIT_IMAGE_BYTES; i++) {
 #endif
-        sum += pixels[i];
+        sum += in[i];
     }
     int best = 0;
-    for (uint32_t k = 0; k < k_info.num_classes; k++) {
-        raw_out[k] = (int32_t)((sum * (k + 1u) + k) % 256u) - 128;
-        if (raw_out[k] > raw_out[best]) {
+    for (uint32_t k = 0; k < k_info.num_outputs; k++) {
+        g_raw[k] = (int32_t)((sum * (k + 1u) + k) % 256u) - 128;
+        if (g_raw[k] > g_raw[best]) {
             best = (int)k;
         }
     }
     return best;
+}
+
+int32_t edgedigit_model_output(uint32_t i) {
+    check(i < k_info.num_outputs);
+    return g_raw[i];
+}
+
+int edgedigit_model_region(uint32_t i, edgedigit_model_region_t *out) {
+    out->data = k_data;
+    out->bytes = sizeof k_data;
+    out->in_rom = 0u;
+    return i == 0u;
 }
 
 /* ---- one session per input ---- */
@@ -119,8 +138,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     g_line_len = 0;
     g_ready_lines = 0;
     g_invokes = 0;
-    edgedigit_protocol_init();
-    check(g_ready_lines == 1u && g_line_len == 0u);
+    edgedigit_protocol_init(0);
+    check(g_ready_lines == 0u && g_line_len == 0u); /* nothing printed at boot */
     size_t terminators = 0;
     for (size_t i = 1; i < size; i++) {
         g_clock_us += g_step_us;
@@ -128,7 +147,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (data[i] == '%') {
             terminators++;
         }
-        check(g_ready_lines == terminators + 1u); /* answered at once, exactly once */
+        check(g_ready_lines == terminators); /* answered at once, exactly once */
         check(g_line_len == 0u);                  /* never a line left half-written */
     }
     return 0;

@@ -34,7 +34,7 @@ def sessions() -> dict[str, bytes]:
     img0, img1 = _image(0), _image(1)
     text = {
         "basic": "name%profile%timestamp%help%ed-info%results%",
-        "db_infer": _db_load(img0, 64) + "infer 3 1%results%",
+        "db_infer": _db_load(img0, 64) + "db print 20 5%infer 3 1%results%",
         "db_infer_crlf": "\r\n".join(["name%", _db_load(img1, 196), "infer 2 0%", "results%"]),
         "ed_run_compact": f"ed-run {encode_zero_runs(img0)}%ed-run%ed-echo abc123%",
         "ed_run_plain": f"ed-run {img1.hex()}%results%",

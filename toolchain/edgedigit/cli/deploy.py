@@ -21,6 +21,10 @@ BackendOpt = Annotated[str | None, typer.Option(
 KernelsOpt = Annotated[str | None, typer.Option(
     "--kernels", help="TFLM kernels on a board that compiles TFLM from a source tree (qemu-m4, host): cmsis-nn, "
                       "reference or esp-nn; default: the tree's first one the board builds (cmsis-nn on Cortex-M).")]
+MlperfOpt = Annotated[str | None, typer.Option(
+    "--mlperf-id", help="The MLPerf Tiny model id profile% reports (ic01, kws01, vww01, ad01), so the MLPerf Tiny "
+                        "runner picks its test; default: derived from the model file's name (the reference "
+                        "models'), else the variant.")]
 
 
 @app.command()
@@ -59,7 +63,8 @@ def _print_export(result) -> None:
     b = result.board
     typer.echo(f"exported {result.model.name} ({result.backend}) for {b.id} -> {result.path}")
     typer.echo(f"  flash {req.flash:,} / {b.flash_bytes:,} B ({req.model_flash:,} B model + ~{req.runtime_flash:,} B runtime)")
-    typer.echo(f"  RAM   {req.ram:,} / {b.ram_bytes:,} B ({req.arena:,} B arena + ~{req.runtime_ram:,} B runtime)")
+    io = f" + {req.io_ram:,} B I/O" if req.io_ram else ""
+    typer.echo(f"  RAM   {req.ram:,} / {b.ram_bytes:,} B ({req.arena:,} B arena{io} + ~{req.runtime_ram:,} B runtime)")
     d = req.detail
     if "arena_measured" in d:  # an arena measured on the host (tflm): say how the constant was sized
         typer.echo(f"  arena {req.arena:,} B = {d['arena_measured']:,} B measured + {d['arena_margin']:,} B margin")
@@ -75,6 +80,7 @@ def export(
     out: Annotated[Path | None, typer.Option(
         "--out", help="Project folder; default build/firmware/<board>/<variant>-<backend>/.")] = None,
     kernels: KernelsOpt = None,
+    mlperf_id: MlperfOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Export a complete firmware project (PlatformIO or make) for a board, after a flash/RAM budget check."""
@@ -83,7 +89,8 @@ def export(
 
     if variant is not None and model is not None:
         raise EdgeDigitError("give --variant or --model, not both")
-    result = do_export(board, variant=variant, model=model, backend=backend, out=out, kernels=kernels)
+    result = do_export(board, variant=variant, model=model, backend=backend, out=out, kernels=kernels,
+                       mlperf_id=mlperf_id)
     if json_out:
         print_json(_summary(result))
     else:

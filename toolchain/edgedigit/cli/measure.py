@@ -28,6 +28,13 @@ def bench_device_cmd(
     samples: Annotated[int, typer.Option("--samples", help="Test images streamed to the device.")] = 200,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run on disk.")] = False,
     backend: Annotated[str, typer.Option("--backend", help="Firmware backend for boards built here.")] = "native",
+    model: Annotated[Path | None, typer.Option("--model", help="Any int8 .tflite instead of a trained variant.",
+                                               dir_okay=False)] = None,
+    inputs: Annotated[Path | None, typer.Option("--inputs", help="With --model: a .npy of int8/uint8 inputs in the "
+                                                                 "model's input shape (default: --samples seeded "
+                                                                 "random inputs).", dir_okay=False)] = None,
+    labels: Annotated[Path | None, typer.Option("--labels", help="With --inputs: a .npy of their class labels.",
+                                                dir_okay=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Build a project whose files differ from its "
                                                         "edgedigit.lock.json anyway (recorded in the results).")
                      ] = False,
@@ -46,7 +53,8 @@ def bench_device_cmd(
 
     log = (lambda msg: typer.echo(msg, err=True)) if as_json else typer.echo
     summary = bench_device(board, variant, backend=backend, port=port, project=project, samples=samples,
-                           resume=resume, data=data, progress=not as_json, log=log, force=force, kernels=kernels)
+                           resume=resume, data=data, progress=not as_json, log=log, force=force, kernels=kernels,
+                           model=model, inputs=inputs, labels=labels)
     if as_json:
         print_json(summary)
         return
@@ -73,7 +81,12 @@ def _print_summary(s: dict) -> None:
         console.print(f"{unit} per MAC: {s['counter_per_mac']:.2f} ({s['macs']:,} MACs per inference){note}")
     d = s["dataset"]
     what = f"{d.get('name', '?')} test set, {d.get('source', '?')}" if isinstance(d, dict) else str(d)
-    console.print(f"on-device accuracy: {s['accuracy'] * 100:.2f} % on the first {s['samples']} images of the {what}")
+    if s["accuracy"] is not None:
+        console.print(f"on-device accuracy: {s['accuracy'] * 100:.2f} % on the first {s['samples']} images of the "
+                      f"{what}")
+    else:
+        console.print(f"inputs: {d.get('source', '?') if isinstance(d, dict) else d} (no labels: no accuracy)")
+    console.print(f"model data in flash: CRC-32 {s['model_crc32']} (checked against the host's at the handshake)")
     a = s["agreement"]
     console.print(f"raw outputs identical to TFLM: {a['images_identical']}/{a['images']} images, "
                   f"{a['elements_identical']}/{a['elements']} elements")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -195,11 +196,22 @@ def quantize(
 def validate(
     variants: VariantsArg = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N test images.")] = None,
+    model: Annotated[Path | None, typer.Option("--model", help="Instead: any int8 .tflite, run on --inputs by every "
+                                                                "int8 runtime and compared with TFLM.",
+                                               dir_okay=False)] = None,
+    inputs: Annotated[Path | None, typer.Option("--inputs", help="With --model: a .npy of int8/uint8 inputs in the "
+                                                                 "model's input shape.", dir_okay=False)] = None,
+    labels: Annotated[Path | None, typer.Option("--labels", help="With --model: a .npy of the inputs' class labels.",
+                                                dir_okay=False)] = None,
     data: DataOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """Accuracy of float and int8 models on every host runtime, and how the runtimes agree."""
     from ..measure.validate import select_validatable, validate_variants
+
+    if model is not None or inputs is not None or labels is not None:
+        _validate_model(variants, model, inputs, labels, json)
+        return
 
     select_validatable(variants)  # unknown, untrained or unquantized variants fail before the data is loaded
     ds = load_data(data)
@@ -212,6 +224,34 @@ def validate(
     from ..core.results import VALIDATE, ResultFile
 
     typer.echo(f"results: {ResultFile(VALIDATE).summary_path}")
+
+
+def _validate_model(variants: list[str] | None, model: Path | None, inputs: Path | None, labels: Path | None,
+                    as_json: bool) -> None:
+    from ..core.errors import EdgeDigitError
+    from ..measure.validate import validate_model
+
+    if variants:
+        raise EdgeDigitError(f"give variants or --model, not both (got {', '.join(variants)} and --model)")
+    if model is None or inputs is None:
+        raise EdgeDigitError("validate --model FILE needs --inputs X.npy (and optionally --labels y.npy)")
+    s = validate_model(model, inputs, labels)
+    if as_json:
+        print_json(s)
+        return
+    console = make_console()
+    io = s["io"]
+    console.print(f"{model}: {s['inputs']['count']:,} inputs of {io['input_bytes']:,} B ({io['input_kind']}), "
+                  f"{io['outputs']} outputs; reference {s['reference']}")
+    for name, g in s["agreement"].items():
+        console.print(f"  {name} vs {g['vs']}: {g['elements_differ']:,} of {g['elements']:,} elements differ "
+                      f"(max |diff| {g['max_abs_diff']}), {g['images_with_any_difference']:,} of {g['images']:,} "
+                      f"inputs, {g['predictions_differ']:,} predictions")
+    for name, why in s["missing"].items():
+        console.print(f"  {name}: cannot run it ({why})")
+    if s["accuracy"] is not None:
+        console.print("  accuracy: " + ", ".join(f"{k} {100 * v:.2f} %" for k, v in s["accuracy"].items()))
+    typer.echo(f"results: {s['results_file']}")
 
 
 def _print_validation(summary: dict) -> None:

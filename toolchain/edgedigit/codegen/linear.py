@@ -68,7 +68,16 @@ def fingerprint(model: Any) -> str:
     return h.hexdigest()
 
 
-def generate(model: Any, *, variant: str, source_name: str, sha256: str | None = None) -> dict[str, str | bytes]:
+def model_data(model: Any) -> list[bytes]:
+    """The bytes the firmware's boot check covers, in its order: pixel indices (uint16), weights (int8),
+    biases (int32), little-endian."""
+    t = tables(model)
+    return [np.ascontiguousarray(np.asarray(t[k]).astype(np.asarray(t[k]).dtype.newbyteorder("<"))).tobytes()
+            for k in ("pixels", "weights", "bias")]
+
+
+def generate(model: Any, *, variant: str, source_name: str, sha256: str | None = None,
+             model_id: str | None = None) -> dict[str, str | bytes]:
     """Render the linear backend's sources for ``src/``.
 
     Args:
@@ -76,6 +85,7 @@ def generate(model: Any, *, variant: str, source_name: str, sha256: str | None =
         variant: the variant name reported by the firmware.
         source_name: the model file named in the banners (e.g. ``models/rfe-lr/model_fixed.npz``).
         sha256: the model file's sha256 (reported by the firmware); default: a hash of the tables.
+        model_id: what ``profile%`` reports as the model; default the variant.
 
     Returns:
         File name in ``src/`` -> content: ``edgedigit_lr_model.h``, ``edgedigit_model_linear.c`` (they
@@ -86,6 +96,7 @@ def generate(model: Any, *, variant: str, source_name: str, sha256: str | None =
     ctx = {
         "banner_c": banner(source_name, sha, "c"),
         "variant": variant,
+        "model_id": model_id or variant,
         "sha256": sha,
         "num_classes": int(t["weights"].shape[0]),
         "num_features": int(t["pixels"].size),

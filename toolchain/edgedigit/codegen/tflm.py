@@ -1,9 +1,9 @@
 """C++ for the ``tflm`` backend: the .tflite as an aligned C array, an op resolver with exactly the model's
-ops, a measured arena, the input LUT and a runner implementing ``edgedigit_model.h``.
+ops, a measured arena, the input LUT (digit classifiers) and a runner implementing ``edgedigit_model.h``.
 
 Python computes everything (bytes, op list, arena size, LUT); the templates in ``firmware_templates/tflm/``
-only substitute. The runner checks itself at start-up: it runs a few fixed images
-(:func:`self_check_images`) and compares every int8 output with what TFLM computed on the host, so a
+only substitute. The runner checks itself at start-up: it runs a few fixed inputs
+(:func:`self_check_inputs`) and compares every int8 output with what TFLM computed on the host, so a
 library that computes the model differently (e.g. per-channel FULLY_CONNECTED on an old TFLM) refuses to
 run instead of misclassifying in silence.
 
@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from ..core.errors import ModelError, UnsupportedOpError
 from ..core.graph import Graph
-from ..core.int8 import IMAGE_BYTES, MAX_CLASSES, MIN_CLASSES, input_lut
-from .render import banner, c_array_body, c_float, render, sanitize_identifier
+from ..core.int8 import IoSpec, check_classes, input_lut, io_spec
+from .render import banner, c_array_body, render, sanitize_identifier
+from .runner import info_context
 
 # The arena: TFLM's own allocation report for this model plus a margin for other TFLM versions and for
 # optimized kernels' scratch buffers (CMSIS-NN, ESP-NN), rounded up to 16 bytes.
@@ -107,10 +107,35 @@ def per_channel_fully_connected(graph: Graph) -> bool:
 
 @dataclass(frozen=True)
 class SelfCheck:
-    """The runner's start-up check: fixed images and the int8 outputs TFLM computes for them on the host."""
+    """The runner's start-up check: fixed inputs and the int8 outputs TFLM computes for them on the host."""
 
-    images: np.ndarray  # uint8 (K, 28, 28): self_check_images()
-    expected: np.ndarray  # int8 (K, C): TFLM's outputs on the host
+    images: np.ndarray  # uint8 (K, input bytes): self_check_inputs(), as the device receives them
+    expected: np.ndarray  # int8 (K, outputs): TFLM's outputs on the host
+
+
+SELF_CHECK_RANDOM_BYTES = 4096  # inputs larger than this get one seeded random check vector, smaller ones three
+
+
+def self_check_inputs(spec: IoSpec) -> np.ndarray:
+    """The start-up check's inputs as the device receives them (uint8 rows of ``spec.input_bytes``).
+
+    Digit classifiers: :func:`self_check_images`. Other models: seeded random bytes (three vectors, or one
+    when the input is larger than 4 KiB: they live in flash).
+    """
+    if spec.image:
+        return self_check_images().reshape(3, -1)
+    count = 3 if spec.input_bytes <= SELF_CHECK_RANDOM_BYTES else 1
+    return np.random.default_rng(1234).integers(0, 256, (count, spec.input_bytes), dtype=np.uint8)
+
+
+def device_input(graph: Graph, spec: IoSpec, rows: np.ndarray) -> np.ndarray:
+    """Rows of bytes as the device receives them -> the model's input batch (raw pixels through the table)."""
+    rows = np.asarray(rows, np.uint8).reshape(len(rows), -1)
+    if spec.image:
+        x = input_lut(spec.input_scale, spec.input_zero_point)[rows]
+    else:
+        x = rows.view(spec.input_dtype)
+    return x.reshape((len(rows), *graph.input.shape[1:]))
 
 
 def self_check_images() -> np.ndarray:
@@ -125,32 +150,17 @@ def self_check_images() -> np.ndarray:
     return np.stack([ring, bar, seven]).round().astype(np.uint8)
 
 
-def _quant(t: Any, what: str, path: Any) -> tuple[float, int]:
-    if t.scale.size != 1 or t.zero_point.size != 1:
-        raise ModelError(f"{path}: the model's {what} tensor must be quantized per tensor (one scale, one zero point)")
-    return float(t.scale[0]), int(t.zero_point[0])
-
-
-def model_facts(graph: Graph) -> dict[str, Any]:
-    """Input/output quantization and class count of a full-int8 classifier with a (1, 28, 28) input.
+def model_facts(graph: Graph) -> IoSpec:
+    """The I/O contract of a model the tflm runner feeds (``core.int8.io_spec``; a digit classifier's class
+    count is checked).
 
     Raises:
-        ModelError: not full int8, or not the input/output shape edgedigit's firmware feeds and reads.
+        ModelError: not one int8/uint8 input and one int8 output, each quantized per tensor.
     """
-    if not graph.is_full_int8():
-        raise ModelError(f"{graph.path}: the tflm export needs a full-int8 model (int8 input, output and "
-                         f"activations); quantize it with `edgedigit quantize` first")
-    inp, out = graph.input, graph.output
-    if int(np.prod(inp.shape)) != IMAGE_BYTES:
-        raise ModelError(f"{graph.path}: input shape {inp.shape} does not hold one 28 x 28 image")
-    classes = int(np.prod(out.shape))
-    if not MIN_CLASSES <= classes <= MAX_CLASSES or out.shape[0] != 1:
-        raise ModelError(f"{graph.path}: output shape {out.shape}: the firmware reads {MIN_CLASSES}..{MAX_CLASSES} "
-                         "classes of one image")
-    in_scale, in_zp = _quant(inp, "input", graph.path)
-    out_scale, out_zp = _quant(out, "output", graph.path)
-    return {"input_scale": in_scale, "input_zero_point": in_zp, "output_scale": out_scale,
-            "output_zero_point": out_zp, "num_classes": classes}
+    spec = io_spec(graph)
+    if spec.image:
+        check_classes(spec.outputs, str(graph.path))
+    return spec
 
 
 def model_array_name(variant: str) -> str:
@@ -160,7 +170,7 @@ def model_array_name(variant: str) -> str:
 
 def generate(graph: Graph, *, variant: str, source_name: str, measured_arena: int, self_check: SelfCheck,
              available_ops: frozenset[str] | None = None, library: str = "the TFLM library",
-             include: str = "") -> dict[str, str | bytes]:
+             include: str = "", model_id: str | None = None) -> dict[str, str | bytes]:
     """Render the tflm backend's sources for ``src/``.
 
     Args:
@@ -172,23 +182,25 @@ def generate(graph: Graph, *, variant: str, source_name: str, measured_arena: in
         available_ops: the builtin ops the board's TFLM library provides (None: do not check).
         library: the library's name, for error messages.
         include: a header the library wants included first (e.g. ``TensorFlowLite.h``), or "".
+        model_id: what ``profile%`` reports as the model (an MLPerf Tiny id); default the variant.
 
     Returns:
         File name in ``src/`` -> content: ``edgedigit_model_data.{h,cc}``, ``edgedigit_input_lut.h``,
         ``edgedigit_op_resolver.h``, ``edgedigit_model_tflm.cc``.
 
     Raises:
-        ModelError: not a full-int8 (1, 28, 28) classifier.
+        ModelError: not one int8/uint8 input and one int8 output.
         UnsupportedOpError: an op the library does not provide.
     """
-    facts = model_facts(graph)
+    spec = model_facts(graph)
     ops = check_ops(graph, available_ops, library)
     raw = graph.path.read_bytes()
     if len(raw) != graph.size_bytes:
         raise ModelError(f"{graph.path}: the file changed since it was read ({len(raw)} != {graph.size_bytes} bytes)")
-    lut = input_lut(facts["input_scale"], facts["input_zero_point"])
+    lut = input_lut(spec.input_scale, spec.input_zero_point)
     regs = registrations(graph)
     ctx = {
+        **info_context(spec, variant, model_id),
         "banner_c": banner(source_name, graph.sha256, "c"),
         "variant": variant,
         "sha256": graph.sha256,
@@ -201,11 +213,8 @@ def generate(graph: Graph, *, variant: str, source_name: str, measured_arena: in
         "arena_bytes": arena_bytes(measured_arena),
         "lut": lut,
         "include": include,
-        "input_scale_c": c_float(facts["input_scale"]),
-        "input_zero_point": facts["input_zero_point"],
-        "output_scale_c": c_float(facts["output_scale"]),
-        "output_zero_point": facts["output_zero_point"],
-        "num_classes": facts["num_classes"],
+        "tflite_input_type": "kTfLiteUInt8" if spec.input_kind == "uint8" else "kTfLiteInt8",
+        "input_tensor_bytes": graph.input.nbytes,
         "check_images": [img.ravel() for img in self_check.images],
         "check_expected": [row.ravel() for row in self_check.expected],
     }
@@ -216,3 +225,11 @@ def generate(graph: Graph, *, variant: str, source_name: str, measured_arena: in
         "edgedigit_op_resolver.h": render("tflm/edgedigit_op_resolver.h.j2", **ctx),
         "edgedigit_model_tflm.cc": render("tflm/edgedigit_model_tflm.cc.j2", **ctx),
     }
+
+
+def model_data(graph: Graph) -> list[bytes]:
+    """The bytes the firmware's boot check covers, in its order: the .tflite file, then the input table
+    (digit classifiers)."""
+    spec = io_spec(graph)
+    raw = graph.path.read_bytes()
+    return [raw] + ([input_lut(spec.input_scale, spec.input_zero_point).tobytes()] if spec.image else [])

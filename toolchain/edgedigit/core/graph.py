@@ -172,6 +172,12 @@ def parse_graph(raw: bytes, path: str | Path = "<bytes>") -> Graph:
     return graph
 
 
+def _name(t: Any) -> str:
+    """A tensor's name; names are optional in the schema (a model may carry none): ``""`` then."""
+    name = t.Name()
+    return name.decode(errors="replace") if name is not None else ""
+
+
 def _parse(raw: bytes, path: Path, tflite: Any) -> Graph:
     model = tflite.Model.GetRootAsModel(raw, 0)
     if model.SubgraphsLength() < 1:
@@ -213,11 +219,11 @@ def _parse(raw: bytes, path: Path, tflite: Any) -> Graph:
             if data is not None:
                 if data.nbytes != nbytes:
                     raise ModelError(
-                        f"{path}: tensor {i} ({t.Name().decode(errors='replace')}) holds {data.nbytes} bytes, "
+                        f"{path}: tensor {i} ({_name(t)}) holds {data.nbytes} bytes, "
                         f"its shape {shape} needs {nbytes}"
                     )
                 data = data.reshape(shape)
-        tensors.append(Tensor(i, t.Name().decode(errors="replace"), shape, dtype, data, scale, zp, qdim))
+        tensors.append(Tensor(i, _name(t), shape, dtype, data, scale, zp, qdim))
     ops: list[Op] = []
     for i in range(sg.OperatorsLength()):
         o = sg.Operators(i)

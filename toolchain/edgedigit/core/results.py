@@ -45,6 +45,14 @@ def compare_board_name(board_id: str) -> str:
     return f"{COMPARE_BOARD_PREFIX}{board_id}"
 
 
+MODEL_VALIDATE_PREFIX = "validate-model-"
+
+
+def model_validate_name(stem: str) -> str:
+    """``validate-model-<stem>``: ``validate --model FILE`` of any int8 model, one file pair per model name."""
+    return f"{MODEL_VALIDATE_PREFIX}{stem}"
+
+
 def device_name(board_id: str, variant: str) -> str:
     """``device-<board>-<variant>``: one file pair per board and variant run by ``bench device``."""
     return f"{DEVICE_PREFIX}{board_id}-{variant}"

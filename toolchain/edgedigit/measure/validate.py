@@ -15,6 +15,7 @@ other variants (``validate mlp`` alone) and of earlier models of a variant (the 
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -171,6 +172,93 @@ def validate_variants(names: list[str] | tuple[str, ...] | None, dataset: Any, l
         results.upsert(result, record_key)
         write_json(results.summary_path.with_name(f"{RESULT_NAME}_{v.name}.json"), result)
     results.write_summary(summary)
+    return summary
+
+
+# ---- any int8 model on given inputs ----------------------------------------------------------------------
+
+MODEL_RUNTIMES = ("tflm", "litert-ref", "native")  # the reference (TFLM, what the devices run) first
+
+
+def load_inputs(path: Path, spec: Any, what: str = "--inputs") -> np.ndarray:
+    """Inputs for a model of I/O ``spec`` from a .npy: int8/uint8 in the model's input shape (raw uint8 pixels
+    for a digit classifier), as rows of the bytes the device receives (uint8, N x input bytes).
+
+    Raises:
+        EdgeDigitError: unreadable, or another dtype or size (names the file and what the model takes).
+    """
+    try:
+        x = np.asarray(np.load(path, allow_pickle=False))
+    except (OSError, ValueError, EOFError) as e:
+        raise EdgeDigitError(f"{path}: {what} needs a readable .npy file ({e or 'empty file'})") from None
+    want = np.dtype(np.uint8) if spec.image else spec.input_dtype
+    if x.dtype != want:
+        raise EdgeDigitError(f"{path}: {x.dtype.name} inputs; the model takes {want.name}"
+                             + (" raw pixels" if spec.image else ""))
+    if x.ndim < 1 or len(x) == 0 or x.reshape(len(x), -1).shape[1] != spec.input_bytes:
+        raise EdgeDigitError(f"{path}: inputs of shape {x.shape}; the model takes {spec.input_bytes} values per input "
+                             f"(shape {spec.input_shape})")
+    return np.ascontiguousarray(x.reshape(len(x), -1)).view(np.uint8)
+
+
+def validate_model(model: Path, inputs: Path, labels: Path | None = None) -> dict:
+    """Run any int8 model under every int8 host runtime on the given inputs and compare each with TFLM,
+    element for element; results in ``build/results/validate-model-<stem>.{jsonl,json}``.
+
+    Args:
+        model: an int8 .tflite (int8/uint8 input, int8 output).
+        inputs: a .npy of inputs (see :func:`load_inputs`).
+        labels: a .npy of class labels (then each runtime's accuracy is reported).
+
+    Returns:
+        The summary: per runtime its agreement with TFLM (or why it cannot run the model), accuracies.
+
+    Raises:
+        ModelError: an unusable model. EdgeDigitError: unusable inputs or labels.
+    """
+    from ..codegen.tflm import device_input
+    from ..core.graph import load_graph
+    from ..core.int8 import io_spec
+    from ..core.results import model_validate_name
+    from ..runtimes import run_int8
+
+    graph = load_graph(model)
+    spec = io_spec(graph)
+    rows = load_inputs(Path(inputs), spec)
+    y = None
+    if labels is not None:
+        try:
+            y = np.asarray(np.load(labels, allow_pickle=False)).reshape(-1)
+        except (OSError, ValueError, EOFError) as e:
+            raise EdgeDigitError(f"{labels}: --labels needs a readable .npy file ({e or 'empty file'})") from None
+        if len(y) != len(rows):
+            raise EdgeDigitError(f"{labels}: {len(y)} labels for {len(rows)} inputs")
+    x = device_input(graph, spec, rows)
+    start = time.perf_counter()
+    raw: dict[str, np.ndarray] = {}
+    missing: dict[str, str] = {}
+    for name in MODEL_RUNTIMES:
+        try:
+            raw[name] = np.asarray(run_int8(name, graph.path, x)).reshape(len(x), -1)
+        except EdgeDigitError as e:
+            if name == MODEL_RUNTIMES[0]:
+                raise
+            missing[name] = str(e)
+    ref = MODEL_RUNTIMES[0]
+    summary = {
+        "model": str(graph.path), "model_sha256": graph.sha256, "io": spec.as_dict(),
+        "inputs": {"file": str(inputs), "count": len(rows), "sha256": hashlib.sha256(rows.tobytes()).hexdigest()},
+        "labels": str(labels) if labels is not None else None, "machine": machine(), "reference": ref,
+        "agreement": {name: {"vs": ref, **agreement(raw[ref], out)} for name, out in raw.items() if name != ref},
+        "missing": missing,
+        "accuracy": {name: float(np.mean(np.argmax(out, axis=1) == y)) for name, out in raw.items()}
+        if y is not None else None,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    results = ResultFile(model_validate_name(graph.path.stem))
+    results.append(summary)
+    results.write_summary(summary)
+    summary["results_file"] = str(results.summary_path)
     return summary
 
 

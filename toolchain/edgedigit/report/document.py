@@ -136,7 +136,8 @@ def device_summary(session: dict, samples: list[dict], file: str = "") -> dict:
         us = counters / 1000.0
     else:
         us = np.asarray([r.get("us", np.nan) for r in samples], np.float64)
-    d["accuracy"] = float(np.mean([r["predicted"] == r["label"] for r in samples]))
+    if all(r.get("label") is not None for r in samples):  # a --model run without labels has no accuracy
+        d["accuracy"] = float(np.mean([r["predicted"] == r["label"] for r in samples]))
     d["counter"] = {"median": float(np.median(counters)), "unit": unit}
     if np.all(np.isfinite(us)):
         d["latency_us"] = {"median": float(np.median(us))}

@@ -1,8 +1,7 @@
 """Host runner for the native backend: the generated C built as a shared library and called with ctypes.
 
-The library holds exactly the C the firmware gets (kernels, graph code and, for models of the firmware
-runner's shape (``core.int8.is_classifier_io``: a 28x28 image in, 2..16 classes out), the ``edgedigit_model.h``
-runner) plus a small batch entry point. It is built once per model and compiler into
+The library holds exactly the C the firmware gets (kernels, graph code and the ``edgedigit_model.h`` runner)
+plus a small batch entry point. It is built once per model and compiler into
 ``<build>/cache/native/<key>/`` (key: model hash, generated sources, compiler and flags), so repeated runs
 only load it.
 """
@@ -21,7 +20,6 @@ import numpy as np
 from ..core.errors import ModelError, ToolError
 from ..core.fsutil import staged_dir, write_atomic
 from ..core.graph import Graph, load_graph
-from ..core.int8 import is_classifier_io
 from ..core.paths import build_dir, templates_dir
 
 CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic", "-fPIC", "-shared")
@@ -45,11 +43,9 @@ def _sources(graph: Graph, fc_product: str = "float32") -> dict[str, str]:
     from ..codegen import native
 
     program = native.prepare(graph, fc_product=fc_product)
-    files: dict[str, str | bytes] = dict(native.generate_graph(graph, variant=graph.path.stem,
-                                                               source_name=graph.path.name, program=program))
-    if is_classifier_io(graph.input.size, graph.output.size):
-        files = native.generate(graph, variant=graph.path.stem, source_name=graph.path.name, program=program)
-        files["edgedigit_model.h"] = (templates_dir() / "runtime" / "edgedigit_model.h").read_text()
+    files: dict[str, str | bytes] = dict(native.generate(graph, variant=graph.path.stem, source_name=graph.path.name,
+                                                         program=program))
+    files["edgedigit_model.h"] = (templates_dir() / "runtime" / "edgedigit_model.h").read_text()
     files[HOST_SHIM] = (templates_dir() / "native" / "host" / HOST_SHIM).read_text()
     return {k: v if isinstance(v, str) else v.decode() for k, v in files.items()}
 
@@ -120,7 +116,7 @@ class NativeModel:
 
     @property
     def has_runner(self) -> bool:
-        """True if the library holds the firmware runner (``edgedigit_model_invoke``; ``is_classifier_io`` models)."""
+        """True if the library holds the firmware runner (``edgedigit_model_invoke``)."""
         return hasattr(self._lib, "edgedigit_model_invoke")
 
     def run(self, x_int8: np.ndarray) -> np.ndarray:
@@ -145,22 +141,26 @@ class NativeModel:
         return out
 
     def invoke_pixels(self, pixels: np.ndarray) -> tuple[int, np.ndarray]:
-        """Call the firmware runner ``edgedigit_model_invoke`` on one uint8 28x28 image.
+        """Call the firmware runner on one input as the device receives it (a digit image's 784 raw pixels,
+        else the input tensor's bytes): fill ``edgedigit_model_input()``, ``edgedigit_model_invoke()``, read
+        ``edgedigit_model_output(i)``.
 
         Returns:
             (predicted class, raw int32 outputs).
         """
-        if not self.has_runner:
-            raise ModelError(f"{self.path}: not a 28x28 image model, the firmware runner is not built")
-        img = np.ascontiguousarray(np.asarray(pixels, np.uint8).reshape(-1))
-        if img.size != 784:
-            raise ModelError(f"{self.path}: an image has 784 pixels, got {img.size}")
-        raw = np.zeros(16, np.int32)
-        fn = self._lib.edgedigit_model_invoke
-        fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-        fn.restype = ctypes.c_int
-        cls = int(fn(img.ctypes.data, raw.ctypes.data))
-        return cls, raw[: self.graph.output.size].copy()
+        from ..core.int8 import io_spec
+
+        spec = io_spec(self.graph)
+        data = np.ascontiguousarray(np.asarray(pixels).reshape(-1)).view(np.uint8)
+        if data.size != spec.input_bytes:
+            raise ModelError(f"{self.path}: the runner takes {spec.input_bytes} input bytes, got {data.size}")
+        self._lib.edgedigit_model_input.restype = ctypes.c_void_p
+        ctypes.memmove(self._lib.edgedigit_model_input(), data.ctypes.data, data.size)
+        self._lib.edgedigit_model_invoke.restype = ctypes.c_int
+        cls = int(self._lib.edgedigit_model_invoke())
+        get = self._lib.edgedigit_model_output
+        get.argtypes, get.restype = [ctypes.c_uint32], ctypes.c_int32
+        return cls, np.array([get(i) for i in range(spec.outputs)], np.int32)
 
 
 def run_native(tflite_path: str | Path, x: np.ndarray) -> np.ndarray:

@@ -29,15 +29,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import UnsupportedOpError
+from ..core.errors import ModelError
 
 if TYPE_CHECKING:
     from ..codegen.tflm import SelfCheck
     from ..core.graph import Graph
+    from ..core.int8 import IoSpec
     from ..core.store import Card
     from .boards import Board
 
-LUT_BYTES = 256  # the input table every backend's runner carries (one int8 per raw pixel value)
+LUT_BYTES = 256  # the input table a digit classifier's runner carries (one int8 per raw pixel value)
+# The MLPerf Tiny ids the reference runner knows (its tests_*.yaml), and the reference models' file stems.
+MLPERF_IDS = ("ad01", "ic01", "kws01", "vww01")
+MLPERF_STEMS = {"ad01_int8": "ad01", "pretrainedResnet_quant": "ic01", "kws_ref_model": "kws01",
+                "vww_96_int8": "vww01"}
+
+
+def mlperf_id_for(stem: str, given: str | None = None) -> str | None:
+    """The MLPerf Tiny id a model reports in ``profile%``: ``given``, else derived from the file's stem (the
+    reference models' names, or a stem that starts with an id, e.g. ``ad01_int8``); None otherwise.
+
+    Raises:
+        ModelError: ``given`` is not an id the MLPerf Tiny runner knows.
+    """
+    if given is not None:
+        if given not in MLPERF_IDS:
+            raise ModelError(f"--mlperf-id {given}: not an MLPerf Tiny model id (one of {', '.join(MLPERF_IDS)})")
+        return given
+    if stem in MLPERF_STEMS:
+        return MLPERF_STEMS[stem]
+    return next((i for i in MLPERF_IDS if stem.startswith(i)), None)
 
 
 # ---- the model -------------------------------------------------------------------------------------------
@@ -56,6 +77,22 @@ class ModelSource:
     fixed: Any = None  # the fixed-point LR tables of linear models (pixels, weights, bias, scale)
     # facts the backends computed once for this model (TFLM's measured arena, the native plan)
     prepared: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    mlperf_id: str | None = None  # what profile% reports (an MLPerf Tiny id); None: the name
+
+    @property
+    def io(self) -> IoSpec:
+        """The model's I/O contract (``core.int8``): a graph's, or the linear model's (784 raw pixels in,
+        int32 class scores out, reported as their softmax).
+
+        Raises:
+            ModelError: a graph the firmware cannot feed or read (not int8/uint8 in, int8 out).
+        """
+        from ..core.int8 import IMAGE_BYTES, INPUT_SHAPE, IoSpec, io_spec
+
+        if self.graph is not None:
+            return self.once("io", lambda: io_spec(self.graph))
+        return IoSpec(IMAGE_BYTES, "pixels", INPUT_SHAPE, 1.0, 0, self.num_classes, float(self.fixed.scale), 0,
+                      "softmax")
 
     @property
     def accuracy(self) -> float | None:
@@ -64,7 +101,7 @@ class ModelSource:
 
     @property
     def num_classes(self) -> int:
-        """Outputs per image: the graph's output size, or the LR's number of weight rows."""
+        """Raw outputs per inference: the graph's output size, or the LR's number of weight rows."""
         import numpy as np
 
         if self.graph is not None:
@@ -97,6 +134,7 @@ class Requirement:
     runtime_ram: int
     detail: dict[str, Any] = field(default_factory=dict)
     model_ram: int = 0  # model tables the toolchain copies to SRAM (AVR without PROGMEM)
+    io_ram: int = 0  # the model's I/O buffers: the loaded input (and the linear runner's class scores)
 
     @property
     def flash(self) -> int:
@@ -104,7 +142,7 @@ class Requirement:
 
     @property
     def ram(self) -> int:
-        return self.arena + self.model_ram + self.runtime_ram
+        return self.arena + self.io_ram + self.model_ram + self.runtime_ram
 
     @property
     def fits(self) -> bool:
@@ -118,14 +156,15 @@ class Requirement:
                          f"{self.flash:,} B > {self.board.id}'s {self.board.flash_bytes:,} B flash")
         if self.ram > self.board.ram_bytes:
             in_ram = f" + {self.model_ram:,} B model tables copied to RAM" if self.model_ram else ""
-            parts.append(f"{self.arena:,} B arena{in_ram} + ~{_kb(self.runtime_ram)} {self.backend} runtime = "
+            io = f" + {self.io_ram:,} B I/O buffers" if self.io_ram else ""
+            parts.append(f"{self.arena:,} B arena{io}{in_ram} + ~{_kb(self.runtime_ram)} {self.backend} runtime = "
                          f"{self.ram:,} B > {self.board.id}'s {self.board.ram_bytes:,} B RAM")
         return "; ".join(parts)
 
     def as_dict(self) -> dict[str, Any]:
         return {"backend": self.backend, "model_flash": self.model_flash, "runtime_flash": self.runtime_flash,
                 "flash": self.flash, "flash_available": self.board.flash_bytes, "arena": self.arena,
-                "model_ram": self.model_ram, "runtime_ram": self.runtime_ram, "ram": self.ram,
+                "io_ram": self.io_ram, "model_ram": self.model_ram, "runtime_ram": self.runtime_ram, "ram": self.ram,
                 "ram_available": self.board.ram_bytes,
                 "runtime_basis": self.board.runtime[self.backend].basis, **self.detail}
 
@@ -179,6 +218,16 @@ class Backend:
         """What the lock file records of the library this backend pins on ``board`` (None: nothing)."""
         return None
 
+    def model_data(self, src: ModelSource) -> list[bytes]:
+        """The model data the firmware checksums at boot, in its order (``m-ed-model-crc32`` is their CRC-32)."""
+        raise NotImplementedError
+
+    def model_crc32(self, src: ModelSource) -> int:
+        """The CRC-32 a firmware of this backend reports for ``src`` when its model data is as exported."""
+        from ..codegen.runner import crc32
+
+        return src.once(f"{self.name}.crc32", lambda: crc32(self.model_data(src)))
+
 
 class TflmBackend(Backend):
     """TensorFlow Lite Micro: the .tflite embedded as is, the board's pinned TFLM library runs it.
@@ -224,7 +273,9 @@ class TflmBackend(Backend):
             return str(e)
         try:
             tflm.check_ops(src.graph, ops, f"{board.id}'s TFLM library ({library})")
-        except UnsupportedOpError as e:
+            tflm.model_facts(src.graph)
+            self.measured_arena(src)  # a model TFLM cannot allocate is this backend's problem, not the model's
+        except ModelError as e:
             return str(e)
         if tflm.per_channel_fully_connected(src.graph) and not per_channel:
             fix = (f"edgedigit quantize {src.name} --granularity per-tensor" if src.card is not None
@@ -245,18 +296,19 @@ class TflmBackend(Backend):
 
     def requirement(self, board: Board, src: ModelSource, measured_arena: int | None = None) -> Requirement:
         from ..codegen import tflm
-        from ..core.int8 import IMAGE_BYTES
 
+        spec = tflm.model_facts(src.graph)  # a float or dynamic-range model: say so, not "TFLM cannot load it"
         if measured_arena is None:
-            tflm.model_facts(src.graph)  # a float or dynamic-range model: say so, not "TFLM cannot load it"
             measured_arena = self.measured_arena(src)
         rt = board.runtime[self.name]
-        checks = len(tflm.self_check_images())
-        extra = LUT_BYTES + checks * (IMAGE_BYTES + src.num_classes)  # input LUT + start-up self-check vectors
+        checks = len(tflm.self_check_inputs(spec))
+        # input LUT (digit classifiers) + start-up self-check vectors
+        extra = (LUT_BYTES if spec.image else 0) + checks * (spec.input_bytes + spec.outputs)
         return Requirement(board, self.name, src.name, src.graph.size_bytes + extra, tflm.arena_bytes(measured_arena),
                            rt.flash, rt.ram, {"tflite_bytes": src.graph.size_bytes, "tables_bytes": extra,
                                               "arena_measured": measured_arena,
-                                              "arena_margin": tflm.arena_margin(measured_arena)})
+                                              "arena_margin": tflm.arena_margin(measured_arena)},
+                           io_ram=spec.input_bytes)
 
     def self_check(self, src: ModelSource) -> SelfCheck:
         """The start-up check vectors: ``codegen.tflm.self_check_images()`` and host TFLM's int8 outputs.
@@ -267,12 +319,13 @@ class TflmBackend(Backend):
         import numpy as np
 
         from ..codegen import tflm
-        from ..core.int8 import quantize_for
         from ..runtimes.tflm import TFLMModel
 
-        images = tflm.self_check_images()
-        out = np.asarray(TFLMModel(src.path, arena=self.measured_arena(src)).run(quantize_for(src.graph, images)))
-        return tflm.SelfCheck(images, out.reshape(len(images), src.num_classes).astype(np.int8))
+        spec = tflm.model_facts(src.graph)
+        rows = tflm.self_check_inputs(spec)
+        out = np.asarray(TFLMModel(src.path, arena=self.measured_arena(src)).run(tflm.device_input(src.graph, spec,
+                                                                                                   rows)))
+        return tflm.SelfCheck(rows, out.reshape(len(rows), spec.outputs).astype(np.int8))
 
     def generate(self, board: Board, src: ModelSource, req: Requirement) -> dict[str, str | bytes]:
         from ..codegen import tflm
@@ -281,7 +334,13 @@ class TflmBackend(Backend):
         library, _, ops, _ = self._facts(board, src)
         return tflm.generate(src.graph, variant=src.name, source_name=src.source_name,
                              measured_arena=req.detail["arena_measured"], self_check=self.self_check(src),
-                             available_ops=ops, library=library, include=board.tflm.include)
+                             available_ops=ops, library=library, include=board.tflm.include,
+                             model_id=src.mlperf_id)
+
+    def model_data(self, src: ModelSource) -> list[bytes]:
+        from ..codegen import tflm
+
+        return tflm.model_data(src.graph)
 
     def project_files(self, board: Board, src: ModelSource, req: Requirement,
                       kernels: str | None = None) -> dict[str, str | bytes]:
@@ -327,22 +386,33 @@ class NativeBackend(Backend):
     def _model_problem(self, board: Board, src: ModelSource) -> str | None:
         try:
             self.program(src)
-        except UnsupportedOpError as e:
+        except ModelError as e:  # an op, a dtype or a shape the native backend lacks: another backend may run it
             return str(e)
         return None
 
     def requirement(self, board: Board, src: ModelSource, measured_arena: int | None = None) -> Requirement:
         rt = board.runtime[self.name]
         program = self.program(src)
+        spec = src.io
         weights, arena = program.weights_bytes, program.arena_bytes
+        # every constant array the generated C holds (weights, biases, per-channel multipliers and shifts)
+        # and the input table of a digit classifier: the model data the boot CRC covers
+        tables = sum(len(b) for b in self.model_data(src))
         # Where const tables are copied to SRAM (AVR without PROGMEM), they need RAM as well as flash.
-        return Requirement(board, self.name, src.name, weights + LUT_BYTES, arena, rt.flash, rt.ram,
-                           {"weights_bytes": weights}, model_ram=weights + LUT_BYTES if rt.weights_in_ram else 0)
+        return Requirement(board, self.name, src.name, tables, arena, rt.flash, rt.ram,
+                           {"weights_bytes": weights}, model_ram=tables if rt.weights_in_ram else 0,
+                           io_ram=spec.input_bytes)
 
     def generate(self, board: Board, src: ModelSource, req: Requirement) -> dict[str, str | bytes]:
         from ..codegen import native
 
-        return native.generate(src.graph, variant=src.name, source_name=src.source_name, program=self.program(src))
+        return native.generate(src.graph, variant=src.name, source_name=src.source_name, program=self.program(src),
+                               model_id=src.mlperf_id)
+
+    def model_data(self, src: ModelSource) -> list[bytes]:
+        from ..codegen import native
+
+        return native.model_data(self.program(src))
 
 
 class LinearBackend(Backend):
@@ -355,12 +425,20 @@ class LinearBackend(Backend):
         from ..codegen import linear
 
         rt = board.runtime[self.name]
-        return Requirement(board, self.name, src.name, linear.tables_bytes(src.fixed), 0, rt.flash, rt.ram)
+        spec = src.io  # the loaded image and the runner's int32 class scores
+        return Requirement(board, self.name, src.name, linear.tables_bytes(src.fixed), 0, rt.flash, rt.ram,
+                           io_ram=spec.input_bytes + 4 * spec.outputs)
 
     def generate(self, board: Board, src: ModelSource, req: Requirement) -> dict[str, str | bytes]:
         from ..codegen import linear
 
-        return linear.generate(src.fixed, variant=src.name, source_name=src.source_name, sha256=src.sha256)
+        return linear.generate(src.fixed, variant=src.name, source_name=src.source_name, sha256=src.sha256,
+                               model_id=src.mlperf_id)
+
+    def model_data(self, src: ModelSource) -> list[bytes]:
+        from ..codegen import linear
+
+        return linear.model_data(src.fixed)
 
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (TflmBackend(), NativeBackend(), LinearBackend())}
@@ -424,22 +502,33 @@ def judge(board: Board, src: ModelSource, *, recorded: bool = False) -> Fit:
         ModelError: the model itself is not usable (e.g. not full int8).
     """
     fit = Fit(src.name, src.accuracy, src, src.card)
+    _ = src.io  # a model no firmware can feed (float I/O, two inputs) is the model's problem: raise it
     for name in board.backends:
         why = problem(board, src, name)
         if why is not None:
             fit.problems[name] = why
-    usable = [BACKENDS[b] for b in board.backends if b not in fit.problems]
-    if not usable:
-        fit.reasons.append("no backend of the board runs it (" + "; ".join(fit.problems.values()) + ")")
-        return fit
-    for backend in usable:
-        req = backend.requirement(board, src, backend.recorded_arena(src) if recorded else None)
+    for backend in [BACKENDS[b] for b in board.backends if b not in fit.problems]:
+        try:
+            req = backend.requirement(board, src, backend.recorded_arena(src) if recorded else None)
+        except ModelError as e:  # this backend cannot size it: the next one may run it
+            fit.problems[backend.name] = str(e)
+            continue
         if req.fits:
             fit.requirement = req
             return fit
         fit.too_large.append(req)
+    if not fit.too_large:
+        fit.reasons.append("no backend of the board runs it (" + "; ".join(kind_problems(fit, src)) + ")")
+        return fit
     fit.reasons.append("too large: " + "; ".join(r.shortfall() for r in fit.too_large))
     return fit
+
+
+def kind_problems(fit: Fit, src: ModelSource) -> list[str]:
+    """The problems of the backends that run ``src``'s kind (the others' "runs linear models" is noise), or
+    every problem when no backend runs its kind."""
+    same = [why for name, why in fit.problems.items() if name in BACKENDS and BACKENDS[name].kind == src.kind]
+    return same or list(fit.problems.values())
 
 
 def rank(fit: Fit) -> tuple[float, float, str]:

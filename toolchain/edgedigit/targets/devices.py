@@ -37,6 +37,7 @@ QEMU_NOTE = "emulated instructions, not cycles of a real chip"
 # edgedigit_startup_m4.c, EDGEDIGIT_STACK_PAINT): words still painted were never used.
 STACK_PAINT = 0xC5C5C5C5
 _PTY_RE = re.compile(r"^edgedigit-host: serial on (\S+)$")
+_QEMU_PTY_RE = re.compile(r"char device redirected to (/dev/pts/\d+)")
 _HEAP_SYMBOLS = ("malloc", "_malloc_r", "calloc", "realloc", "free", "_sbrk", "sbrk")
 
 
@@ -229,12 +230,16 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def start(project: Path, board: Any, *, qmp: bool = False) -> Iterator[Running]:
+def start(project: Path, board: Any, *, qmp: bool = False, pty: bool = False) -> Iterator[Running]:
     """Start a built host/qemu firmware project; stop it (terminate, then kill) when the block ends.
 
     Args:
+        project: the built project.
+        board: its board.
         qmp: (qemu) also open QEMU's machine protocol on a local socket, so :func:`read_memory` and
             :func:`stack_high_water` can read the emulated RAM.
+        pty: give ``qemu-m4`` a pseudo-terminal (``-serial pty``) instead of a TCP socket, so a client that
+            opens ports with plain ``serial.Serial`` (the MLPerf Tiny runner) can use it; ``host`` always has one.
 
     Raises:
         BoardError: the board has no ``[run]`` table.
@@ -260,6 +265,17 @@ def start(project: Path, board: Any, *, qmp: bool = False) -> Iterator[Running]:
                     proc.stdout.close()
         else:
             emulator = _tool(spec.emulator or "qemu-system-arm", "run the qemu-m4 board")
+            if pty:
+                cmd = [emulator, *spec.args, "-kernel", str(binary), "-serial", "pty"]
+                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log_file, stdin=subprocess.DEVNULL)
+                try:
+                    yield Running(_read_pty_path(proc, binary, spec.boot_timeout_s, _QEMU_PTY_RE,
+                                                 "char device redirected to /dev/pts/N"), proc, log, spec)
+                finally:
+                    _stop(proc)
+                    if proc.stdout is not None:
+                        proc.stdout.close()
+                return
             port = _free_port()
             cmd = [*_die_with_parent(), emulator, *spec.args, "-kernel", str(binary),
                    "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on"]
@@ -343,8 +359,9 @@ def stack_high_water(running: Running, elf: Path, nm_tool: str = "arm-none-eabi-
     return {"stack_bytes": top - start, "stack_used": top - start - 4 * untouched}
 
 
-def _read_pty_path(proc: subprocess.Popen[bytes], binary: Path, timeout: float) -> str:
-    """The pseudo-terminal path the host firmware prints on its first stdout line."""
+def _read_pty_path(proc: subprocess.Popen[bytes], binary: Path, timeout: float, pattern: re.Pattern[str] = _PTY_RE,
+                   expected: str = "edgedigit-host: serial on /dev/pts/N") -> str:
+    """The pseudo-terminal path the process prints on its first stdout line (``pattern``'s group 1)."""
     import selectors
 
     assert proc.stdout is not None
@@ -361,9 +378,9 @@ def _read_pty_path(proc: subprocess.Popen[bytes], binary: Path, timeout: float) 
             raise ToolError(f"{binary} exited (code {proc.wait()}) before printing its serial port")
         buf += chunk
     line = buf.split(b"\n", 1)[0].decode(errors="replace").strip()
-    m = _PTY_RE.match(line)
+    m = pattern.search(line)
     if not m:
-        raise ToolError(f"{binary} printed {line!r} instead of 'edgedigit-host: serial on /dev/pts/N'")
+        raise ToolError(f"{binary} printed {line!r} instead of '{expected}'")
     return m.group(1)
 
 

@@ -24,7 +24,19 @@ from ..core.fsutil import jsonable, sha256_file, staged_dir, write_atomic, write
 from ..core.paths import build_dir, firmware_dir, templates_dir
 from ..core.stage import NotApplicable, Stage, file_hash, quantized_hashes
 from ..core.store import Card, ModelFolder, not_quantized, nothing_trained, read_card, trained_variants
-from .backends import BACKENDS, Fit, ModelSource, Requirement, choose, default_backend, judge, problem, tflm_library
+from .backends import (
+    BACKENDS,
+    Fit,
+    ModelSource,
+    Requirement,
+    choose,
+    default_backend,
+    judge,
+    kind_problems,
+    mlperf_id_for,
+    problem,
+    tflm_library,
+)
 from .boards import Board, load_board
 
 LOCK_FILE = "edgedigit.lock.json"
@@ -88,12 +100,18 @@ def _variant_source(variant: str, card: Card) -> ModelSource:
     return ModelSource(variant, kind, path, sha256_file(path), _relative_name(path), card, None, load_fixed_lr(path))
 
 
-def resolve_model(variant: str | None = None, model: Path | None = None) -> ModelSource:
+def resolve_model(variant: str | None = None, model: Path | None = None, mlperf_id: str | None = None) -> ModelSource:
     """The model to export: a trained variant's int8 artifact, or any int8 .tflite given by path.
+
+    Args:
+        variant: a trained variant.
+        model: any int8 .tflite instead.
+        mlperf_id: the MLPerf Tiny id ``profile%`` reports (default: derived from the .tflite's name, see
+            ``backends.mlperf_id_for``; a variant reports its name).
 
     Raises:
         NotTrainedError: the variant has no card or is not quantized yet.
-        ModelError: the file is missing or not a usable model.
+        ModelError: the file is missing or not a usable model, or an unknown MLPerf id.
     """
     from ..core.graph import load_graph
 
@@ -104,8 +122,11 @@ def resolve_model(variant: str | None = None, model: Path | None = None) -> Mode
         if path.suffix != ".tflite":
             raise ModelError(f"{path}: --model takes an int8 .tflite file")
         graph = load_graph(path)
-        return ModelSource(path.stem, "neural", path, graph.sha256, _relative_name(path), None, graph)
-    return _variant_source(variant, read_card(variant))
+        return ModelSource(path.stem, "neural", path, graph.sha256, _relative_name(path), None, graph,
+                           mlperf_id=mlperf_id_for(path.stem, mlperf_id))
+    src = _variant_source(variant, read_card(variant))
+    src.mlperf_id = mlperf_id_for(variant, mlperf_id) if mlperf_id is not None else None
+    return src
 
 
 # ---- which model, which backend --------------------------------------------------------------------------
@@ -209,7 +230,7 @@ def fit_backend(board: Board, src: ModelSource, backend: str | None = None) -> R
         if fit.requirement is not None:
             return fit.requirement
         if not fit.too_large:
-            raise UnsupportedOpError(f"no backend of {board.id} can run {src.name}: {'; '.join(fit.problems.values())}")
+            raise UnsupportedOpError(f"no backend of {board.id} can run {src.name}: {'; '.join(kind_problems(fit, src))}")
         worst = fit.too_large[0]
     raise ModelTooLargeError(f"{src.name} ({worst.backend}): {worst.shortfall()}; {_fits_clause(board, src.name)}")
 
@@ -259,7 +280,8 @@ def render_project(board: Board, src: ModelSource, req: Requirement,
     _merge(src_files, BACKENDS[req.backend].generate(board, src, req), "src/")
     model_info = {
         "variant": src.name, "backend": req.backend, "kind": src.kind, "sha256": src.sha256,
-        "source": src.source_name, "num_classes": src.num_classes, "arena_bytes": req.arena,
+        "source": src.source_name, "num_classes": src.num_classes, "io": src.io.as_dict(),
+        "mlperf_id": src.mlperf_id, "arena_bytes": req.arena,
         "flash_bytes": req.flash, "ram_bytes": req.ram, "accuracy": src.accuracy,
     }
     ctx = {
@@ -306,6 +328,8 @@ def _lock(board: Board, src: ModelSource, req: Requirement, hashes: dict[str, st
                   "platformio": board.as_dict()["platformio"], "tflm": BACKENDS[req.backend].lock(board, kernels),
                   "counter": board.as_dict()["counter"]},
         "model": {"name": src.name, "kind": src.kind, "source": src.source_name, "sha256": src.sha256,
+                  "mlperf_id": src.mlperf_id, "io": src.io.as_dict(),
+                  "crc32": f"{BACKENDS[req.backend].model_crc32(src):08x}",
                   "card": {k: card.get(k) for k in ("variant", "seed", "dataset", "quantization", "int8_accuracy",
                                                     "size_bytes")} if src.card is not None else None},
         "backend": req.backend,
@@ -368,7 +392,7 @@ def project_dir(board: Board, name: str, backend: str, kernels: str | None = Non
 
 
 def export(board: str, variant: str | None = None, model: Path | None = None, backend: str | None = None,
-           out: Path | None = None, kernels: str | None = None) -> ExportResult:
+           out: Path | None = None, kernels: str | None = None, mlperf_id: str | None = None) -> ExportResult:
     """Export a complete firmware project.
 
     Args:
@@ -379,6 +403,8 @@ def export(board: str, variant: str | None = None, model: Path | None = None, ba
         out: the project folder; default ``build/firmware/<board>/<variant>-<backend>/``.
         kernels: TFLM kernels (``cmsis-nn``, ``reference``, ``esp-nn``) on a board that compiles TFLM from a
             source tree (qemu-m4, host); default: the tree's first one the board's compiler builds.
+        mlperf_id: the MLPerf Tiny id ``profile%`` reports (ic01, kws01, vww01, ad01); default: derived from
+            the model file's name, else the variant.
 
     Returns:
         Where it went, what went in, and the lock record.
@@ -388,7 +414,9 @@ def export(board: str, variant: str | None = None, model: Path | None = None, ba
     """
     b = load_board(board)
     # the model: the most accurate trained variant that fits (the one selection policy), or the given one
-    src = _best(b).src if variant is None and model is None else resolve_model(variant, model)
+    src = _best(b).src if variant is None and model is None else resolve_model(variant, model, mlperf_id)
+    if variant is None and model is None and mlperf_id is not None:
+        src.mlperf_id = mlperf_id_for(src.name, mlperf_id)
     req = fit_backend(b, src, backend)  # the budget check, before anything is rendered
     if kernels is not None and (req.backend != "tflm" or tflm_library(b) is None):
         raise EdgeDigitError(f"kernels {kernels}: only the tflm backend of a board that compiles TFLM from a source "

@@ -19,10 +19,9 @@ from ..core.errors import DeviceError, SerialTimeoutError
 
 READY = "m-ready"
 POLL_S = 0.05  # read timeout of the port: how often a waiting read checks its deadline
-IMAGE_BYTES = 784
+PROTOCOL_VERSION = 2  # docs/protocol.md; the device's m-ed-protocol must equal it
 
 RE_READY = re.compile(r"^m-ready$")
-RE_INIT_DONE = re.compile(r"^m-init-done$")
 RE_ERROR = re.compile(r"^e-\[(.*)\]$")
 RE_NAME = re.compile(r"^m-name-dut-\[([^]]+)\]$")
 RE_PROFILE = re.compile(r"^m-(profile|model)-\[([^]]+)\]$")
@@ -31,12 +30,16 @@ RE_RESULTS = re.compile(r"^m-results-\[([^]]*)\]$")
 RE_EXPECTING = re.compile(r"^m-\[Expecting ([0-9]+) bytes\]$")
 RE_LOAD_DONE = re.compile(r"^m-load-done$")
 RE_ED = re.compile(r"^m-ed-([a-z0-9-]+?)-\[([^]]*)\]$")
+RE_BUFFER = re.compile(r"^m-buffer-([0-9a-f]{2}(?:-[0-9a-f]{2}){0,7})$")
+RE_HEX32 = re.compile(r"^[0-9a-f]{8}$")
 RE_INT_LIST = re.compile(r"^-?[0-9]+(,-?[0-9]+)*$")
 RE_ECHO_TOKEN = re.compile(r"^[A-Za-z0-9]{1,16}$")
 
 # ed-info keys and how to read them
-_INFO_INT = {"protocol", "classes", "arena-bytes", "protocol-bytes", "cmd-max", "image-bytes"}
-_INFO_STR = {"platform", "variant", "backend", "model-sha256", "output", "counter-unit"}
+_INFO_INT = {"protocol", "input-bytes", "outputs", "arena-bytes", "protocol-bytes", "cmd-max", "crc-counter"}
+_INFO_SIGNED = {"model-init"}
+_INFO_STR = {"platform", "variant", "model-id", "backend", "model-sha256", "model-crc32", "input", "output", "scores",
+             "counter-unit"}
 
 
 class ProtocolError(DeviceError):
@@ -50,15 +53,26 @@ class DeviceInfo:
     protocol: int
     platform: str
     variant: str
+    model_id: str  # what profile% reports (an MLPerf Tiny id, or the variant)
     backend: str
     model_sha256: str
-    classes: int
-    output: str
+    model_crc32: str  # 8 hex digits: CRC-32 of the model data in flash, computed at boot
+    crc_counter: int  # what computing it cost, in counter units
+    model_init: int  # edgedigit_model_init()'s result (0: ready)
+    input_bytes: int  # bytes loaded per inference
+    input: str  # pixels | int8 | uint8
+    outputs: int  # raw outputs per inference
+    output: str  # int8 | int32
+    scores: str  # how m-results is formed: dequantized | softmax | mse
     arena_bytes: int
     protocol_bytes: int
     cmd_max: int
-    image_bytes: int
     counter_unit: str
+
+    @property
+    def classes(self) -> int:
+        """Raw outputs per inference (the classes of a classifier)."""
+        return self.outputs
 
     def as_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -251,11 +265,8 @@ class Device:
 
     # ---- handshake ----
     def wait_boot(self, timeout: float = 10.0) -> None:
-        """Wait for ``m-init-done`` (the device just started), then resynchronize."""
-        deadline = time.monotonic() + timeout
-        while not RE_INIT_DONE.match(self.read_line(deadline, "the boot message 'm-init-done'")):
-            pass
-        self.sync()
+        """Wait until the device answers (it prints nothing at boot): resynchronize within ``timeout``."""
+        self.sync(timeout=timeout)
 
     # ---- MLPerf Tiny DUT commands ----
     def name(self) -> str:
@@ -277,11 +288,12 @@ class Device:
         """``db load N%`` then ``db HH..%`` frames; the whole load is repeated if any part fails.
 
         Args:
-            data: 1..784 bytes (an image is 784 raw pixels).
+            data: 1..input-bytes bytes (ed-info; a digit image is 784 raw pixels).
             frame_bytes: bytes per ``db`` frame; default: as many as the device's command buffer takes.
         """
-        if not 1 <= len(data) <= IMAGE_BYTES:
-            raise DeviceError(f"port {self.port}: cannot load {len(data)} bytes (1..{IMAGE_BYTES})")
+        limit = self.info().input_bytes
+        if not 1 <= len(data) <= limit:
+            raise DeviceError(f"port {self.port}: cannot load {len(data)} bytes (the model takes 1..{limit})")
         if frame_bytes is None:
             frame_bytes = max(1, (self.info().cmd_max - 3) // 2)
         attempts = 1 + self.retries
@@ -318,6 +330,18 @@ class Device:
             raise ProtocolError(f"port {self.port}: answer to '{command}%' has a malformed number in "
                                 f"m-results-[{_short(text)}]") from None
 
+    def buffer(self, count: int = 16, offset: int = 0) -> bytes:
+        """``db print N OFFSET%``: the loaded bytes from ``offset`` (at most ``count``)."""
+        def parse(lines: list[str]) -> bytes:
+            out = b""
+            for line in lines:
+                m = RE_BUFFER.match(line)
+                if not m:
+                    raise ProtocolError(f"port {self.port}: malformed answer to 'db print%': {line!r}")
+                out += bytes.fromhex(m.group(1).replace("-", ""))
+            return out
+        return self._parsed(f"db print {count} {offset}", parse)
+
     def results(self) -> tuple[float, ...]:
         return self._parsed("results", lambda ls: self._floats(self._expect(ls, RE_RESULTS, "results").group(1),
                                                                "results"))
@@ -336,15 +360,21 @@ class Device:
             if not m:
                 continue
             key, value = m.group(1), m.group(2)
-            if key in _INFO_INT:
-                if not value.isdigit():
+            if key in _INFO_INT or key in _INFO_SIGNED:
+                digits = value[1:] if key in _INFO_SIGNED and value.startswith("-") else value
+                if not digits.isdigit() or len(digits) > 20:
                     raise ProtocolError(f"port {self.port}: ed-info field {key} is not a number: {value!r}")
                 fields[key.replace("-", "_")] = int(value)
             elif key in _INFO_STR:
                 fields[key.replace("-", "_")] = value
-        missing = sorted(k for k in _INFO_INT | _INFO_STR if k.replace("-", "_") not in fields)
+        missing = sorted(k for k in _INFO_INT | _INFO_SIGNED | _INFO_STR if k.replace("-", "_") not in fields)
         if missing:
             raise ProtocolError(f"port {self.port}: ed-info lacks {', '.join(missing)}; got {lines!r}")
+        if not RE_HEX32.match(fields["model_crc32"]):
+            raise ProtocolError(f"port {self.port}: ed-info model-crc32 is not 8 hex digits: {fields['model_crc32']!r}")
+        if fields["protocol"] != PROTOCOL_VERSION:
+            raise ProtocolError(f"port {self.port}: the device speaks protocol {fields['protocol']}, this edgedigit "
+                                f"{PROTOCOL_VERSION}; export and flash the firmware again")
         return DeviceInfo(**fields)
 
     def run(self) -> RunResult:
@@ -367,12 +397,14 @@ class Device:
         return RunResult(int(got["class"]), raw, int(got["counter"]), int(got["us"]))
 
     def classify(self, image: bytes) -> RunResult:
-        """Run one image (784 raw pixels): one ``ed-run DATA%`` if it fits the device's buffer, else
-        ``db load`` + ``db`` frames + ``ed-run%``."""
-        if len(image) != IMAGE_BYTES:
-            raise DeviceError(f"port {self.port}: an image is {IMAGE_BYTES} bytes, got {len(image)}")
+        """Run one input (the model's input bytes, ed-info's input-bytes; a digit image is 784 raw pixels):
+        one ``ed-run DATA%`` if it fits the device's command buffer, else ``db load`` + ``db`` frames +
+        ``ed-run%``."""
+        info = self.info()
+        if len(image) != info.input_bytes:
+            raise DeviceError(f"port {self.port}: the model's input is {info.input_bytes} bytes, got {len(image)}")
         data = encode_zero_runs(image)
-        if len("ed-run ") + len(data) <= self.info().cmd_max:
+        if len("ed-run ") + len(data) <= info.cmd_max:
             return self._parsed(f"ed-run {data}", self._parse_run)
         self.load(image)
         return self.run()

@@ -3,7 +3,8 @@
  * Source: tiny.tflite
  * Source sha256: d927ef33cd8532a1d9f9f0a8ae58205ec0eb367ca39e5efca4347be30e9aa7bb
  */
-/* Raw pixel 0..255 -> the model's int8 input, computed on the host (edgedigit.quantize.input_lut):
+/* The model's input quantization, and the table that turns a raw pixel 0..255 into its int8 input,
+ * computed on the host (edgedigit.core.int8.input_lut):
  *   lut[p] = clip(round_half_away_from_zero(p / 255 / scale) + zero_point, -128, 127)
  * Host runtimes use the same table, so host and device inputs are identical by construction. */
 #ifndef EDGEDIGIT_INPUT_LUT_H

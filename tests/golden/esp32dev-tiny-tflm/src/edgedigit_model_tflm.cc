@@ -17,7 +17,8 @@
  * report); + 2048 B margin (25 %, at least 2 KiB) for other TFLM versions and optimized
  * kernels' scratch buffers; rounded up to 16. */
 #define EDGEDIGIT_ARENA_BYTES 5328u
-#define EDGEDIGIT_NUM_CLASSES 10
+#define EDGEDIGIT_INPUT_BYTES 784u /* a digit image's raw pixels */
+#define EDGEDIGIT_NUM_OUTPUTS 10u
 #define EDGEDIGIT_SELF_CHECKS 3
 
 /* Error codes of edgedigit_model_init / edgedigit_model_invoke. */
@@ -32,24 +33,31 @@
 namespace {
 
 alignas(16) uint8_t g_arena[EDGEDIGIT_ARENA_BYTES];
+uint8_t g_input[EDGEDIGIT_INPUT_BYTES]; /* the loaded input, copied into the input tensor at each invoke */
 EdgedigitOpResolver g_resolver;
 tflite::MicroInterpreter *g_interpreter = nullptr;
-TfLiteTensor *g_input = nullptr;
+TfLiteTensor *g_input_tensor = nullptr;
 TfLiteTensor *g_output = nullptr;
 
 const edgedigit_model_info_t kInfo = {
     "tiny",
+    "tiny",
     "tflm",
     "d927ef33cd8532a1d9f9f0a8ae58205ec0eb367ca39e5efca4347be30e9aa7bb",
-    EDGEDIGIT_NUM_CLASSES,
+    EDGEDIGIT_INPUT_BYTES,
+    EDGEDIGIT_NUM_OUTPUTS,
     EDGEDIGIT_ARENA_BYTES,
+    0.003921568859368563f,
+    -128,
     0.00390625f,
     -128,
     "int8",
+    EDGEDIGIT_INPUT_PIXELS,
+    EDGEDIGIT_SCORES_DEQUANTIZED,
 };
 
-/* Start-up self-check: fixed images and the int8 outputs TFLM computed for them on the host. */
-const uint8_t kSelfCheckImages[EDGEDIGIT_SELF_CHECKS][EDGEDIGIT_IMAGE_BYTES] = {
+/* Start-up self-check: fixed inputs and the int8 outputs TFLM computed for them on the host. */
+const uint8_t kSelfCheckInputs[EDGEDIGIT_SELF_CHECKS][EDGEDIGIT_INPUT_BYTES] = {
     {
         0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
         0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -141,7 +149,7 @@ const uint8_t kSelfCheckImages[EDGEDIGIT_SELF_CHECKS][EDGEDIGIT_IMAGE_BYTES] = {
         0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
     },
 };
-const int8_t kSelfCheckExpected[EDGEDIGIT_SELF_CHECKS][EDGEDIGIT_NUM_CLASSES] = {
+const int8_t kSelfCheckExpected[EDGEDIGIT_SELF_CHECKS][EDGEDIGIT_NUM_OUTPUTS] = {
     {
         -101, -106, -99, -104, -99, -105, -101, -111, -89, -108
     },
@@ -153,23 +161,22 @@ const int8_t kSelfCheckExpected[EDGEDIGIT_SELF_CHECKS][EDGEDIGIT_NUM_CLASSES] = 
     },
 };
 
-int run(const uint8_t *pixels, int32_t *raw_out) {
-    int8_t *in = g_input->data.int8;
-    for (int i = 0; i < EDGEDIGIT_IMAGE_BYTES; ++i) {
-        in[i] = kEdgedigitInputLut[pixels[i]];
+int run(const uint8_t *input) {
+    int8_t *in = g_input_tensor->data.int8;
+    for (uint32_t i = 0; i < EDGEDIGIT_INPUT_BYTES; ++i) {
+        in[i] = kEdgedigitInputLut[input[i]];
     }
     if (g_interpreter->Invoke() != kTfLiteOk) {
         return EDGEDIGIT_E_INVOKE;
     }
     const int8_t *out = g_output->data.int8;
-    int best = 0;
-    for (int k = 0; k < EDGEDIGIT_NUM_CLASSES; ++k) {
-        raw_out[k] = out[k];
+    uint32_t best = 0;
+    for (uint32_t k = 1; k < EDGEDIGIT_NUM_OUTPUTS; ++k) {
         if (out[k] > out[best]) {
             best = k;
         }
     }
-    return best;
+    return (int)best;
 }
 
 }  // namespace
@@ -195,23 +202,23 @@ extern "C" int edgedigit_model_init(void) {
     }
     TfLiteTensor *input = interpreter.input(0);
     TfLiteTensor *output = interpreter.output(0);
-    if (input == nullptr || output == nullptr || input->type != kTfLiteInt8 || output->type != kTfLiteInt8 ||
-        input->bytes != EDGEDIGIT_IMAGE_BYTES || output->bytes != EDGEDIGIT_NUM_CLASSES ||
-        input->params.scale != EDGEDIGIT_INPUT_SCALE || input->params.zero_point != EDGEDIGIT_INPUT_ZERO_POINT) {
+    if (input == nullptr || output == nullptr || input->type != kTfLiteInt8 ||
+        output->type != kTfLiteInt8 || input->bytes != 784u ||
+        output->bytes != EDGEDIGIT_NUM_OUTPUTS || input->params.scale != EDGEDIGIT_INPUT_SCALE ||
+        input->params.zero_point != EDGEDIGIT_INPUT_ZERO_POINT) {
         return EDGEDIGIT_E_TENSORS;
     }
-    g_input = input;
+    g_input_tensor = input;
     g_output = output;
     g_interpreter = &interpreter;
 #ifndef EDGEDIGIT_SKIP_SELF_CHECK
-    int32_t raw[EDGEDIGIT_NUM_CLASSES];
     for (int c = 0; c < EDGEDIGIT_SELF_CHECKS; ++c) {
-        if (run(kSelfCheckImages[c], raw) < 0) {
+        if (run(kSelfCheckInputs[c]) < 0) {
             g_interpreter = nullptr;
             return EDGEDIGIT_E_INVOKE;
         }
-        for (int k = 0; k < EDGEDIGIT_NUM_CLASSES; ++k) {
-            if (raw[k] != kSelfCheckExpected[c][k]) {
+        for (uint32_t k = 0; k < EDGEDIGIT_NUM_OUTPUTS; ++k) {
+            if (g_output->data.int8[k] != kSelfCheckExpected[c][k]) {
                 g_interpreter = nullptr;
                 return EDGEDIGIT_E_SELF_CHECK;
             }
@@ -221,9 +228,33 @@ extern "C" int edgedigit_model_init(void) {
     return 0;
 }
 
-extern "C" int edgedigit_model_invoke(const uint8_t *pixels, int32_t *raw_out) {
+extern "C" uint8_t *edgedigit_model_input(void) {
+    return g_input;
+}
+
+extern "C" int edgedigit_model_invoke(void) {
     if (g_interpreter == nullptr) {
         return EDGEDIGIT_E_NOT_READY;
     }
-    return run(pixels, raw_out);
+    return run(g_input);
+}
+
+extern "C" int32_t edgedigit_model_output(uint32_t i) {
+    return g_output != nullptr ? g_output->data.int8[i] : 0;
+}
+
+/* The boot check covers the .tflite array, then the input table. */
+extern "C" int edgedigit_model_region(uint32_t i, edgedigit_model_region_t *out) {
+    out->in_rom = 0u;
+    if (i == 0u) {
+        out->data = g_tiny_model_data;
+        out->bytes = g_tiny_model_data_len;
+        return 1;
+    }
+    if (i == 1u) {
+        out->data = kEdgedigitInputLut;
+        out->bytes = (uint32_t)sizeof kEdgedigitInputLut;
+        return 1;
+    }
+    return 0;
 }

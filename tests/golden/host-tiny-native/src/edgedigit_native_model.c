@@ -123,3 +123,24 @@ int edgedigit_native_run(void)
     edgedigit_softmax(&kOp4, g_arena.bytes + 0, g_arena.bytes + 12);
     return 0;
 }
+
+const void *edgedigit_native_array(uint32_t i, uint32_t *bytes)
+{
+    switch (i) {
+    case 0u:
+        *bytes = (uint32_t)sizeof g_op3_weights;
+        return g_op3_weights;
+    case 1u:
+        *bytes = (uint32_t)sizeof g_op3_bias;
+        return g_op3_bias;
+    case 2u:
+        *bytes = (uint32_t)sizeof g_op3_multiplier;
+        return g_op3_multiplier;
+    case 3u:
+        *bytes = (uint32_t)sizeof g_op3_shift;
+        return g_op3_shift;
+    default:
+        *bytes = 0u;
+        return NULL;
+    }
+}

@@ -7,7 +7,7 @@
 #include "edgedigit_model.h"
 #include "edgedigit_native_model.h"
 
-/* Raw pixel 0..255 -> int8 model input (edgedigit.quantize.input_lut: same table as the host runtimes). */
+/* Raw pixel 0..255 -> int8 model input (edgedigit.core.int8.input_lut: same table as the host runtimes). */
 static const int8_t g_input_lut[256] = {
     -128, -127, -126, -125, -124, -123, -122, -121, -120, -119, -118, -117, -116, -115, -114, -113,
     -112, -111, -110, -109, -108, -107, -106, -105, -104, -103, -102, -101, -100, -99, -98, -97,
@@ -27,15 +27,24 @@ static const int8_t g_input_lut[256] = {
     112, 113, 114, 115, 116, 117, 118, 119, 120, 121, 122, 123, 124, 125, 126, 127
 };
 
+/* The loaded image: 784 raw pixels, quantized through g_input_lut at each invoke. */
+static uint8_t g_input[784];
+
 static const edgedigit_model_info_t g_info = {
+    "tiny",
     "tiny",
     "native",
     "d927ef33cd8532a1d9f9f0a8ae58205ec0eb367ca39e5efca4347be30e9aa7bb",
-    10,
-    836,
+    784u,
+    10u,
+    836u,
+    0.003921568859368563f,
+    -128,
     0.00390625f,
     -128,
     "int8",
+    EDGEDIGIT_INPUT_PIXELS,
+    EDGEDIGIT_SCORES_DEQUANTIZED,
 };
 
 const edgedigit_model_info_t *edgedigit_model_info(void)
@@ -48,24 +57,47 @@ int edgedigit_model_init(void)
     return 0; /* nothing to allocate: the arena and the weights are static */
 }
 
-int edgedigit_model_invoke(const uint8_t *pixels, int32_t *raw_out)
+uint8_t *edgedigit_model_input(void)
+{
+    return g_input;
+}
+
+int edgedigit_model_invoke(void)
 {
     int8_t *input = edgedigit_native_input();
     const int8_t *output;
-    int i;
-    int best = 0;
-    for (i = 0; i < EDGEDIGIT_IMAGE_BYTES; ++i) {
-        input[i] = g_input_lut[pixels[i]];
+    uint32_t i;
+    uint32_t best = 0;
+    for (i = 0; i < 784u; ++i) {
+        input[i] = g_input_lut[g_input[i]];
     }
     if (edgedigit_native_run() != 0) {
         return -1;
     }
     output = edgedigit_native_output();
-    for (i = 0; i < 10; ++i) {
-        raw_out[i] = output[i];
+    for (i = 1; i < 10u; ++i) {
         if (output[i] > output[best]) {
             best = i;
         }
     }
-    return best;
+    return (int)best;
+}
+
+int32_t edgedigit_model_output(uint32_t i)
+{
+    return edgedigit_native_output()[i];
+}
+
+int edgedigit_model_region(uint32_t i, edgedigit_model_region_t *out)
+{
+    if (i == 0u) {
+        out->data = g_input_lut;
+        out->bytes = (uint32_t)sizeof g_input_lut;
+        out->in_rom = 0u;
+        return 1;
+    }
+    i -= 1u;
+    out->data = edgedigit_native_array(i, &out->bytes);
+    out->in_rom = 0u;
+    return out->data != 0;
 }

@@ -4,30 +4,17 @@
  * Source sha256: c06196727bc96b2963331b20d176c701418fec84df9fcb5a3c5bcfc819eb26bf
  */
 /* edgedigit: main of the Arduino boards (uno). Platform init, model init, protocol init, then the
- * loop polls the serial line. Nothing here knows about the model or the protocol's commands. */
+ * loop polls the serial line. Nothing here knows about the model or the protocol's commands, and nothing
+ * is written to the serial line unasked (ed-info reports the model's init result). */
 #include <Arduino.h>
 
 #include "edgedigit_model.h"
 #include "edgedigit_platform.h"
 #include "edgedigit_protocol.h"
 
-static void put(const char *s) {
-    size_t n = 0;
-    while (s[n] != '\0') {
-        n++;
-    }
-    edgedigit_platform_write(s, n);
-}
-
 void setup() {
     edgedigit_platform_init();
-    int rc = edgedigit_model_init();
-    if (rc != 0) {
-        char line[48];
-        snprintf(line, sizeof line, "e-[model init failed: code %d]\r\n", rc);
-        put(line);
-    }
-    edgedigit_protocol_init();
+    edgedigit_protocol_init(edgedigit_model_init());
 }
 
 void loop() {

@@ -3,20 +3,30 @@
  * Source: models/rfe-lr/model_fixed.npz
  * Source sha256: c06196727bc96b2963331b20d176c701418fec84df9fcb5a3c5bcfc819eb26bf
  */
-/* The edgedigit_model.h runner for the linear backend: raw outputs are the int32 class scores. */
+/* The edgedigit_model.h runner for the linear backend: raw outputs are the int32 class scores; m-results
+ * reports their softmax (the logistic regression's probabilities). */
 #include "edgedigit_model.h"
 
 #include "edgedigit_lr_model.h"
 
+static uint8_t g_pixels[EDGEDIGIT_IMAGE_BYTES]; /* the loaded image: raw pixels 0..255 */
+static int32_t g_scores[EDGEDIGIT_LR_CLASSES];  /* the last invoke's class scores */
+
 static const edgedigit_model_info_t kInfo = {
+    "rfe-lr",
     "rfe-lr",
     "linear",
     "c06196727bc96b2963331b20d176c701418fec84df9fcb5a3c5bcfc819eb26bf",
+    EDGEDIGIT_IMAGE_BYTES,
     EDGEDIGIT_LR_CLASSES,
     0u,
+    0.0f,
+    0,
     EDGEDIGIT_LR_SCALE,
     0,
     "int32",
+    EDGEDIGIT_INPUT_PIXELS,
+    EDGEDIGIT_SCORES_SOFTMAX,
 };
 
 const edgedigit_model_info_t *edgedigit_model_info(void) {
@@ -27,13 +37,39 @@ int edgedigit_model_init(void) {
     return 0;
 }
 
-int edgedigit_model_invoke(const uint8_t *pixels, int32_t *raw_out) {
-    edgedigit_lr_scores(pixels, raw_out);
+uint8_t *edgedigit_model_input(void) {
+    return g_pixels;
+}
+
+int edgedigit_model_invoke(void) {
+    edgedigit_lr_scores(g_pixels, g_scores);
     int best = 0;
     for (int k = 1; k < EDGEDIGIT_LR_CLASSES; ++k) {
-        if (raw_out[k] > raw_out[best]) {
+        if (g_scores[k] > g_scores[best]) {
             best = k;
         }
     }
     return best;
+}
+
+int32_t edgedigit_model_output(uint32_t i) {
+    return g_scores[i];
+}
+
+/* The boot check covers the three tables, in flash (PROGMEM on AVR). */
+int edgedigit_model_region(uint32_t i, edgedigit_model_region_t *out) {
+    out->in_rom = 1u;
+    if (i == 0u) {
+        out->data = kEdgedigitLrPixels;
+        out->bytes = (uint32_t)sizeof kEdgedigitLrPixels;
+    } else if (i == 1u) {
+        out->data = kEdgedigitLrWeights;
+        out->bytes = (uint32_t)sizeof kEdgedigitLrWeights;
+    } else if (i == 2u) {
+        out->data = kEdgedigitLrBias;
+        out->bytes = (uint32_t)sizeof kEdgedigitLrBias;
+    } else {
+        return 0;
+    }
+    return 1;
 }

@@ -19,9 +19,10 @@ from typing import Any
 
 from ...core.errors import ModelError, UnsupportedOpError
 from ...core.graph import Graph
-from ...core.int8 import IMAGE_BYTES, check_classes, input_lut
+from ...core.int8 import IMAGE_BYTES, check_classes, input_lut, io_spec
 from ...core.paths import templates_dir
 from ..render import banner, c_identifier, render
+from ..runner import array_bytes, c_string, info_context
 from . import planner
 from .ops import (
     OpContext,
@@ -30,7 +31,6 @@ from .ops import (
     lower,
     lowers,
     pack_fc_weights,
-    qparams,
     supported_ops,
     unsupported,
     where,
@@ -51,7 +51,8 @@ from .prepare import (
 __all__ = [
     "ACTIVATIONS", "ALIGNMENT", "FC_PRODUCTS", "IMAGE_BYTES", "KERNEL_FILES", "SUPPORTED_OPS", "MemoryPlan", "NativeProgram",
     "OpContext", "Step", "activation_range", "channel_multipliers", "check_graph", "generate", "generate_graph",
-    "lowers", "pack_fc_weights", "pad_and_out", "plan", "planner", "prepare", "quantize_multiplier",
+    "constant_arrays", "lowers", "model_data", "pack_fc_weights", "pad_and_out", "plan", "planner", "prepare",
+    "quantize_multiplier",
     "round_half_away", "softmax_params", "wrap_int32",
 ]
 
@@ -96,22 +97,27 @@ class NativeProgram:
 def check_graph(graph: Graph) -> None:
     """Refuse what the native backend cannot compile, naming the model file and the reason.
 
+    The operators are checked first, so a model with an op the backend lacks is told which op, whatever its
+    other tensors hold.
+
     Raises:
-        ModelError: not a full-int8 model, or not one input and one output.
         UnsupportedOpError: an operator outside :data:`SUPPORTED_OPS`.
+        ModelError: not one int8 input and one int8 output, or an activation that is not int8.
     """
     if not graph.is_full_int8():
-        _refuse_float_edges(graph)
-        raise ModelError(f"{graph.path}: the native backend needs a full-int8 model (int8 input, output and "
-                         f"activations; input is {graph.input.dtype}, output {graph.output.dtype}); quantize it "
-                         "with full integer quantization first")
+        _refuse_float_edges(graph)  # float at the edges (QUANTIZE from float, DEQUANTIZE): named with its op
     supported = supported_ops()
     for name in graph.op_names():
         if name not in supported:
             raise unsupported(graph, name)
-    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
-        raise ModelError(f"{graph.path}: the native backend needs one input and one output tensor "
-                         f"(has {len(graph.inputs)} and {len(graph.outputs)})")
+    spec = io_spec(graph)
+    if spec.input_kind == "uint8":
+        raise ModelError(f"{graph.path}: the native backend takes an int8 input (this one is uint8); convert with "
+                         "inference_input_type=tf.int8")
+    odd = next((t for t in graph.tensors if t.dtype not in ("int8", "int32")), None)
+    if odd is not None:
+        raise ModelError(f"{graph.path}: tensor {odd.index} ({odd.name or 'unnamed'}) is {odd.dtype}; the native "
+                         "backend computes int8 activations with int32 biases only")
 
 
 def _refuse_float_edges(graph: Graph) -> None:
@@ -207,7 +213,7 @@ def generate_graph(graph: Graph, *, variant: str, source_name: str,
 
 
 def generate(graph: Graph, *, variant: str, source_name: str,
-             program: NativeProgram | None = None) -> dict[str, str | bytes]:
+             program: NativeProgram | None = None, model_id: str | None = None) -> dict[str, str | bytes]:
     """All ``src/`` files of the native backend (COMMON contract 6): kernels, graph code, runner.
 
     Args:
@@ -215,33 +221,44 @@ def generate(graph: Graph, *, variant: str, source_name: str,
         variant: the model's variant name (shown by ``edgedigit_model_info``).
         source_name: how the banner names the source model file.
         program: ``prepare(graph)`` if already computed (the export stage budgets with it first).
+        model_id: what ``profile%`` reports as the model (an MLPerf Tiny id); default the variant.
 
     Returns:
         File name in ``src/`` -> content.
 
     Raises:
-        ModelError: not full int8, input not a 28x28 image, not 2..16 classes, inconsistent shapes.
+        ModelError: not one int8 input and one int8 output, inconsistent shapes.
         UnsupportedOpError: an operator or fused activation the backend lacks (named in the message).
     """
     program = _program_for(graph, program)
     files: dict[str, str | bytes] = dict(generate_graph(graph, variant=variant, source_name=source_name,
                                                         program=program))
-    if graph.input.size != IMAGE_BYTES:
-        raise ModelError(f"{graph.path}: the firmware feeds 28x28 images ({IMAGE_BYTES} values); the model's input "
-                         f"has shape {graph.input.shape}")
-    num_classes = check_classes(graph.output.size, str(graph.path))
-    in_scale, in_zp = qparams(graph.input)
-    out_scale, out_zp = qparams(graph.output)
+    spec = io_spec(graph)
+    if spec.image:
+        check_classes(spec.outputs, str(graph.path))
     files["edgedigit_native_runner.c"] = render(
-        "native/edgedigit_native_runner.c.j2", banner_c=banner(source_name, graph.sha256, "c"), variant=variant,
-        sha256=graph.sha256, num_classes=num_classes, arena_bytes=program.plan.arena_bytes,
-        output_scale=float(out_scale), output_zero_point=out_zp, lut=input_lut(in_scale, in_zp),
-        variant_c=_c_string(variant))
+        "native/edgedigit_native_runner.c.j2", banner_c=banner(source_name, graph.sha256, "c"), sha256=graph.sha256,
+        arena_bytes=program.plan.arena_bytes, lut=input_lut(spec.input_scale, spec.input_zero_point),
+        **info_context(spec, variant, model_id))
     return files
 
 
+def constant_arrays(program: NativeProgram) -> list[tuple[str, str, Any]]:
+    """The model's constant C arrays in the order the generated code defines (and checksums) them:
+    (C type, C name, values)."""
+    return [(ctype, c_identifier(aname), values) for s in program.steps for ctype, aname, values in s.arrays]
+
+
+def model_data(program: NativeProgram) -> list[bytes]:
+    """The bytes the firmware's boot check covers, in its order: the input table (image models), then every
+    constant array (see ``edgedigit_model_region`` in the runner)."""
+    spec = io_spec(program.graph)
+    lut = [input_lut(spec.input_scale, spec.input_zero_point).tobytes()] if spec.image else []
+    return lut + [array_bytes(ctype, values) for ctype, _, values in constant_arrays(program)]
+
+
 def _c_string(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return c_string(text)
 
 
 def _context(program: NativeProgram, variant: str, source_name: str) -> dict[str, Any]:
@@ -257,12 +274,12 @@ def _context(program: NativeProgram, variant: str, source_name: str) -> dict[str
 
     calls = []
     arrays = []
+    for ctype, name, values in constant_arrays(program):
+        arrays.append({"ctype": ctype, "name": name, "data": values, "size": values.size})
     for i, s in enumerate(program.steps):
         t_in, t_out = s.inputs[0], s.outputs[0]
         shapes = " + ".join(str(graph.tensors[t].shape) for t in s.inputs)
         comment = f"op {s.op.index}: {s.op.opcode} {shapes} -> {graph.tensors[t_out].shape}"
-        for ctype, aname, values in s.arrays:
-            arrays.append({"ctype": ctype, "name": c_identifier(aname), "data": values, "size": values.size})
         calls.append({"opcode": s.op.opcode, "name": c_identifier(f"kOp{i}"), "params": s.params, "comment": comment,
                       "ctype": s.struct, "func": s.kernel, "returns_status": s.can_fail,
                       "in_offset": mp.offsets[t_in], "out_offset": mp.offsets[t_out],
