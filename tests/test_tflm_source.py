@@ -10,6 +10,7 @@ runner is the one exported for esp32dev, unchanged: only the Arduino core is lef
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,12 +35,12 @@ int main(int, char **argv) {
     if (rc != 0) { std::printf("init %d\n", rc); return 1; }
     FILE *in = std::fopen(argv[1], "rb");
     FILE *out = std::fopen(argv[2], "wb");
-    uint8_t img[784];
-    int32_t raw[16];
-    const uint32_t n = edgedigit_model_info()->num_classes;
-    while (std::fread(img, 1, sizeof img, in) == sizeof img) {
-        if (edgedigit_model_invoke(img, raw) < 0) return 2;
-        for (uint32_t k = 0; k < n; ++k) { int8_t v = (int8_t)raw[k]; std::fwrite(&v, 1, 1, out); }
+    uint8_t *img = edgedigit_model_input();
+    const uint32_t size = edgedigit_model_info()->input_bytes;
+    const uint32_t n = edgedigit_model_info()->num_outputs;
+    while (std::fread(img, 1, size, in) == size) {
+        if (edgedigit_model_invoke() < 0) return 2;
+        for (uint32_t k = 0; k < n; ++k) { int8_t v = (int8_t)edgedigit_model_output(k); std::fwrite(&v, 1, 1, out); }
     }
     std::fclose(out);
     return 0;
@@ -47,7 +48,7 @@ int main(int, char **argv) {
 """
 # every operator of the models below: one archive per library serves them all
 OPS = frozenset({"RESHAPE", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "FULLY_CONNECTED",
-                 "SOFTMAX"})
+                 "SOFTMAX", "ADD", "QUANTIZE"})
 LIBRARIES = {"esp-tflite-micro+esp-nn": ("esp-tflite-micro", "esp-nn"), "tflite-micro": ("tflite-micro", "reference")}
 
 
@@ -84,3 +85,35 @@ def test_esp32_runner_on_real_tflm_equals_the_python_interpreter(host_tflm, requ
     got = np.fromfile(tmp_path / "out.bin", np.int8).reshape(len(images), -1)
     np.testing.assert_array_equal(got, expected)
     assert len({tuple(r) for r in expected}) > 10  # the images exercise the model, not one constant output
+
+
+MLPERF = Path(__file__).resolve().parents[2] / "shared" / "third_party" / "mlperf-tiny" / "models"
+
+
+@pytest.mark.parametrize("name", ["ad01_int8", "kws_ref_model", "vww_96_int8", "pretrainedResnet_quant"])
+def test_esp32_runner_on_real_tflm_runs_any_int8_model(host_tflm, tmp_path, name):
+    """The four MLPerf Tiny reference models (the input tensor's bytes as they are): the runner's self-check
+    passes and its outputs equal the Python interpreter's on seeded random inputs."""
+    from edgedigit.codegen.tflm import device_input
+    from edgedigit.core.int8 import io_spec
+
+    path = MLPERF / f"{name}.tflite"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    lib, archive = host_tflm
+    assert set(load_graph(path).op_names()) <= OPS
+    project = export("esp32", model=path, backend="tflm", out=tmp_path / "project").path
+    (tmp_path / "main.cc").write_text(_MAIN)
+    exe = tmp_path / "runner"
+    s = project / "src"
+    subprocess.run(["c++", "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", *lib.cppflags, f"-I{s}",
+                    str(tmp_path / "main.cc"), str(s / "edgedigit_model_tflm.cc"), str(s / "edgedigit_model_data.cc"),
+                    str(archive), "-o", str(exe)], check=True)
+    graph = load_graph(path)
+    spec = io_spec(graph)
+    rows = np.random.default_rng(11).integers(0, 256, (20, spec.input_bytes), dtype=np.uint8)
+    rows.tofile(tmp_path / "inputs.bin")
+    subprocess.run([str(exe), str(tmp_path / "inputs.bin"), str(tmp_path / "out.bin")], check=True)
+    expected = run_tflm(path, device_input(graph, spec, rows)).reshape(20, -1)
+    got = np.fromfile(tmp_path / "out.bin", np.int8).reshape(len(rows), -1)
+    np.testing.assert_array_equal(got, expected)
