@@ -131,7 +131,7 @@ def test_wrong_model_on_device_is_refused(trained_build):
     old_sha = bd._read_results(trained_build / "results" / "device-host-mlp.jsonl")[0]["model_sha256"]
     model.write_bytes((trained_build / "models" / "mlp-pruned" / "model_int8.tflite").read_bytes())
 
-    def stale_export(board, variant, backend):
+    def stale_export(board, variant, backend, kernels=None):
         return trained_build / "firmware" / board.id / f"{variant}-{backend}"
 
     original = bd.export_project
