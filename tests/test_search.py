@@ -130,6 +130,8 @@ def test_front_is_written_with_each_trials_figures(resumed):
         assert t.values == [row["accuracy"], row["instructions"], row["flash"]]
         assert 0.0 <= row["accuracy"] <= 1.0 and row["validation_images"] == TRAIN_IMAGES // 5  # never the test set
         # nano33ble tflm: its runtime figures, and the 784-byte input image the budget counts as I/O RAM
+        from edgedigit.targets.boards import load_board
+
         rt = load_board("nano33ble").runtime["tflm"]  # the board file's measured TFLM runtime
         assert row["flash"] == row["model_flash"] + rt.flash and row["ram"] == row["arena"] + 784 + rt.ram
         assert os.path.isfile(row["model"])
