@@ -539,6 +539,37 @@ def edited_file(base: Path, root: Path) -> dict:
             "tool_exit": tool.code, "tool_message": tool.errors[:1], "tool_one_line": tool.one_line}
 
 
+def patched_firmware(base: Path, root: Path, data: Path) -> dict:
+    """One weight of the exported native model changed after export, on host and qemu-m4 (observation 6).
+
+    ``bench device`` first refuses the project by its lock file; with ``--force`` the firmware is built and
+    flashed, and the CRC-32 it computes over its model data at boot is what refuses it.
+    """
+    rows = []
+    for board in ("host", "qemu-m4"):
+        build = root / f"patched-{board}"
+        subprocess.run(["cp", "-a", str(base), str(build)], check=True)
+        exported = run(["export", "--board", board, "--variant", "mlp", "--backend", "native"], build)
+        project = build / "firmware" / board / "mlp-native"
+        bench = ["bench", "device", "--board", board, "--variant", "mlp", "--data", data, "--samples", "2",
+                 "--project", project]
+        before = run(bench, build)
+        src = project / "src" / "edgedigit_native_model.c"
+        text = src.read_text()
+        m = re.search(r"static const int8_t (\w+_weights)\[\d+\] = \{\n    (-?\d+)", text)
+        value = int(m.group(2))
+        src.write_text(text[:m.start(2)] + str(value + 1 if value < 127 else value - 1) + text[m.end(2):])
+        refused = run(bench, build)
+        forced = run([*bench, "--force"], build)
+        rows.append({"board": board, "export_exit": exported.code, "unpatched_exit": before.code,
+                     "array": m.group(1), "lock_exit": refused.code, "lock_one_line": refused.one_line,
+                     "lock_message": refused.errors[:1], "crc_exit": forced.code, "crc_one_line": forced.one_line,
+                     "crc_message": forced.errors[:1],
+                     "crc_refused": any("the firmware's model data has CRC-32" in e for e in forced.errors)})
+        shutil.rmtree(build)
+    return {"rows": rows}
+
+
 def smaller(base: Path, root: Path, data: Path) -> dict:
     """validate twice (records), and the same data as .npz and as gzipped IDX files (hash)."""
     build = root / "smaller"
@@ -633,13 +664,26 @@ def markdown(r: dict) -> list[str]:
               f"- `validate mlp` twice more: `validate.jsonl` {s['validate_records_before']} -> "
               f"{s['validate_records_after_two_reruns']} record(s).",
               f"- The same data as `.npz` and as gzipped IDX files: sha256 {s['npz_sha256'][:16]}… and "
-              f"{s['idx_sha256'][:16]}…: {'the same' if s['same_hash'] else 'DIFFERENT'}.", "", MARK_END]
+              f"{s['idx_sha256'][:16]}…: {'the same' if s['same_hash'] else 'DIFFERENT'}.", "",
+              "### A firmware whose model array was patched after export (observation 6)", "",
+              "One value of the first weight array in `edgedigit_native_model.c` of an exported `mlp` (native) "
+              "changed by one; `bench device --project P` run before the change (exit shown), after it, and after "
+              "it with `--force` (built anyway: the firmware's boot CRC-32 over its model data is the check).", "",
+              "| board | before the change | after: exit, one line | message | with --force: exit, one line, "
+              "refused by the CRC | message |", "|---|---|---|---|---|---|"]
+    for row in r["patched"]["rows"]:
+        lines.append(f"| {row['board']} | {row['unpatched_exit']} | {row['lock_exit']}, "
+                     f"{'yes' if row['lock_one_line'] else 'NO'} | "
+                     f"{_short(row['lock_message'][0]) if row['lock_message'] else ''} | {row['crc_exit']}, "
+                     f"{'yes' if row['crc_one_line'] else 'NO'}, {'yes' if row['crc_refused'] else 'NO'} | "
+                     f"{_short(row['crc_message'][0], 300) if row['crc_message'] else ''} |")
+    lines += ["", MARK_END]
     return lines
 
 
-def _short(message: str) -> str:
+def _short(message: str, limit: int = 170) -> str:
     m = re.sub(r"/tmp/[^\s/]+/", "…/", message)
-    return (m[:170] + ("…" if len(m) > 170 else "")).replace("|", "/").replace("`", "'")
+    return (m[:limit] + ("…" if len(m) > limit else "")).replace("|", "/").replace("`", "'")
 
 
 def write_doc(doc: Path, lines: list[str]) -> None:
@@ -680,7 +724,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--doc", type=Path, default=None, help="write the section into this page (docs/reliability.md)")
     p.add_argument("--json", type=Path, default=None, help="write every figure here")
-    p.add_argument("--only", default="kills,concurrency,moved,fs,edited,smaller")
+    p.add_argument("--only", default="kills,concurrency,moved,fs,edited,patched,smaller")
     p.add_argument("--commands", default="quantize,export,report,bench,pipeline",
                    help="which commands the kill trials run (first word)")
     p.add_argument("--base", type=Path, default=None,
@@ -763,6 +807,11 @@ def main(argv: list[str] | None = None) -> int:
         if "edited" in only:
             report["edited"] = edited_file(base, root)
             print(f"edited file: {report['edited']}", flush=True)
+        if "patched" in only:
+            print("a firmware patched after export, host and qemu-m4 ...", flush=True)
+            report["patched"] = patched_firmware(base, root, data)
+            for row in report["patched"]["rows"]:
+                print(f"  {row}", flush=True)
         if "smaller" in only:
             report["smaller"] = smaller(base, root, data)
             print(f"smaller: {report['smaller']}", flush=True)
@@ -770,7 +819,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"done in {report['seconds']:.0f} s", flush=True)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    if args.doc and only >= {"kills", "concurrency", "moved", "fs", "edited", "smaller"}:
+    if args.doc and only >= {"kills", "concurrency", "moved", "fs", "edited", "patched", "smaller"}:
         write_doc(args.doc, markdown(report))
         print(f"wrote the section into {args.doc}")
     bad = sum(len(k["broken"]) + len(k["lost"]) + len(k["stale"]) + len(k["recovery_problems"])
