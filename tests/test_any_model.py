@@ -291,6 +291,12 @@ def test_validate_model_on_given_inputs(odd, build_dir_module, tmp_path):
     assert s["accuracy"]["tflm"] == float(np.mean(np.argmax(ref, axis=1) == np.arange(40) % 12))
     on_disk = json.loads((build_dir_module / "results" / "validate-model-kws_like.json").read_text())
     assert on_disk["agreement"] == s["agreement"]
+    # kws_like ends in a per-tensor FULLY_CONNECTED: validate says where the wheel's arithmetic could differ
+    wheel = s["wheel_arithmetic"]
+    fc = [n for n, op in enumerate(load_graph(odd["kws_like"]).ops) if op.opcode == "FULLY_CONNECTED"]
+    assert wheel["per_tensor_fc_ops"] == fc and "in double" in wheel["note"]
+    assert wheel["device_vs_wheel"]["elements_differ"] == s["agreement"]["native"]["elements_differ"]
+    assert wheel["native_with_wheel_arithmetic_vs_wheel"]["elements_differ"] == 0
     np.save(tmp_path / "wrong.npy", x.reshape(40, -1)[:, :100])
     bad = _run(["validate", "--model", str(odd["kws_like"]), "--inputs", str(tmp_path / "wrong.npy")])
     assert bad.exit_code == 1 and bad.output.count("\n") == 1

@@ -122,3 +122,14 @@ def test_mlperf_model_on_qemu_m4_equals_the_host_and_tflm(native_cache, tmp_path
     assert instructions > 0
     m4_wheel, _ = run_qemu_m4(path, x, tmp_path / "wheel", fc_product="double")
     np.testing.assert_array_equal(m4_wheel, _wheel(path, x))
+
+
+def test_macs_of_the_reference_models_follow_from_their_layers():
+    # ad01: FC 640-128-128-128-128-8-128-128-128-128-640
+    assert load_graph(_model("ad01")).macs() == 2 * 640 * 128 + 6 * 128 * 128 + 2 * 8 * 128 == 264_192
+    # ic01 (ResNet-8 on 32x32x3): stem conv, three stacks of two 3x3 convs (1x1 shortcuts in stacks 2, 3), FC
+    stem = 32 * 32 * 16 * 3 * 9
+    stack1 = 2 * 32 * 32 * 16 * 16 * 9
+    stack2 = 16 * 16 * 32 * (16 * 9 + 32 * 9 + 16)
+    stack3 = 8 * 8 * 64 * (32 * 9 + 64 * 9 + 32)
+    assert load_graph(_model("ic01")).macs() == stem + stack1 + stack2 + stack3 + 64 * 10 == 12_501_632

@@ -91,6 +91,23 @@ def test_compare_table_and_report_lead_with_the_board(build_dir, qemu_tools, tfl
     assert "| mlp_pertensor |" in md[board:] and (build_dir / "reports" / "compare_qemu-m4.png").is_file()
 
 
+def test_bench_compare_board_runs_any_model_on_seeded_random_inputs(build_dir, qemu_tools, random_npz, tmp_path):
+    import odd_models
+    from edgedigit.measure.bench_device import RANDOM_INPUTS_SEED
+
+    model = odd_models.kws_like(tmp_path / "kws_like.tflite")  # a 49 x 10 x 1 input, 12 classes: not a digit
+    out = _invoke(["bench", "compare", "--board", "qemu-m4", "--model", str(model), "--images", "4",
+                   "--data", str(random_npz), "--json"])
+    (rec,) = json.loads(out[out.index("{"):])["results"]
+    graph = load_graph(model)
+    assert rec["variant"] == "kws_like" and rec["images"] == 4 and rec["missing"] == {}
+    assert rec["dataset"]["name"] == "random" and str(RANDOM_INPUTS_SEED) in rec["dataset"]["source"]
+    assert rec["macs"] == graph.macs() > 0
+    assert rec["elements"] == 4 * 12
+    assert rec["outputs_identical"] == dict.fromkeys(("native", "tflm_cmsis_nn", "tflm_reference"), True)
+    assert rec["instructions_per_mac"]["native"] == pytest.approx(rec["instructions"]["native"] / rec["macs"], abs=1e-6)
+
+
 @pytest.mark.mnist
 @pytest.mark.parametrize("board", ["qemu-m4", "host"])
 def test_bench_device_with_the_tflm_backend(trained_build, board):

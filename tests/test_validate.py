@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from edgedigit.core.errors import ModelError, NotTrainedError
+from edgedigit.core.graph import load_graph
 from edgedigit.measure.validate import agreement, check_quantized, scores_summary, validate_variants
 from edgedigit.runtimes import run_litert, run_tflm, tflm_arena_bytes, validated_for
 
@@ -101,6 +102,15 @@ def test_validate_trained_build(trained_build, mnist_small):
         assert fvq["accuracy_delta_points"] == pytest.approx(
             100 * (r["quantized"]["litert-ref"]["accuracy"] - r["float"]["accuracy"]), abs=1e-3)
         int8 = trained_build / "models" / name / "model_int8.tflite"
+        if "native" in r["quantized"]:  # the mlp's two FULLY_CONNECTED layers: where the host's TFLM could differ
+            wheel = r["wheel_arithmetic"]
+            g = load_graph(int8)
+            per_tensor = [n for n, op in enumerate(g.ops)
+                          if op.opcode == "FULLY_CONNECTED" and not g.tensors[op.inputs[1]].per_channel]
+            assert wheel is None if not per_tensor else wheel["per_tensor_fc_ops"] == per_tensor
+            if wheel:
+                assert wheel["device_vs_wheel"]["elements_differ"] == r["pairwise"]["tflm vs native"]["elements_differ"]
+                assert wheel["native_with_wheel_arithmetic_vs_wheel"]["elements_differ"] == 0
         assert r["model_sha256"] == hashlib.sha256(int8.read_bytes()).hexdigest()
     res = trained_build / "results"
     assert json.loads((res / "validate.json").read_text())["variants"].keys() == summary["variants"].keys()

@@ -249,9 +249,23 @@ def _validate_model(variants: list[str] | None, model: Path | None, inputs: Path
                       f"inputs, {g['predictions_differ']:,} predictions")
     for name, why in s["missing"].items():
         console.print(f"  {name}: cannot run it ({why})")
+    _print_wheel(console, {model.name: s.get("wheel_arithmetic")})
     if s["accuracy"] is not None:
         console.print("  accuracy: " + ", ".join(f"{k} {100 * v:.2f} %" for k, v in s["accuracy"].items()))
     typer.echo(f"results: {s['results_file']}")
+
+
+def _print_wheel(console: Any, wheels: dict[str, dict | None]) -> None:
+    """Per model with per-tensor FULLY_CONNECTED ops: the host TFLM (the wheel) vs the devices' arithmetic."""
+    wheels = {k: w for k, w in wheels.items() if w}
+    for name, w in wheels.items():
+        d, n = w["device_vs_wheel"], w["native_with_wheel_arithmetic_vs_wheel"]
+        console.print(f"  {name}, {len(w['per_tensor_fc_ops'])} per-tensor FULLY_CONNECTED op(s): the devices' TFLM "
+                      f"arithmetic vs the wheel's: {d['elements_differ']:,} of {d['elements']:,} elements differ "
+                      f"(max |diff| {d['max_abs_diff']}, {d['predictions_differ']:,} predictions); native C with "
+                      f"the wheel's arithmetic vs the wheel: {n['elements_differ']:,} differ")
+    if wheels:
+        console.print(f"  (why they can differ: {next(iter(wheels.values()))['note']})")
 
 
 def _print_validation(summary: dict) -> None:
@@ -283,6 +297,7 @@ def _print_validation(summary: dict) -> None:
                       f"{g['images_with_any_difference']:,} / {g['images']:,}", f"{g['predictions_differ']:,}",
                       f"{100 * g['prediction_agreement']:.2f} %")
     console.print(a)
+    _print_wheel(console, {name: r.get("wheel_arithmetic") for name, r in summary["variants"].items()})
     for name, r in summary["variants"].items():
         ref = r["reference"]
         q, f = r["quantized"][ref]["per_class"], r["float"]["per_class"]

@@ -81,6 +81,21 @@ class Graph:
             t.dtype in ("int8", "int32") for t in self.tensors
         )
 
+    def macs(self) -> int:
+        """Multiply-accumulates per inference of the convolutions and fully connected layers."""
+        total = 0
+        for op in self.ops:
+            out = self.tensors[op.outputs[0]]
+            if op.opcode == "CONV_2D":
+                _, kh, kw, cin = self.tensors[op.inputs[1]].shape
+                total += out.size * kh * kw * cin
+            elif op.opcode == "DEPTHWISE_CONV_2D":
+                _, kh, kw, _ = self.tensors[op.inputs[1]].shape
+                total += out.size * kh * kw
+            elif op.opcode == "FULLY_CONNECTED":
+                total += out.size * self.tensors[op.inputs[1]].shape[-1]
+        return int(total)
+
     def granularity(self) -> str:
         """``per-channel`` if any weight tensor has more than one scale, else ``per-tensor``."""
         weights = [self.tensors[op.inputs[1]] for op in self.ops

@@ -373,8 +373,8 @@ def _board_subjects(variants: Iterable[str] | None, models: Iterable[Path] | Non
     for p in paths:
         if p.suffix != ".tflite":
             raise EdgeDigitError(f"{p}: --model takes an int8 .tflite file")
-        load_graph(p)  # a missing or unreadable file: one clear line now, not after a build
-        out.append(_Subject(p.stem, p, None, None))
+        graph = load_graph(p)  # a missing or unreadable file: one clear line now, not after a build
+        out.append(_Subject(p.stem, p, None, graph.macs()))
     return out
 
 
@@ -464,11 +464,13 @@ def compare_on_board(board_name: str, variants: Iterable[str] | None = None, mod
     """
     from ..core.errors import BoardError, UnsupportedOpError
     from ..core.graph import load_graph
-    from ..core.int8 import quantize_for
+    from ..core.int8 import io_spec, quantize_for
     from ..core.results import compare_board_name
     from ..runtimes import run_tflm
     from ..targets import devices
     from ..targets.boards import load_board
+    from ..targets.export import resolve_model
+    from .bench_device import model_feed
 
     if images < 1:
         raise EdgeDigitError(f"--images {images}: need at least 1 image")
@@ -490,7 +492,14 @@ def compare_on_board(board_name: str, variants: Iterable[str] | None = None, mod
     results = []
     for subject in subjects:
         graph = load_graph(subject.tflite)
-        reference = np.asarray(run_tflm(subject.tflite, quantize_for(graph, pixels))).reshape(n, -1).astype(np.int64)
+        if subject.variant is not None or io_spec(graph).image:  # a digit classifier: the test images' pixels
+            rows = pixels
+            reference = np.asarray(run_tflm(subject.tflite, quantize_for(graph, pixels))).reshape(n, -1)
+            described = dataset.describe()
+        else:  # any other model: bench device's seeded random inputs, the same on every firmware
+            feed = model_feed(resolve_model(model=subject.tflite), n)
+            rows, reference, described = feed.rows, feed.reference, feed.description
+        reference = reference.astype(np.int64)
         runs: dict[str, dict] = {}
         missing: dict[str, str] = {}
         for key, backend, kernels in BOARD_FIRMWARES:
@@ -502,11 +511,11 @@ def compare_on_board(board_name: str, variants: Iterable[str] | None = None, mod
                     progress(label, done[0], n)
 
             try:
-                runs[key] = run_firmware(board, subject, backend, kernels, pixels, advance, log)
+                runs[key] = run_firmware(board, subject, backend, kernels, rows, advance, log)
             except (BoardError, UnsupportedOpError) as e:  # this firmware cannot be built here: say why
                 missing[key] = str(e)
                 log(f"{label}: not built ({e})")
-        rec = _board_record(board, subject, runs, missing, reference, dataset, n, note)
+        rec = _board_record(board, subject, runs, missing, reference, described, n, note)
         rec.update({"machine": host, "edgedigit": __version__})
         store.append(rec)
         results.append(rec)
@@ -520,12 +529,12 @@ def compare_on_board(board_name: str, variants: Iterable[str] | None = None, mod
 
 def _board_record(board: Any, subject: _Subject, runs: dict[str, dict], missing: dict[str, str],
                   reference: np.ndarray, dataset: Any, n: int, note: str) -> dict:
-    """One model's comparison record from its firmwares' runs."""
+    """One model's comparison record from its firmwares' runs (``dataset``: what the inputs were)."""
     med = {k: float(np.median(r["counters"])) for k, r in runs.items()}
     same = {k: bool(np.array_equal(r["raw"], reference)) for k, r in runs.items()}
     rec = {
         "kind": "compare-board", "board": board.id, "variant": subject.name, "model": str(subject.tflite),
-        "model_sha256": _sha(subject.tflite), "images": n, "dataset": dataset.describe(), "macs": subject.macs,
+        "model_sha256": _sha(subject.tflite), "images": n, "dataset": dataset, "macs": subject.macs,
         "counter_unit": next((r["counter_unit"] for r in runs.values()), None), "counter_note": note,
         "instructions": {k: round(v) for k, v in med.items()},
         "instructions_per_mac": {k: v / subject.macs for k, v in med.items()} if subject.macs else None,

@@ -78,6 +78,33 @@ def agreement(ref: np.ndarray, other: np.ndarray) -> dict:
     }
 
 
+WHEEL_NOTE = ("the tflite-micro wheel (host TFLM) multiplies a per-tensor FULLY_CONNECTED's input and filter "
+              "scales in double; the TFLM C++ that runs on devices (kernel_util.cc) and the native backend in float32")
+
+
+def wheel_arithmetic(graph: Any, x_int8: np.ndarray, wheel: np.ndarray, device: np.ndarray) -> dict | None:
+    """Where the host's TFLM (the tflite-micro wheel) differs from the TFLM that runs on devices, and by how much.
+
+    Only per-tensor FULLY_CONNECTED layers can differ (see :data:`WHEEL_NOTE`). ``device`` is the native
+    runtime's raw output (the devices' arithmetic); the native C is built once more with the wheel's double
+    product, which must equal the wheel on every element: then every difference is that one multiplier.
+
+    Returns:
+        None when the model has no per-tensor FULLY_CONNECTED; else the layers, the agreement of the devices'
+        arithmetic with the wheel, and of the native C with the wheel's arithmetic.
+    """
+    from ..runtimes.native_host import NativeModel
+
+    layers = [n for n, op in enumerate(graph.ops)
+              if op.opcode == "FULLY_CONNECTED" and not graph.tensors[op.inputs[1]].per_channel]
+    if not layers:
+        return None
+    same_as_wheel = np.asarray(NativeModel(graph.path, fc_product="double").run(x_int8)).reshape(len(x_int8), -1)
+    return {"note": WHEEL_NOTE, "per_tensor_fc_ops": layers,
+            "device_vs_wheel": agreement(wheel.reshape(len(x_int8), -1), device.reshape(len(x_int8), -1)),
+            "native_with_wheel_arithmetic_vs_wheel": agreement(wheel.reshape(len(x_int8), -1), same_as_wheel)}
+
+
 def validate_one(variant: Variant, dataset: Any, reporter: Reporter | None = None) -> dict:
     """Validate one trained and quantized variant on ``dataset``'s test set (see the module docstring)."""
     reporter = reporter or Reporter()
@@ -95,6 +122,12 @@ def validate_one(variant: Variant, dataset: Any, reporter: Reporter | None = Non
             raw[name] = np.asarray(runner.raw(images))
             advance()
     ref_name = next(iter(raw))
+    wheel = None
+    if "tflm" in raw and "native" in raw:
+        from ..core.int8 import quantize_for
+
+        graph = int8_graph(folder.int8_path, variant.name)
+        wheel = wheel_arithmetic(graph, quantize_for(graph, images), raw["tflm"], raw["native"])
     quantized = {name: scores_summary(y, np.argmax(out, axis=1)) for name, out in raw.items()}
     qfile = folder.quantized_path(card.kind)
     has_file = qfile.is_file()
@@ -119,6 +152,7 @@ def validate_one(variant: Variant, dataset: Any, reporter: Reporter | None = Non
                    "accuracy_delta_points": round(100 * (quantized[name]["accuracy"]
                                                          - cardlib.accuracy(y, float_pred)), 4)}
             for name, out in raw.items()},
+        "wheel_arithmetic": wheel,
         "seconds": round(time.perf_counter() - start, 3),
     }
 
@@ -251,6 +285,7 @@ def validate_model(model: Path, inputs: Path, labels: Path | None = None) -> dic
         "labels": str(labels) if labels is not None else None, "machine": machine(), "reference": ref,
         "agreement": {name: {"vs": ref, **agreement(raw[ref], out)} for name, out in raw.items() if name != ref},
         "missing": missing,
+        "wheel_arithmetic": wheel_arithmetic(graph, x, raw["tflm"], raw["native"]) if "native" in raw else None,
         "accuracy": {name: float(np.mean(np.argmax(out, axis=1) == y)) for name, out in raw.items()}
         if y is not None else None,
         "seconds": round(time.perf_counter() - start, 3),
