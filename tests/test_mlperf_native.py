@@ -133,3 +133,16 @@ def test_macs_of_the_reference_models_follow_from_their_layers():
     stack2 = 16 * 16 * 32 * (16 * 9 + 32 * 9 + 16)
     stack3 = 8 * 8 * 64 * (32 * 9 + 64 * 9 + 32)
     assert load_graph(_model("ic01")).macs() == stem + stack1 + stack2 + stack3 + 64 * 10 == 12_501_632
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_mlperf_model_exports_on_host_qemu_m4_and_esp32(build_dir, name):
+    from edgedigit.targets.export import export
+
+    path = _model(name)
+    sha = load_graph(path).sha256
+    for board, backend in (("host", "native"), ("qemu-m4", "native"), ("esp32dev", "tflm")):
+        res = export(board, model=path, backend=backend)
+        lock = (res.path / "edgedigit.lock.json").read_text()
+        assert res.backend == backend and res.model.sha256 == sha and sha in lock, (board, name)
+        assert res.requirement.arena > 0 and res.files, (board, name)

@@ -249,6 +249,19 @@ def test_outputs_that_differ_from_the_interpreter_are_counted(synthetic):
     assert "| yes / yes / **NO**: 3 images, 5 elements differ |" in md
 
 
+def test_any_model_rows_say_their_inputs_were_random(synthetic):
+    rec = _board_compare("ad01_int8", 264_192, 529_040, 590_600, 1_961_000)
+    rec["dataset"] = {"name": "random", "source": "numpy default_rng(0) bytes", "inputs": 100}
+    write_json(synthetic / "results" / "compare-qemu-m4.json", {
+        "kind": "compare-board-summary", "board": "qemu-m4", "dataset": DATASET, "images": 100,
+        "results": [_board_compare("mlp", 101_632, 181_042, 204_440, 725_926), rec]})
+    md = write_report(collect(board="esp32dev", boards=BOARDS, recommend=_recommend)).read_text()
+    assert "| ad01_int8 | 264,192 | 529,040 | 590,600 | 1,961,000 | 0.90x | 2.00 / 2.24 / 7.42 |" in md
+    assert ("ad01_int8: not a digit classifier; every firmware gets the same 100 seeded random inputs (numpy "
+            "default_rng(0) bytes) instead of the images") in md
+    assert "mlp: not digit" not in md
+
+
 def test_firmware_instructions_plot_skips_what_was_not_measured(tmp_path):
     path = tmp_path / "c.png"
     title = plots.firmware_instructions(path, ["mlp", "cnn"], {"native": [181_042, 14_905_782],

@@ -633,6 +633,12 @@ def _board_compare_part(data: ReportData, tmp: Path) -> str:
         text.append(_table(["model", *(f"flash {n} (B)" for n in names), *(f"RAM {n} (B)" for n in names),
                             f"outputs = TFLM interpreter on all {_int(n)} images ({' / '.join(names)})"], size))
         text.append("\nFlash: text + data of the whole firmware. RAM: data + bss + the stack's measured high-water mark.")
+        other = [r for r in results if isinstance(r.get("dataset"), dict) and r["dataset"].get("name") == "random"]
+        if other:
+            what = "not digit classifiers" if len(other) > 1 else "not a digit classifier"
+            text.append(f"\n{', '.join(str(r.get('variant')) for r in other)}: {what}; every firmware "
+                        f"gets the same {_int(n)} seeded random inputs ({other[0]['dataset'].get('source')}) instead "
+                        "of the images, compared with the interpreter's outputs on them.")
         missing = [f"{r.get('variant')} {k}: {why}" for r in results for k, why in (r.get("missing") or {}).items()]
         if missing:
             text.append("\nNot built: " + "; ".join(missing) + ".")
