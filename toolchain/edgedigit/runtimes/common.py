@@ -1,4 +1,5 @@
-"""What the interpreter runtimes share: reading a model file and checking an input batch against the model."""
+"""What the interpreter runtimes share: reading a model file, checking an input batch against the model, and
+running a batch one input at a time through a batch-1 interpreter."""
 
 from __future__ import annotations
 
@@ -40,3 +41,36 @@ def check_input(path: Path, x: Any, dtype: Any, shape: tuple[int, ...]) -> np.nd
 def one_line(error: Exception) -> str:
     """An interpreter's (often multi-line) error message on one line."""
     return " ".join(str(error).split())
+
+
+class BatchOfOne:
+    """A batch-1 interpreter run over N inputs: subclasses set the I/O description and :meth:`_invoke`."""
+
+    path: Path
+    input_dtype: np.dtype
+    input_shape: tuple[int, ...]
+    output_dtype: np.dtype
+    output_shape: tuple[int, ...]
+
+    def _describe(self, inp: dict, out: dict) -> None:
+        """The input and output dtype and shape from an interpreter's tensor details."""
+        self.input_dtype = np.dtype(inp["dtype"])
+        self.input_shape = tuple(int(d) for d in inp["shape"])
+        self.output_dtype = np.dtype(out["dtype"])
+        self.output_shape = tuple(int(d) for d in out["shape"])
+
+    def _invoke(self, x1: np.ndarray) -> np.ndarray:
+        """The output tensor (batch 1) for one input of batch 1."""
+        raise NotImplementedError
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Raw outputs (N, *output_shape[1:]) of N inputs already in the model's input dtype.
+
+        Raises:
+            ModelError: wrong dtype or shape of ``x``.
+        """
+        x = check_input(self.path, x, self.input_dtype, self.input_shape)
+        res = np.empty((len(x), *self.output_shape[1:]), dtype=self.output_dtype)
+        for i in range(len(x)):
+            res[i] = self._invoke(x[i:i + 1])[0]
+        return res

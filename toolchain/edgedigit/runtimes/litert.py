@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import ModelError
-from .common import check_input, one_line, read_model
+from .common import BatchOfOne, one_line, read_model
 
 
-class LiteRTModel:
+class LiteRTModel(BatchOfOne):
     """A .tflite loaded into a LiteRT interpreter.
 
     Args:
@@ -41,24 +41,12 @@ class LiteRTModel:
             raise ModelError(f"{self.path}: LiteRT cannot load it ({one_line(e)})") from None
         inp, out = self._it.get_input_details()[0], self._it.get_output_details()[0]
         self._in, self._out = inp["index"], out["index"]
-        self.input_dtype = np.dtype(inp["dtype"])
-        self.input_shape = tuple(int(d) for d in inp["shape"])
-        self.output_dtype = np.dtype(out["dtype"])
-        self.output_shape = tuple(int(d) for d in out["shape"])
+        self._describe(inp, out)
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """Raw outputs (N, *output_shape[1:]) of N inputs already in the model's input dtype.
-
-        Raises:
-            ModelError: wrong dtype or shape of ``x``.
-        """
-        x = check_input(self.path, x, self.input_dtype, self.input_shape)
-        res = np.empty((len(x), *self.output_shape[1:]), dtype=self.output_dtype)
-        for i in range(len(x)):
-            self._it.set_tensor(self._in, x[i:i + 1])
-            self._it.invoke()
-            res[i] = self._it.get_tensor(self._out)[0]
-        return res
+    def _invoke(self, x1: np.ndarray) -> np.ndarray:
+        self._it.set_tensor(self._in, x1)
+        self._it.invoke()
+        return self._it.get_tensor(self._out)
 
 
 def run_reference(path: str | Path, x: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import ModelError
-from .common import check_input, read_model
+from .common import BatchOfOne, read_model
 
 ARENA_PROBE_BYTES = 1 << 22  # generous arena for the measuring interpreter
 ARENA_MAX_BYTES = 1 << 27  # the search gives up beyond this (a model TFLM cannot allocate at all)
@@ -128,7 +128,7 @@ def arena_bytes(path: str | Path) -> int:
     return high
 
 
-class TFLMModel:
+class TFLMModel(BatchOfOne):
     """A .tflite loaded into TFLM with an arena of ``arena`` bytes (default: the measured :func:`arena_bytes`).
 
     Raises:
@@ -139,25 +139,12 @@ class TFLMModel:
         self.path, raw = read_model(path)
         self.arena = arena if arena is not None else arena_bytes(self.path)
         self._it = _interpreter(raw, self.path, self.arena)
-        inp, out = self._it.get_input_details(0), self._it.get_output_details(0)
-        self.input_dtype = np.dtype(inp["dtype"])
-        self.input_shape = tuple(int(d) for d in inp["shape"])
-        self.output_dtype = np.dtype(out["dtype"])
-        self.output_shape = tuple(int(d) for d in out["shape"])
+        self._describe(self._it.get_input_details(0), self._it.get_output_details(0))
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """Raw outputs (N, *output_shape[1:]) of N inputs already in the model's input dtype.
-
-        Raises:
-            ModelError: wrong dtype or shape of ``x``.
-        """
-        x = check_input(self.path, x, self.input_dtype, self.input_shape)
-        res = np.empty((len(x), *self.output_shape[1:]), dtype=self.output_dtype)
-        for i in range(len(x)):
-            self._it.set_input(x[i:i + 1], 0)
-            self._it.invoke()
-            res[i] = self._it.get_output(0)[0]
-        return res
+    def _invoke(self, x1: np.ndarray) -> np.ndarray:
+        self._it.set_input(x1, 0)
+        self._it.invoke()
+        return self._it.get_output(0)
 
 
 def run(path: str | Path, x_int8: np.ndarray) -> np.ndarray:
