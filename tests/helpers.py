@@ -85,6 +85,25 @@ def add_variant(build: Path, name: str, kind: str, accuracy: float, source: Path
 
 # ---- exported projects -----------------------------------------------------------------------------------
 
+def assert_same_stage(new, ref, outputs: bool = True) -> None:
+    """Two stage declarations agree: name, outputs (unless ``outputs`` is False) and inputs, or the same
+    ``Blocked`` reason when the inputs are not there yet."""
+    import re
+
+    import pytest
+
+    from edgedigit.core.stage import Blocked
+
+    assert new.name == ref.name and (not outputs or new.outputs() == ref.outputs())
+    try:
+        expected = ref.inputs()
+    except Blocked as e:
+        with pytest.raises(Blocked, match=re.escape(str(e))):
+            new.inputs()
+    else:
+        assert new.inputs() == expected
+
+
 def read_tree(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder``: relative path -> bytes."""
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}

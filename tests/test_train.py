@@ -7,7 +7,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
 import subprocess
 import sys
 import types
@@ -22,6 +21,7 @@ from edgedigit.models import variants as variants_mod
 from edgedigit.models.train import count_macs, plan, train_variants
 from edgedigit.models.variants import REGISTRY, SEED_NAMES, SEED_VARIANTS, TrainContext, TrainResult, Variant, get_variant
 from edgedigit.models.variants.pruned import schedule_steps
+from helpers import assert_same_stage
 
 CARD_KEYS = {"variant", "kind", "dataset", "seed", "versions", "params", "macs", "float_accuracy", "int8_accuracy",
              "per_class", "size_bytes", "quantization", "files", "train_seconds"}
@@ -163,15 +163,7 @@ def test_train_stage_declares_what_the_pipeline_declares(build_dir):
     old = {s.name: s for s in pipeline.build_stages(cfg, lambda: ds)}
 
     def same(name, outputs=True):
-        new, ref = train.stage(name, 3, 4, lambda: ds), old[f"train {name}"]
-        assert new.name == ref.name and (not outputs or new.outputs() == ref.outputs())
-        try:
-            expected = ref.inputs()
-        except (Blocked, pipeline.Blocked) as e:  # pipeline.Blocked: until the pipeline imports core.stage's
-            with pytest.raises(Blocked, match=re.escape(str(e))):
-                new.inputs()
-        else:
-            assert new.inputs() == expected
+        assert_same_stage(train.stage(name, 3, 4, lambda: ds), old[f"train {name}"], outputs)
 
     # Before training the pipeline guessed model.keras for rfe-lr too; the store names the kind's default
     # (model.joblib). Either is missing, so the stage runs either way.
