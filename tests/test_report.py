@@ -269,3 +269,31 @@ def test_firmware_instructions_plot_skips_what_was_not_measured(tmp_path):
                                         "qemu-m4", LABEL, "instructions")
     assert path.read_bytes()[:8] == PNG_MAGIC
     assert title == f"instructions per inference on qemu-m4, native vs TFLM, images from {LABEL}"
+
+
+def _front_row(trial, accuracy, instructions, measured=None, baseline=False):
+    return {"trial": trial, "accuracy": accuracy, "instructions": instructions, "flash": 40_000 + trial,
+            "ram": 9_000 + trial, "backend": "native", "architecture": f"conv {trial}", "baseline": baseline,
+            **({"instructions_measured": measured} if measured is not None else {})}
+
+
+def test_search_front_is_a_section_and_a_plot_beside_the_variants(synthetic):
+    write_json(synthetic / "search" / "nano33ble" / "pareto.json", {
+        "board": "nano33ble", "study": {"name": "nano33ble-accuracy-latency", "storage": "sqlite:///x.db"},
+        "objectives": ["accuracy", "latency"], "counts": {"complete": 12, "pruned": 3, "failed": 0},
+        "accuracy_of": "int8 model under TFLM on the validation split", "instructions_of": "cost model",
+        "front": [_front_row(7, 0.9921, 2_400_000, measured=2_380_411), _front_row(2, 0.981, 600_000),
+                  _front_row(0, 0.990, 14_900_000, baseline=True)]})
+    write_json(synthetic / "results" / "compare-qemu-m4.json", {
+        "kind": "compare-board-summary", "board": "qemu-m4", "dataset": DATASET, "images": 100,
+        "results": [_board_compare("mlp", 101_632, 181_042, 204_440, 725_926)]})
+    md = write_report(collect(board="esp32dev", boards=BOARDS, recommend=_recommend)).read_text()
+    section = md[md.index("## Architecture search (`edgedigit search`)"):]
+    assert "### nano33ble: study `nano33ble-accuracy-latency`" in section
+    assert "12 trials complete, 3 pruned" in section
+    assert "| 7 | conv 7 | 99.21 % | 2,380,411 measured | 40,007 | 9,007 | native |" in section
+    assert "| 2 | conv 2 | 98.10 % | 600,000 estimated | 40,002 | 9,002 | native |" in section
+    assert "| 0 (baseline) | conv 0 | 99.00 % |" in section
+    png = synthetic / "reports" / "search_nano33ble.png"
+    assert png.read_bytes()[:8] == PNG_MAGIC and "![architecture search for nano33ble" in section
+    assert "hand-designed variants are placed by their int8 accuracy on the test set" in section  # mlp was measured

@@ -45,6 +45,9 @@ def search_dir(board: str | None = None) -> Path:
     return root / board if board else root
 
 
+SEARCH_FRONT = "pareto.json"  # a board's study summary and Pareto front, in search_dir(board)
+
+
 def promoted_dir() -> Path:
     """``build/search/promoted/``: the specs of searched models promoted to variants (the registry reads it)."""
     return build_dir() / "search" / "promoted"

@@ -24,7 +24,7 @@ import numpy as np
 from .. import __version__
 from ..core.errors import EdgeDigitError
 from ..core.fsutil import staged_dir
-from ..core.paths import models_dir, reports_dir, results_dir
+from ..core.paths import SEARCH_FRONT, models_dir, reports_dir, results_dir, search_dir
 from ..core.results import BENCH_HOST, COMPARE, COMPARE_BOARD_PREFIX, DEVICE_PREFIX, STRESS, ResultFile, read_jsonl
 from ..core.stage import Stage, files_hashes
 from ..core.store import ModelFolder
@@ -76,6 +76,7 @@ class ReportData:
     notes: list[str] = field(default_factory=list)  # parts that could not be read, and why
     board: str | None = None  # the board the pipeline ran for (its recommendation drives the confusion plot)
     board_compare: list[dict] = field(default_factory=list)  # compare-<board>.json summaries (bench compare --board)
+    searches: list[dict] = field(default_factory=list)  # build/search/<board>/pareto.json (edgedigit search)
 
 
 # ------------------------------------------------------------------------------------------- collecting
@@ -243,6 +244,12 @@ def collect(board: str | None = None, boards: list[BoardInfo] | None = None,
             continue
         if isinstance(summary, dict) and summary.get("kind") == "compare-board-summary":
             board_compare.append(summary)
+    searches = []
+    for p in sorted(search_dir().glob(f"*/{SEARCH_FRONT}")) if search_dir().is_dir() else []:
+        try:
+            searches.append(json.loads(p.read_text()))
+        except ValueError as e:
+            notes.append(f"{p}: unreadable ({e})")
     if boards is None:
         boards, note = _boards()
         if note:
@@ -250,7 +257,8 @@ def collect(board: str | None = None, boards: list[BoardInfo] | None = None,
     recs, note = (recommend or _recommend)(boards, cards)
     if note:
         notes.append(note)
-    return ReportData(cards, host, stress, device, compare, boards, recs, _pixels(cards), notes, board, board_compare)
+    return ReportData(cards, host, stress, device, compare, boards, recs, _pixels(cards), notes, board, board_compare,
+                      searches)
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -319,7 +327,8 @@ def write_report(data: ReportData, out: Path | None = None) -> Path:
     Raises:
         EdgeDigitError: nothing at all has been measured (no card, no result).
     """
-    if not (data.cards or data.host or data.stress or data.device or data.compare or data.board_compare):
+    if not (data.cards or data.host or data.stress or data.device or data.compare or data.board_compare
+            or data.searches):
         raise EdgeDigitError(f"nothing to report: no card under {models_dir()} and no result under "
                              f"{results_dir()}; run `edgedigit pipeline --board host` or `edgedigit train` first")
     out = Path(out) if out else reports_dir()
@@ -360,6 +369,8 @@ def _render(data: ReportData, tmp: Path) -> str:
     parts.append(_stress_section(data))
     parts.append(_device_section(data))
     parts.append(_compare_section(data, tmp))
+    if data.searches:
+        parts.append(_search_section(data, tmp))
     parts.append(_plots_section(data, tmp, ds_label, machine))
     if data.notes:
         parts.append("## Parts not available\n")
@@ -649,6 +660,45 @@ def _board_compare_part(data: ReportData, tmp: Path) -> str:
         text.append(f"\n![{title}]({fname})\n")
         if c.get("method"):
             text.append("Method: " + " ".join(f"{k}: {v}." for k, v in c["method"].items()) + "\n")
+    return "\n".join(text) + "\n"
+
+
+def _search_section(data: ReportData, tmp: Path) -> str:
+    """Each board's search front (``edgedigit search``): a table, and a plot beside the hand-designed variants."""
+    text = ["## Architecture search (`edgedigit search`)\n"]
+    native = {r.get("variant"): (r.get("instructions") or {}).get("native")
+              for c in data.board_compare for r in c.get("results", [])}
+    for s in data.searches:
+        board, counts, front = s.get("board", "?"), s.get("counts") or {}, s.get("front") or []
+        text.append(f"### {board}: study `{(s.get('study') or {}).get('name')}`\n")
+        text.append(f"Objectives {', '.join(s.get('objectives') or [])}; {counts.get('complete', 0):,} trials complete, "
+                    f"{counts.get('pruned', 0):,} pruned (over the board's budget or the limits, before training), "
+                    f"{counts.get('failed', 0):,} failed. Accuracy: {s.get('accuracy_of')}. Instructions: "
+                    f"{s.get('instructions_of')}; *measured* where the finalist's firmware was run on qemu-m4.\n")
+        rows = []
+        for r in front:
+            measured = r.get("instructions_measured")
+            instr = f"{_int(measured)} measured" if measured is not None else f"{_int(r.get('instructions'))} estimated"
+            rows.append([str(r.get("trial")) + (" (baseline)" if r.get("baseline") else ""),
+                         str(r.get("architecture") or MISSING), _pct(r.get("accuracy")), instr, _int(r.get("flash")),
+                         _int(r.get("ram")), str(r.get("backend") or MISSING)])
+        text.append(_table(["trial", "architecture", "int8 accuracy (validation)", "instructions per inference",
+                            "flash (B)", "RAM (B)", "backend"], rows))
+        points = [{"label": f"trial {r.get('trial')}", "accuracy": r.get("accuracy"),
+                   "instructions": r.get("instructions_measured") or r.get("instructions"), "kind": "front"}
+                  for r in front]
+        points += [{"label": v, "accuracy": c.get("int8_accuracy"), "instructions": native.get(v), "kind": "variant"}
+                   for v, c in data.cards.items() if native.get(v)]
+        points = [p for p in points if isinstance(p["accuracy"], (int, float)) and p["instructions"]]
+        if points:
+            fname = f"search_{board}.png"
+            title = plots.search_front(tmp / fname, points, board)
+            text.append(f"\n![{title}]({fname})\n")
+            if any(p["kind"] == "variant" for p in points):
+                text.append("The hand-designed variants are placed by their int8 accuracy on the test set and the "
+                            "native firmware's instructions measured by `edgedigit bench compare --board qemu-m4`; "
+                            "the front by its validation accuracy: the test set is kept for the finalists' cards "
+                            "(`edgedigit search promote`).\n")
     return "\n".join(text) + "\n"
 
 

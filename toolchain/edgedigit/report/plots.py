@@ -142,6 +142,35 @@ def firmware_instructions(path: Path, models: Sequence[str], series: dict[str, S
     return title
 
 
+def search_front(path: Path, points: Sequence[dict], board: str) -> str:
+    """Accuracy (%) against instructions per inference (log scale): a search's Pareto front and the
+    hand-designed variants (``points``: ``label``, ``accuracy`` 0..1, ``instructions``, ``kind`` front|variant)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    styles = {"front": ("tab:red", "o", "search front (validation accuracy)"),
+              "variant": ("tab:blue", "s", "hand-designed variants (test accuracy)")}
+    for kind, (color, marker, label) in styles.items():
+        pts = sorted((float(p["instructions"]), 100.0 * float(p["accuracy"]), p["label"]) for p in points
+                     if p["kind"] == kind)
+        if not pts:
+            continue
+        xs, ys, names = zip(*pts, strict=True)
+        ax.plot(xs, ys, ls="none", color=color, marker=marker, label=label)
+        for x, y, name in pts:
+            ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("emulated Cortex-M4 instructions per inference (native backend, log scale)")
+    ax.set_ylabel("int8 accuracy (%)")
+    title = f"architecture search for {board}: accuracy vs instructions"
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return title
+
+
 def confusion_matrix(path: Path, matrix: np.ndarray, model: str, dataset: str) -> str:
     """Heat map of a 10x10 confusion matrix (rows: true label, columns: predicted), counts in the cells."""
     plt = _plt()

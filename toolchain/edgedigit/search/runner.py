@@ -34,7 +34,7 @@ from typing import Any
 
 from ..core.errors import EdgeDigitError, ToolError
 from ..core.fsutil import write_atomic, write_json
-from ..core.paths import search_dir
+from ..core.paths import SEARCH_FRONT, search_dir
 from ..core.results import append_jsonl, machine
 from . import trial as trial_mod
 
@@ -44,7 +44,7 @@ OBJECTIVES: dict[str, tuple[str, str]] = {"accuracy": ("maximize", "accuracy"), 
 DEFAULT_OBJECTIVES = ("accuracy", "latency", "flash")
 DEFAULT_TRIALS = 20
 STUDY_DB = "study.db"
-FRONT_FILE = "pareto.json"
+FRONT_FILE = SEARCH_FRONT
 TRIALS_FILE = "trials.jsonl"
 VERIFIED_FILE = "verified.json"
 TRIAL_MODEL = "model_int8.tflite"
