@@ -455,7 +455,8 @@ def compare_on_board(board_name: str, variants: Iterable[str] | None = None, mod
     median counter per inference (emulated instructions on qemu-m4) and per MAC, flash (text + data), RAM
     (data + bss + the painted stack's high-water mark), and whether every raw output equals the tflite-micro
     interpreter's. Records go to ``results/compare-<board>.jsonl`` as each model finishes, the summary to
-    ``compare-<board>.json``. A firmware that cannot be built here (e.g. kernels the TFLM tree lacks) is
+    ``compare-<board>.json`` (keeping the rows of models measured before on the same board, data and number of
+    images, so that ``--model X`` adds a row). A firmware that cannot be built here (e.g. kernels the TFLM tree lacks) is
     recorded as missing with the reason.
 
     Raises:
@@ -522,9 +523,20 @@ def compare_on_board(board_name: str, variants: Iterable[str] | None = None, mod
         if on_result is not None:
             on_result(rec)
     summary = {"kind": "compare-board-summary", "board": board.id, "dataset": dataset.describe(), "images": n,
-               "counter_note": note, "machine": host, "method": BOARD_METHOD, "results": results}
+               "counter_note": note, "machine": host, "method": BOARD_METHOD,
+               "results": _kept_rows(store.summary(), board.id, dataset, n, results) + results}
     store.write_summary(summary)
     return summary
+
+
+def _kept_rows(previous: dict | None, board: str, dataset: Any, n: int, results: list[dict]) -> list[dict]:
+    """The rows of the previous summary that this run did not measure again, when it was measured the same way
+    (same board, dataset and number of images): comparing one more model keeps the others in the report."""
+    if not previous or previous.get("kind") != "compare-board-summary" or previous.get("board") != board \
+            or previous.get("images") != n or (previous.get("dataset") or {}).get("sha256") != dataset.sha256:
+        return []
+    again = {r.get("variant") for r in results}
+    return [r for r in previous.get("results", []) if isinstance(r, dict) and r.get("variant") not in again]
 
 
 def _board_record(board: Any, subject: _Subject, runs: dict[str, dict], missing: dict[str, str],
