@@ -232,7 +232,9 @@ def fit_backend(board: Board, src: ModelSource, backend: str | None = None) -> R
         if not fit.too_large:
             raise UnsupportedOpError(f"no backend of {board.id} can run {src.name}: {'; '.join(kind_problems(fit, src))}")
         worst = fit.too_large[0]
-    raise ModelTooLargeError(f"{src.name} ({worst.backend}): {worst.shortfall()}; {_fits_clause(board, src.name)}")
+    # a trained variant: say which others fit; a model given by path has nothing to do with the trained ones
+    tail = f"; {_fits_clause(board, src.name)}" if src.card is not None else ""
+    raise ModelTooLargeError(f"{src.name} ({worst.backend}): {worst.shortfall()}{tail}")
 
 
 # ---- rendering -------------------------------------------------------------------------------------------
