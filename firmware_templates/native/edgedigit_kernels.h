@@ -15,6 +15,13 @@
 extern "C" {
 #endif
 
+/* The model's constant arrays are word aligned (the Cortex-M4 kernels read weights with LDM). */
+#if defined(__GNUC__)
+#define EDGEDIGIT_ALIGNED __attribute__((aligned(4)))
+#else
+#define EDGEDIGIT_ALIGNED
+#endif
+
 /* gemmlowp::SaturatingRoundingDoublingHighMul for int32. */
 int32_t edgedigit_srdhm(int32_t a, int32_t b);
 /* gemmlowp::RoundingDivideByPOT: rounding arithmetic right shift, 0 <= exponent <= 31. */
@@ -35,6 +42,7 @@ typedef struct {
     int32_t output_offset;
     int32_t act_min;
     int32_t act_max;
+    int32_t fast_requantize;   /* every |sum| < 2^30 and every shift <= -1 (see edgedigit_kernels.c) */
 } edgedigit_fc_t;
 
 void edgedigit_fully_connected(const edgedigit_fc_t *p, const int8_t *input, int8_t *output);
@@ -57,6 +65,7 @@ typedef struct {
     int32_t output_offset;     /* output zero point */
     int32_t act_min;
     int32_t act_max;
+    int32_t fast_requantize;   /* CONV_2D: every |sum| < 2^30 and every shift <= -1 (see edgedigit_kernels.c) */
 } edgedigit_conv_t;
 
 void edgedigit_conv2d(const edgedigit_conv_t *p, const int8_t *input, int8_t *output);
