@@ -213,7 +213,8 @@ def _check_conv(lib, case, depthwise: bool) -> None:
     bias = rng.integers(-(2**20), 2**20, g["out_c"], dtype=np.int64)
     want = requant(conv_reference(x, w, bias, g, in_zp, depthwise), m, s, out_zp, lo, hi)
     out = np.zeros(want.shape, np.int8)
-    b32, weights, fast = bias.astype(np.int32), np.ascontiguousarray(w), 0
+    b32, weights = bias.astype(np.int32), np.ascontiguousarray(w)
+    fast = int(fast_requantize(w.reshape(-1, g["out_c"]).T, b32, s, max(abs(-128 - in_zp), abs(127 - in_zp))))
     if not depthwise:  # as the code generator: packed weights, the input offset folded into the bias
         weights = pack_conv_weights(w)
         b32 = _wrap_int32(bias + (-in_zp) * w.astype(np.int64).reshape(g["out_c"], -1).sum(axis=1)).astype(np.int32)

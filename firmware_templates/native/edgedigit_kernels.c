@@ -571,6 +571,75 @@ void edgedigit_conv2d(const edgedigit_conv_t *p, const int8_t *input, int8_t *ou
 }
 #endif /* EDGEDIGIT_USE_DSP */
 
+#if EDGEDIGIT_USE_DSP
+/* DEPTHWISE_CONV_2D with depth multiplier 1 and in_c % 4 == 0: four channels at a time, each tap's input
+ * and weight words widened by SXTB16 (lanes 0, 2 and, rotated, 1, 3), the input offset added to the lanes
+ * with SADD16 (|x + offset| <= 255 fits int16), one SMLABB/SMLATT per channel. Taps outside the image are
+ * skipped as in TFLM; the int32 sums are TFLM's. */
+static void depthwise_dsp(const edgedigit_conv_t *p, const int8_t *input, int8_t *output)
+{
+    const int32_t in_h = p->in_h, in_w = p->in_w, ch = p->in_c, out_h = p->out_h, out_w = p->out_w;
+    const int32_t k_w = p->k_w, dil_h = p->dil_h, dil_w = p->dil_w;
+    const int16x2_t off2 = (int16x2_t)((uint32_t)(p->input_offset & 0xFFFF) * 0x00010001u);
+    const int32_t offset = p->output_offset, lo = p->act_min, hi = p->act_max;
+    const int fast = p->fast_requantize;
+    int32_t b, oy, ox, c, fy, fx, k;
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *in = input + b * in_h * in_w * ch;
+        int8_t *out = output + b * out_h * out_w * ch;
+        for (oy = 0; oy < out_h; ++oy) {
+            const int32_t y0 = oy * p->stride_h - p->pad_h;
+            int32_t fy0, fy1;
+            tap_range(y0, dil_h, p->k_h, in_h, &fy0, &fy1);
+            for (ox = 0; ox < out_w; ++ox) {
+                const int32_t x0 = ox * p->stride_w - p->pad_w;
+                int32_t fx0, fx1;
+                tap_range(x0, dil_w, k_w, in_w, &fx0, &fx1);
+                for (c = 0; c < ch; c += 4) {
+                    int32_t acc[4];
+                    if (p->bias != NULL) {
+                        acc[0] = p->bias[c];
+                        acc[1] = p->bias[c + 1];
+                        acc[2] = p->bias[c + 2];
+                        acc[3] = p->bias[c + 3];
+                    } else {
+                        acc[0] = acc[1] = acc[2] = acc[3] = 0;
+                    }
+                    for (fy = fy0; fy < fy1; ++fy) {
+                        const int8_t *px = in + ((y0 + dil_h * fy) * in_w + x0 + dil_w * fx0) * ch + c;
+                        const int8_t *pw = p->weights + (fy * k_w + fx0) * ch + c;
+                        int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+                        for (fx = fx0; fx < fx1; ++fx) {
+                            const uint32_t xv = load4(px), wv = load4(pw);
+                            const int16x2_t x02 = __sadd16(__sxtb16(xv), off2);
+                            const int16x2_t x13 = __sadd16(sxtb16_ror8(xv), off2);
+                            const int16x2_t w02 = __sxtb16(wv), w13 = sxtb16_ror8(wv);
+                            a0 = __smlabb(x02, w02, a0);
+                            a2 = __smlatt(x02, w02, a2);
+                            a1 = __smlabb(x13, w13, a1);
+                            a3 = __smlatt(x13, w13, a3);
+                            px += dil_w * ch;
+                            pw += ch;
+                        }
+                        acc[0] = a0;
+                        acc[1] = a1;
+                        acc[2] = a2;
+                        acc[3] = a3;
+                    }
+                    for (k = 0; k < 4; ++k) {
+                        const int32_t m = p->multiplier[c + k], sh = p->shift[c + k];
+                        out[k] = fast ? clamp8(rounding_shift(smmulr(acc[k] << 1, m), (int32_t)1 << (-sh - 1), -sh) + offset,
+                                               lo, hi)
+                                      : conv_requantize(acc[k], m, sh, offset, lo, hi);
+                    }
+                    out += 4;
+                }
+            }
+        }
+    }
+}
+#endif /* EDGEDIGIT_USE_DSP */
+
 void edgedigit_depthwise_conv2d(const edgedigit_conv_t *p, const int8_t *input, int8_t *output)
 {
     const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c, out_h = p->out_h, out_w = p->out_w;
@@ -578,6 +647,12 @@ void edgedigit_depthwise_conv2d(const edgedigit_conv_t *p, const int8_t *input, 
     const int32_t depth_multiplier = p->depth_multiplier, input_offset = p->input_offset;
     const int8_t *const weights = p->weights;
     int32_t b, oy, ox, ic, m, fy, fx;
+#if EDGEDIGIT_USE_DSP
+    if (depth_multiplier == 1 && (in_c & 3) == 0) {
+        depthwise_dsp(p, input, output);
+        return;
+    }
+#endif
     for (b = 0; b < p->batches; ++b) {
         const int8_t *in = input + b * in_h * in_w * in_c;
         int8_t *out = output + b * out_h * out_w * out_c;

@@ -287,12 +287,13 @@ def pack_conv_weights(w: np.ndarray) -> np.ndarray:
     return padded.reshape(-1, 2, k4 // 4, 4).transpose(0, 2, 1, 3).reshape(-1).astype(np.int8)
 
 
-def fast_requantize(w: np.ndarray, folded_bias: np.ndarray, shift: np.ndarray) -> bool:
-    """Whether a CONV_2D or FULLY_CONNECTED can take the kernels' fast requantization (``edgedigit_kernels.c``):
-    every channel's shift is at most -1 and its int32 sum (folded bias plus int8 inputs in [-128, 127] times
-    the weights) stays below 2^30 in magnitude for every input."""
+def fast_requantize(w: np.ndarray, bias: np.ndarray, shift: np.ndarray, x_max: int = 128) -> bool:
+    """Whether a CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED can take the kernels' fast requantization
+    (``edgedigit_kernels.c``): every channel's shift is at most -1 and its int32 sum (the bias, folded or not,
+    plus inputs of magnitude at most ``x_max`` times the channel's weights, one channel per row of ``w``)
+    stays below 2^30 in magnitude for every input."""
     rows = np.abs(w.astype(np.int64).reshape(w.shape[0], -1)).sum(axis=1)
-    bound = np.abs(np.asarray(folded_bias, np.int64)) + 128 * rows
+    bound = np.abs(np.asarray(bias, np.int64)) + x_max * rows
     return bool(np.all(np.asarray(shift) <= -1) and np.all(bound < (1 << 30)))
 
 
@@ -373,7 +374,12 @@ def convolution(ctx: OpContext) -> Step:
     if bias_values is not None:
         arrays.append(("int32_t", f"{p}_bias", bias_values))
     kernel = "edgedigit_depthwise_conv2d" if depthwise else "edgedigit_conv2d"
-    extra = {} if depthwise else {"fast_requantize": int(fast_requantize(w.data, bias_values, shift))}
+    if depthwise:  # sums of (x + input_offset) * w, |x + input_offset| <= max(|-128 - in_zp|, |127 - in_zp|)
+        fast = fast_requantize(w.data.reshape(-1, oc).T, bias_values if bias_values is not None else np.zeros(oc),
+                               shift, max(abs(-128 - in_zp), abs(127 - in_zp)))
+    else:
+        fast = fast_requantize(w.data, bias_values, shift)
+    extra = {"fast_requantize": int(fast)}
     return Step(ctx.op, kernel, "edgedigit_conv_t", {
         "batches": b, "in_h": ih, "in_w": iw, "in_c": ic, "out_h": oh, "out_w": ow, "out_c": oc, "k_h": kh,
         "k_w": kw, "stride_h": sh, "stride_w": sw, "dil_h": dh, "dil_w": dw, "pad_h": pad_h, "pad_w": pad_w,
