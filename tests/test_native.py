@@ -386,9 +386,10 @@ def test_pack_fc_weights_layout():
 
 @pytest.mark.tool
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["mlp_pertensor", "dw_mult"])
+@pytest.mark.parametrize("name", ["mlp_pertensor", "dw_mult", "cnn"])
 def test_dsp_path_on_qemu_m4_equals_tflm(tflite_models, tmp_path, name):
-    """SMLAD/SXTB16 kernels (row blocks, input tails: dw_mult's FC has 54 inputs and 10 rows) == TFLM."""
+    """SMLAD/SXTB16 kernels (row blocks, input tails: dw_mult's FC has 54 inputs and 10 rows; cnn's CONV_2D
+    with 1 and 8 input channels, its SIMD MAX_POOL_2D) == TFLM."""
     from edgedigit.runtimes.native_host import run_qemu_m4
 
     require_tool("arm-none-eabi-gcc")
@@ -398,6 +399,24 @@ def test_dsp_path_on_qemu_m4_equals_tflm(tflite_models, tmp_path, name):
     got, instructions = run_qemu_m4(path, x, tmp_path)
     np.testing.assert_array_equal(got, run_tflm(path, x))
     assert instructions > 0
+
+
+@pytest.mark.tool
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["cnn", "dw_mult"])
+def test_general_requantization_on_qemu_m4_equals_tflm(tflite_models, tmp_path, monkeypatch, name):
+    """With the fast requantization refused for every layer, the M4 kernels' general one == TFLM too."""
+    from edgedigit.codegen.native import ops
+    from edgedigit.runtimes.native_host import run_qemu_m4
+
+    require_tool("arm-none-eabi-gcc")
+    require_tool("qemu-system-arm")
+    monkeypatch.setattr(ops, "fast_requantize", lambda *args: False)
+    path = tflite_models[name]
+    x = _int8_inputs(path, random_images(40, seed=12))
+    got, _ = run_qemu_m4(path, x, tmp_path)
+    assert "fast_requantize = 1" not in (tmp_path / "edgedigit_native_model.c").read_text()
+    np.testing.assert_array_equal(got, run_tflm(path, x))
 
 
 @pytest.mark.tool
