@@ -106,6 +106,19 @@ static uint32_t load4(const int8_t *p)
     return v;
 }
 
+/* The end pointer of the assembler loops below: in r7 when optimizing (r7 is then free: the functions
+ * that hold these loops have no frame pointer), else (-O0, where r7 is the frame pointer) read from memory
+ * into the scratch register r6 before the compare. */
+#if defined(__OPTIMIZE__)
+#define EDGEDIGIT_LOOP_END(value) register const uint32_t *end __asm__("r7") = (value)
+#define EDGEDIGIT_CMP_END "cmp %[px], %[end]\n\t"
+#define EDGEDIGIT_END_OPERAND(e) "r"(e)
+#else
+#define EDGEDIGIT_LOOP_END(value) const uint32_t *end = (value)
+#define EDGEDIGIT_CMP_END "ldr r6, %[end]\n\tcmp %[px], r6\n\t"
+#define EDGEDIGIT_END_OPERAND(e) "m"(e)
+#endif
+
 /* bytes 1 and 3 of v, sign-extended to two int16 lanes */
 static int16x2_t sxtb16_ror8(uint32_t v)
 {
@@ -149,7 +162,7 @@ static void dot4(const int8_t *x, const uint32_t *xw, const int8_t *w, int32_t n
     if (groups > 0) {
         register const uint32_t *px __asm__("r12") = xw;
         register const int8_t *pw __asm__("lr") = w;
-        register const uint32_t *end __asm__("r7") = xw + 2 * groups;
+        EDGEDIGIT_LOOP_END(xw + 2 * groups);
         if (groups & 1) {
             __asm__ volatile(EDGEDIGIT_DOT4_GROUP
                              : [px] "+r"(px), [pw] "+r"(pw), [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2),
@@ -159,11 +172,11 @@ static void dot4(const int8_t *x, const uint32_t *xw, const int8_t *w, int32_t n
         }
         if (groups > 1) { /* two groups per turn */
             __asm__ volatile("1:\n\t" EDGEDIGIT_DOT4_GROUP EDGEDIGIT_DOT4_GROUP
-                             "cmp %[px], %[end]\n\t"
+                             EDGEDIGIT_CMP_END
                              "bne 1b\n\t"
                              : [px] "+r"(px), [pw] "+r"(pw), [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2),
                                [a3] "+r"(a3)
-                             : [end] "r"(end)
+                             : [end] EDGEDIGIT_END_OPERAND(end)
                              : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "cc", "memory");
         }
         w = pw;
@@ -403,7 +416,7 @@ static void conv_2x2(const uint32_t *x, const int8_t *w, int32_t groups, int32_t
     register int32_t a1 __asm__("r9") = acc[1];
     register int32_t a2 __asm__("r10") = acc[2];
     register int32_t a3 __asm__("r11") = acc[3];
-    register const uint32_t *end __asm__("r7") = x + 4 * groups;
+    EDGEDIGIT_LOOP_END(x + 4 * groups);
 #define EDGEDIGIT_CONV_GROUP                                                                                       \
     "ldm %[px]!, {r0, r1, r2, r3}\n\t"                                                                             \
     "ldm %[pw]!, {r4, r5}\n\t"                                                                                     \
@@ -427,10 +440,10 @@ static void conv_2x2(const uint32_t *x, const int8_t *w, int32_t groups, int32_t
     }
     if (groups > 1) { /* two groups per turn */
         __asm__ volatile("1:\n\t" EDGEDIGIT_CONV_GROUP EDGEDIGIT_CONV_GROUP
-                         "cmp %[px], %[end]\n\t"
+                         EDGEDIGIT_CMP_END
                          "bne 1b\n\t"
                          : [px] "+r"(px), [pw] "+r"(pw), [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3)
-                         : [end] "r"(end)
+                         : [end] EDGEDIGIT_END_OPERAND(end)
                          : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "cc", "memory");
     }
 #undef EDGEDIGIT_CONV_GROUP
