@@ -589,14 +589,21 @@ void edgedigit_conv2d(const edgedigit_conv_t *p, const int8_t *input, int8_t *ou
  * and weight words widened by SXTB16 (lanes 0, 2 and, rotated, 1, 3), the input offset added to the lanes
  * with SADD16 (|x + offset| <= 255 fits int16), one SMLABB/SMLATT per channel. Taps outside the image are
  * skipped as in TFLM; the int32 sums are TFLM's. */
-static void depthwise_dsp(const edgedigit_conv_t *p, const int8_t *input, int8_t *output)
+static void depthwise_dsp(const edgedigit_conv_t *p, const int8_t *input, int8_t *output, int32_t *shifts)
 {
     const int32_t in_h = p->in_h, in_w = p->in_w, ch = p->in_c, out_h = p->out_h, out_w = p->out_w;
     const int32_t k_w = p->k_w, dil_h = p->dil_h, dil_w = p->dil_w;
     const int16x2_t off2 = (int16x2_t)((uint32_t)(p->input_offset & 0xFFFF) * 0x00010001u);
     const int32_t offset = p->output_offset, lo = p->act_min, hi = p->act_max;
     const int fast = p->fast_requantize;
-    int32_t b, oy, ox, c, fy, fx, k;
+    const int32_t x_step = dil_w * ch, row_step = dil_h * in_w * ch, wrow_step = k_w * ch;
+    const int32_t *const mult = p->multiplier;
+    const int32_t *const right = shifts, *const half = shifts + ch;
+    int32_t b, oy, ox, c, fy, fx;
+    for (c = 0; c < ch && fast; ++c) { /* the fast requantization's right shifts and rounding halves */
+        shifts[c] = -p->shift[c];
+        shifts[ch + c] = (int32_t)1 << (shifts[c] - 1);
+    }
     for (b = 0; b < p->batches; ++b) {
         const int8_t *in = input + b * in_h * in_w * ch;
         int8_t *out = output + b * out_h * out_w * ch;
@@ -608,21 +615,21 @@ static void depthwise_dsp(const edgedigit_conv_t *p, const int8_t *input, int8_t
                 const int32_t x0 = ox * p->stride_w - p->pad_w;
                 int32_t fx0, fx1;
                 tap_range(x0, dil_w, k_w, in_w, &fx0, &fx1);
+                const int8_t *px0 = in + ((y0 + dil_h * fy0) * in_w + x0 + dil_w * fx0) * ch;
+                const int8_t *pw0 = p->weights + (fy0 * k_w + fx0) * ch;
+                const int32_t taps_w = fx1 - fx0;
                 for (c = 0; c < ch; c += 4) {
-                    int32_t acc[4];
+                    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
                     if (p->bias != NULL) {
-                        acc[0] = p->bias[c];
-                        acc[1] = p->bias[c + 1];
-                        acc[2] = p->bias[c + 2];
-                        acc[3] = p->bias[c + 3];
-                    } else {
-                        acc[0] = acc[1] = acc[2] = acc[3] = 0;
+                        a0 = p->bias[c];
+                        a1 = p->bias[c + 1];
+                        a2 = p->bias[c + 2];
+                        a3 = p->bias[c + 3];
                     }
                     for (fy = fy0; fy < fy1; ++fy) {
-                        const int8_t *px = in + ((y0 + dil_h * fy) * in_w + x0 + dil_w * fx0) * ch + c;
-                        const int8_t *pw = p->weights + (fy * k_w + fx0) * ch + c;
-                        int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-                        for (fx = fx0; fx < fx1; ++fx) {
+                        const int8_t *px = px0 + (fy - fy0) * row_step + c;
+                        const int8_t *pw = pw0 + (fy - fy0) * wrow_step + c;
+                        for (fx = 0; fx < taps_w; ++fx) {
                             const uint32_t xv = load4(px), wv = load4(pw);
                             const int16x2_t x02 = __sadd16(__sxtb16(xv), off2);
                             const int16x2_t x13 = __sadd16(sxtb16_ror8(xv), off2);
@@ -631,19 +638,23 @@ static void depthwise_dsp(const edgedigit_conv_t *p, const int8_t *input, int8_t
                             a2 = __smlatt(x02, w02, a2);
                             a1 = __smlabb(x13, w13, a1);
                             a3 = __smlatt(x13, w13, a3);
-                            px += dil_w * ch;
+                            px += x_step;
                             pw += ch;
                         }
-                        acc[0] = a0;
-                        acc[1] = a1;
-                        acc[2] = a2;
-                        acc[3] = a3;
                     }
-                    for (k = 0; k < 4; ++k) {
-                        const int32_t m = p->multiplier[c + k], sh = p->shift[c + k];
-                        out[k] = fast ? clamp8(rounding_shift(smmulr(acc[k] << 1, m), (int32_t)1 << (-sh - 1), -sh) + offset,
-                                               lo, hi)
-                                      : conv_requantize(acc[k], m, sh, offset, lo, hi);
+                    if (fast) {
+                        out[0] = clamp8(rounding_shift(smmulr(a0 << 1, mult[c]), half[c], right[c]) + offset, lo, hi);
+                        out[1] = clamp8(rounding_shift(smmulr(a1 << 1, mult[c + 1]), half[c + 1], right[c + 1]) + offset,
+                                        lo, hi);
+                        out[2] = clamp8(rounding_shift(smmulr(a2 << 1, mult[c + 2]), half[c + 2], right[c + 2]) + offset,
+                                        lo, hi);
+                        out[3] = clamp8(rounding_shift(smmulr(a3 << 1, mult[c + 3]), half[c + 3], right[c + 3]) + offset,
+                                        lo, hi);
+                    } else {
+                        out[0] = conv_requantize(a0, mult[c], p->shift[c], offset, lo, hi);
+                        out[1] = conv_requantize(a1, mult[c + 1], p->shift[c + 1], offset, lo, hi);
+                        out[2] = conv_requantize(a2, mult[c + 2], p->shift[c + 2], offset, lo, hi);
+                        out[3] = conv_requantize(a3, mult[c + 3], p->shift[c + 3], offset, lo, hi);
                     }
                     out += 4;
                 }
@@ -662,7 +673,8 @@ void edgedigit_depthwise_conv2d(const edgedigit_conv_t *p, const int8_t *input, 
     int32_t b, oy, ox, ic, m, fy, fx;
 #if EDGEDIGIT_USE_DSP
     if (depth_multiplier == 1 && (in_c & 3) == 0) {
-        depthwise_dsp(p, input, output);
+        int32_t shifts[2 * in_c]; /* per channel: right shift, rounding half (fast requantization) */
+        depthwise_dsp(p, input, output, shifts);
         return;
     }
 #endif
