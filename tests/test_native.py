@@ -382,13 +382,33 @@ def test_pack_fc_weights_layout():
     assert packed.tolist() == block + list(range(24, 36))
 
 
+def test_pack_conv_weights_layout():
+    """Taps padded to a multiple of 4, channels to an even count, pairs interleaved by groups of 4 taps."""
+    w = np.arange(1, 3 * 1 * 1 * 6 + 1, dtype=np.int64).reshape(3, 1, 1, 6).astype(np.int8)  # 3 channels, 6 taps
+    packed = codegen.pack_conv_weights(w)
+    assert packed.tolist() == [1, 2, 3, 4, 7, 8, 9, 10, 5, 6, 0, 0, 11, 12, 0, 0,
+                               13, 14, 15, 16, 0, 0, 0, 0, 17, 18, 0, 0, 0, 0, 0, 0]
+
+
+def test_fast_requantize_needs_sums_below_2_30_and_a_right_shift():
+    """The M4 kernels' fast requantization is chosen only when it is exact (see edgedigit_kernels.c)."""
+    w = np.full((2, 8), 127, np.int8)  # 128 * 127 * 8 = 130,048 per channel
+    room = (1 << 30) - 1 - 130_048
+    assert codegen.fast_requantize(w, np.array([room, -room]), np.array([-1, -31]))
+    assert not codegen.fast_requantize(w, np.array([room + 1, 0]), np.array([-1, -1]))
+    assert not codegen.fast_requantize(w, np.array([0, 0]), np.array([-1, 0]))
+    assert not codegen.fast_requantize(w, np.array([0, 0]), np.array([2, -3]))
+    assert codegen.fast_requantize(w, np.array([0, 0]), np.array([-5, -5]), x_max=255)
+
+
 # ---- the ARMv7E-M DSP path on an emulated Cortex-M4 ----------------------------------------------------------
 
 @pytest.mark.tool
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["mlp_pertensor", "dw_mult"])
+@pytest.mark.parametrize("name", ["mlp_pertensor", "dw_mult", "cnn"])
 def test_dsp_path_on_qemu_m4_equals_tflm(tflite_models, tmp_path, name):
-    """SMLAD/SXTB16 kernels (row blocks, input tails: dw_mult's FC has 54 inputs and 10 rows) == TFLM."""
+    """SMLAD/SXTB16 kernels (row blocks, input tails: dw_mult's FC has 54 inputs and 10 rows; cnn's CONV_2D
+    with 1 and 8 input channels, its SIMD MAX_POOL_2D) == TFLM."""
     from edgedigit.runtimes.native_host import run_qemu_m4
 
     require_tool("arm-none-eabi-gcc")
@@ -398,6 +418,24 @@ def test_dsp_path_on_qemu_m4_equals_tflm(tflite_models, tmp_path, name):
     got, instructions = run_qemu_m4(path, x, tmp_path)
     np.testing.assert_array_equal(got, run_tflm(path, x))
     assert instructions > 0
+
+
+@pytest.mark.tool
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["cnn", "dw_mult"])
+def test_general_requantization_on_qemu_m4_equals_tflm(tflite_models, tmp_path, monkeypatch, name):
+    """With the fast requantization refused for every layer, the M4 kernels' general one == TFLM too."""
+    from edgedigit.codegen.native import ops
+    from edgedigit.runtimes.native_host import run_qemu_m4
+
+    require_tool("arm-none-eabi-gcc")
+    require_tool("qemu-system-arm")
+    monkeypatch.setattr(ops, "fast_requantize", lambda *args: False)
+    path = tflite_models[name]
+    x = _int8_inputs(path, random_images(40, seed=12))
+    got, _ = run_qemu_m4(path, x, tmp_path)
+    assert "fast_requantize = 1" not in (tmp_path / "edgedigit_native_model.c").read_text()
+    np.testing.assert_array_equal(got, run_tflm(path, x))
 
 
 @pytest.mark.tool

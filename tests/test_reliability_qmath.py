@@ -21,7 +21,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import REPO, require_tool
-from edgedigit.codegen.native import _wrap_int32, pack_fc_weights, quantize_multiplier
+from edgedigit.codegen.native import (
+    _wrap_int32,
+    fast_requantize,
+    pack_conv_weights,
+    pack_fc_weights,
+    quantize_multiplier,
+)
 
 KERNELS = REPO / "firmware_templates" / "native"
 I8P, I32P = ctypes.POINTER(ctypes.c_int8), ctypes.POINTER(ctypes.c_int32)
@@ -31,7 +37,8 @@ SETTINGS = settings(max_examples=75, deadline=None, suppress_health_check=[Healt
 class FC(ctypes.Structure):
     _fields_ = [("batches", ctypes.c_int32), ("in_depth", ctypes.c_int32), ("out_depth", ctypes.c_int32),
                 ("weights", I8P), ("bias", I32P), ("multiplier", I32P), ("shift", I32P),
-                ("output_offset", ctypes.c_int32), ("act_min", ctypes.c_int32), ("act_max", ctypes.c_int32)]
+                ("output_offset", ctypes.c_int32), ("act_min", ctypes.c_int32), ("act_max", ctypes.c_int32),
+                ("fast_requantize", ctypes.c_int32)]
 
 
 class Conv(ctypes.Structure):
@@ -40,7 +47,7 @@ class Conv(ctypes.Structure):
                                               "depth_multiplier")] + [
         ("weights", I8P), ("bias", I32P), ("multiplier", I32P), ("shift", I32P),
         ("input_offset", ctypes.c_int32), ("output_offset", ctypes.c_int32),
-        ("act_min", ctypes.c_int32), ("act_max", ctypes.c_int32)]
+        ("act_min", ctypes.c_int32), ("act_max", ctypes.c_int32), ("fast_requantize", ctypes.c_int32)]
 
 
 class Pool(ctypes.Structure):
@@ -139,7 +146,8 @@ def test_fully_connected_equals_tflm_reference(lib, case):
     packed = pack_fc_weights(w)
     folded = _wrap_int32(bias + (-in_zp) * w.astype(np.int64).sum(axis=1)).astype(np.int32)
     out = np.zeros((batches, out_d), np.int8)
-    p = FC(batches, n, out_d, _p(packed, I8P), _p(folded, I32P), _p(m, I32P), _p(s, I32P), out_zp, lo, hi)
+    p = FC(batches, n, out_d, _p(packed, I8P), _p(folded, I32P), _p(m, I32P), _p(s, I32P), out_zp, lo, hi,
+           int(fast_requantize(w, folded, s)))
     lib.edgedigit_fully_connected(ctypes.byref(p), _p(np.ascontiguousarray(x), I8P), _p(out, I8P))
     assert np.array_equal(out, want)
 
@@ -205,10 +213,15 @@ def _check_conv(lib, case, depthwise: bool) -> None:
     bias = rng.integers(-(2**20), 2**20, g["out_c"], dtype=np.int64)
     want = requant(conv_reference(x, w, bias, g, in_zp, depthwise), m, s, out_zp, lo, hi)
     out = np.zeros(want.shape, np.int8)
-    b32 = bias.astype(np.int32)
-    p = Conv(batches=batches, **g, weights=_p(np.ascontiguousarray(w), I8P), bias=_p(b32, I32P),
+    b32, weights = bias.astype(np.int32), np.ascontiguousarray(w)
+    fast = int(fast_requantize(w.reshape(-1, g["out_c"]).T, b32, s, max(abs(-128 - in_zp), abs(127 - in_zp))))
+    if not depthwise:  # as the code generator: packed weights, the input offset folded into the bias
+        weights = pack_conv_weights(w)
+        b32 = _wrap_int32(bias + (-in_zp) * w.astype(np.int64).reshape(g["out_c"], -1).sum(axis=1)).astype(np.int32)
+        fast = int(fast_requantize(w, b32, s))
+    p = Conv(batches=batches, **g, weights=_p(weights, I8P), bias=_p(b32, I32P),
              multiplier=_p(m, I32P), shift=_p(s, I32P), input_offset=-in_zp, output_offset=out_zp, act_min=lo,
-             act_max=hi)
+             act_max=hi, fast_requantize=fast)
     fn = lib.edgedigit_depthwise_conv2d if depthwise else lib.edgedigit_conv2d
     fn(ctypes.byref(p), _p(np.ascontiguousarray(x), I8P), _p(out, I8P))
     assert np.array_equal(out, want)

@@ -13,6 +13,14 @@
 #define EDGEDIGIT_USE_DSP 0
 #endif
 
+/* Kernels that run once per inference on a few values (softmax) are compiled for size on the Cortex-M
+ * (GCC's cold attribute): flash matters there more than a few hundred instructions. */
+#if EDGEDIGIT_USE_DSP
+#define EDGEDIGIT_SMALL __attribute__((cold))
+#else
+#define EDGEDIGIT_SMALL
+#endif
+
 /* ---- fixed-point helpers (gemmlowp fixedpoint.h, tflite common.cc) ---------------------------------- */
 
 int32_t edgedigit_srdhm(int32_t a, int32_t b)
@@ -43,6 +51,9 @@ int32_t edgedigit_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier
     return edgedigit_rounding_divide_by_pot(edgedigit_srdhm(shifted, multiplier), right_shift);
 }
 
+#if EDGEDIGIT_USE_DSP
+__attribute__((noinline)) /* once per FC output: one copy keeps the Cortex-M firmware small */
+#endif
 static int8_t requantize(int32_t acc, int32_t multiplier, int32_t shift, int32_t offset, int32_t lo, int32_t hi)
 {
     int32_t v = edgedigit_multiply_by_quantized_multiplier(acc, multiplier, shift) + offset;
@@ -64,6 +75,29 @@ static int8_t requantize(int32_t acc, int32_t multiplier, int32_t shift, int32_t
  * A block of four rows still starts at weights + first_row * n. */
 
 #if EDGEDIGIT_USE_DSP
+/* The fast requantization of CONV_2D and FULLY_CONNECTED (fast_requantize, decided at code generation
+ * time when every channel has a right shift of at least 1 and |acc| < 2^30 for every input): SaturatingRoundingDoublingHighMul(acc, m)
+ * is SMMULR(2 acc, m) = (2 acc m + 2^31) >> 32 (2 acc fits in int32), and RoundingDivideByPOT(s, r) is
+ * (s + 2^(r-1) - (s < 0)) >> r (no overflow: |s| < 2^30). Both equal TFLM's to the bit. */
+static int32_t smmulr(int32_t a, int32_t b)
+{
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
+static int32_t rounding_shift(int32_t s, int32_t half, int32_t right)
+{
+    return (s + half - (int32_t)((uint32_t)s >> 31)) >> right;
+}
+
+static int8_t clamp8(int32_t v, int32_t lo, int32_t hi)
+{
+    v = v < lo ? lo : v;
+    v = v > hi ? hi : v;
+    return (int8_t)v;
+}
+
 static uint32_t load4(const int8_t *p)
 {
     uint32_t v;
@@ -71,6 +105,19 @@ static uint32_t load4(const int8_t *p)
     __builtin_memcpy(&v, p, sizeof v);
     return v;
 }
+
+/* The end pointer of the assembler loops below: in r7 when optimizing (r7 is then free: the functions
+ * that hold these loops have no frame pointer), else (-O0, where r7 is the frame pointer) read from memory
+ * into the scratch register r6 before the compare. */
+#if defined(__OPTIMIZE__)
+#define EDGEDIGIT_LOOP_END(value) register const uint32_t *end __asm__("r7") = (value)
+#define EDGEDIGIT_CMP_END "cmp %[px], %[end]\n\t"
+#define EDGEDIGIT_END_OPERAND(e) "r"(e)
+#else
+#define EDGEDIGIT_LOOP_END(value) const uint32_t *end = (value)
+#define EDGEDIGIT_CMP_END "ldr r6, %[end]\n\tcmp %[px], r6\n\t"
+#define EDGEDIGIT_END_OPERAND(e) "m"(e)
+#endif
 
 /* bytes 1 and 3 of v, sign-extended to two int16 lanes */
 static int16x2_t sxtb16_ror8(uint32_t v)
@@ -80,33 +127,62 @@ static int16x2_t sxtb16_ror8(uint32_t v)
     return r;
 }
 
-/* Four rows at once: each word of input is sign-extended once (SXTB16 takes bytes 0 and 2, the rotated
- * form bytes 1 and 3) and feeds two SMLADs per row; the interleaved weights are read with one pointer. */
-static void dot4(const int8_t *x, const int8_t *w, int32_t n, int32_t acc[4])
+/* Four rows at once on the input widened once (xw: per group of four inputs, SXTB16 of the word then of
+ * the word rotated by 8): per group, one LDM of the input pair, one LDM of the four rows' interleaved
+ * weights (word aligned), eight SXTB16 and eight SMLAD for 16 multiply-accumulates; then the n % 4
+ * trailing inputs in C. */
+static void dot4(const int8_t *x, const uint32_t *xw, const int8_t *w, int32_t n, int32_t acc[4])
 {
-    const int8_t *x_end = x + (n & ~3);
+    const int32_t groups = n >> 2;
     const int32_t tail = n & 3;
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    register int32_t a0 __asm__("r8") = acc[0];
+    register int32_t a1 __asm__("r9") = acc[1];
+    register int32_t a2 __asm__("r10") = acc[2];
+    register int32_t a3 __asm__("r11") = acc[3];
     int32_t k;
-    while (x != x_end) {
-        const uint32_t xv = load4(x);
-        const int16x2_t x02 = __sxtb16(xv);
-        const int16x2_t x13 = sxtb16_ror8(xv);
-        uint32_t wv = load4(w);
-        a0 = __smlad(__sxtb16(wv), x02, a0);
-        a0 = __smlad(sxtb16_ror8(wv), x13, a0);
-        wv = load4(w + 4);
-        a1 = __smlad(__sxtb16(wv), x02, a1);
-        a1 = __smlad(sxtb16_ror8(wv), x13, a1);
-        wv = load4(w + 8);
-        a2 = __smlad(__sxtb16(wv), x02, a2);
-        a2 = __smlad(sxtb16_ror8(wv), x13, a2);
-        wv = load4(w + 12);
-        a3 = __smlad(__sxtb16(wv), x02, a3);
-        a3 = __smlad(sxtb16_ror8(wv), x13, a3);
-        x += 4;
-        w += 16;
+#define EDGEDIGIT_DOT4_GROUP                                                                                       \
+    "ldm %[px]!, {r0, r1}\n\t"                                                                                     \
+    "ldm %[pw]!, {r2, r3, r4, r5}\n\t"                                                                             \
+    "sxtb16 r6, r2\n\t"                                                                                            \
+    "sxtb16 r2, r2, ror #8\n\t"                                                                                    \
+    "smlad %[a0], r6, r0, %[a0]\n\t"                                                                               \
+    "smlad %[a0], r2, r1, %[a0]\n\t"                                                                               \
+    "sxtb16 r6, r3\n\t"                                                                                            \
+    "sxtb16 r3, r3, ror #8\n\t"                                                                                    \
+    "smlad %[a1], r6, r0, %[a1]\n\t"                                                                               \
+    "smlad %[a1], r3, r1, %[a1]\n\t"                                                                               \
+    "sxtb16 r6, r4\n\t"                                                                                            \
+    "sxtb16 r4, r4, ror #8\n\t"                                                                                    \
+    "smlad %[a2], r6, r0, %[a2]\n\t"                                                                               \
+    "smlad %[a2], r4, r1, %[a2]\n\t"                                                                               \
+    "sxtb16 r6, r5\n\t"                                                                                            \
+    "sxtb16 r5, r5, ror #8\n\t"                                                                                    \
+    "smlad %[a3], r6, r0, %[a3]\n\t"                                                                               \
+    "smlad %[a3], r5, r1, %[a3]\n\t"
+    if (groups > 0) {
+        register const uint32_t *px __asm__("r12") = xw;
+        register const int8_t *pw __asm__("lr") = w;
+        EDGEDIGIT_LOOP_END(xw + 2 * groups);
+        if (groups & 1) {
+            __asm__ volatile(EDGEDIGIT_DOT4_GROUP
+                             : [px] "+r"(px), [pw] "+r"(pw), [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2),
+                               [a3] "+r"(a3)
+                             :
+                             : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "memory");
+        }
+        if (groups > 1) { /* two groups per turn */
+            __asm__ volatile("1:\n\t" EDGEDIGIT_DOT4_GROUP EDGEDIGIT_DOT4_GROUP
+                             EDGEDIGIT_CMP_END
+                             "bne 1b\n\t"
+                             : [px] "+r"(px), [pw] "+r"(pw), [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2),
+                               [a3] "+r"(a3)
+                             : [end] EDGEDIGIT_END_OPERAND(end)
+                             : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "cc", "memory");
+        }
+        w = pw;
     }
+#undef EDGEDIGIT_DOT4_GROUP
+    x += groups * 4;
     for (k = 0; k < tail; ++k) {
         const int32_t xk = x[k];
         a0 += (int32_t)w[k] * xk;
@@ -120,26 +196,24 @@ static void dot4(const int8_t *x, const int8_t *w, int32_t n, int32_t acc[4])
     acc[3] = a3;
 }
 
-static int32_t dot1(const int8_t *x, const int8_t *w, int32_t n, int32_t acc)
+/* The input's groups of four widened to int16 in SXTB16 order (see dot4). */
+static void widen(const int8_t *x, int32_t n, uint32_t *xw)
 {
-    int32_t d = 0;
-    for (; d + 4 <= n; d += 4) {
-        const uint32_t xv = load4(x + d);
-        const uint32_t wv = load4(w + d);
-        acc = __smlad(__sxtb16(wv), __sxtb16(xv), acc);
-        acc = __smlad(sxtb16_ror8(wv), sxtb16_ror8(xv), acc);
+    int32_t g;
+    for (g = 0; g < n >> 2; ++g) {
+        const uint32_t v = load4(x + 4 * g);
+        xw[2 * g] = (uint32_t)__sxtb16(v);
+        xw[2 * g + 1] = (uint32_t)sxtb16_ror8(v);
     }
-    for (; d < n; ++d) {
-        acc += (int32_t)w[d] * (int32_t)x[d];
-    }
-    return acc;
 }
+
 #else
 /* Portable C, same layout and the same int32 sums as the DSP path. */
-static void dot4(const int8_t *x, const int8_t *w, int32_t n, int32_t acc[4])
+static void dot4(const int8_t *x, const uint32_t *xw, const int8_t *w, int32_t n, int32_t acc[4])
 {
     const int32_t tail = n & 3;
     int32_t d, r, k;
+    (void)xw;
     for (d = 0; d + 4 <= n; d += 4) {
         for (r = 0; r < 4; ++r) {
             int32_t a = acc[r];
@@ -157,6 +231,9 @@ static void dot4(const int8_t *x, const int8_t *w, int32_t n, int32_t acc[4])
     }
 }
 
+#endif /* EDGEDIGIT_USE_DSP */
+
+/* The rows left after the blocks of four (row by row). */
 static int32_t dot1(const int8_t *x, const int8_t *w, int32_t n, int32_t acc)
 {
     int32_t d;
@@ -165,9 +242,11 @@ static int32_t dot1(const int8_t *x, const int8_t *w, int32_t n, int32_t acc)
     }
     return acc;
 }
-#endif /* EDGEDIGIT_USE_DSP */
 
-void edgedigit_fully_connected(const edgedigit_fc_t *p, const int8_t *input, int8_t *output)
+#if EDGEDIGIT_USE_DSP
+__attribute__((noinline))
+#endif
+static void fully_connected(const edgedigit_fc_t *p, const int8_t *input, int8_t *output, uint32_t *xw)
 {
     const int32_t n = p->in_depth;
     int32_t b;
@@ -175,13 +254,26 @@ void edgedigit_fully_connected(const edgedigit_fc_t *p, const int8_t *input, int
         const int8_t *x = input + b * n;
         int8_t *out = output + b * p->out_depth;
         int32_t c = 0;
+#if EDGEDIGIT_USE_DSP
+        widen(x, n, xw);
+#endif
         for (; c + 4 <= p->out_depth; c += 4) {
             int32_t acc[4];
             int k;
             for (k = 0; k < 4; ++k) {
                 acc[k] = p->bias[c + k];
             }
-            dot4(x, p->weights + c * n, n, acc);
+            dot4(x, xw, p->weights + c * n, n, acc);
+#if EDGEDIGIT_USE_DSP
+            if (p->fast_requantize) {
+                for (k = 0; k < 4; ++k) {
+                    const int32_t right = -p->shift[c + k];
+                    out[c + k] = clamp8(rounding_shift(smmulr(acc[k] << 1, p->multiplier[c + k]), (int32_t)1 << (right - 1),
+                                                       right) + p->output_offset, p->act_min, p->act_max);
+                }
+                continue;
+            }
+#endif
             for (k = 0; k < 4; ++k) {
                 out[c + k] = requantize(acc[k], p->multiplier[c + k], p->shift[c + k], p->output_offset,
                                         p->act_min, p->act_max);
@@ -192,6 +284,16 @@ void edgedigit_fully_connected(const edgedigit_fc_t *p, const int8_t *input, int
             out[c] = requantize(acc, p->multiplier[c], p->shift[c], p->output_offset, p->act_min, p->act_max);
         }
     }
+}
+
+void edgedigit_fully_connected(const edgedigit_fc_t *p, const int8_t *input, int8_t *output)
+{
+#if EDGEDIGIT_USE_DSP
+    uint32_t xw[2 * (p->in_depth >> 2) + 1]; /* the input widened once (dot4) */
+    fully_connected(p, input, output, xw);
+#else
+    fully_connected(p, input, output, NULL);
+#endif
 }
 
 /* ---- CONV_2D / DEPTHWISE_CONV_2D (reference_integer_ops::ConvPerChannel / DepthwiseConvPerChannel) ---- */
@@ -212,39 +314,266 @@ static void tap_range(int32_t origin, int32_t dilation, int32_t taps, int32_t si
     *end = e;
 }
 
+/* CONV_2D. The input offset is folded into the bias (bias[oc] = bias + input_offset * sum of the channel's
+ * weights) and a tap outside the image reads the input zero point (-input_offset): it then adds
+ * (zp + input_offset) * w = 0 to TFLM's sum, which skips it, so the int32 sums are TFLM's exactly.
+ *
+ * Weight layout (edgedigit/codegen/native/ops.py pack_rows): the k_h*k_w*in_c taps of a channel (OHWI order)
+ * padded with zeros to k4 = a multiple of 4, channels padded with a zero channel to an even count; channels
+ * are taken in pairs, and within a pair the weights are interleaved by groups of four taps (channel 2j
+ * taps 0..3, channel 2j+1 taps 0..3, channel 2j taps 4..7, ...). */
+
+static int32_t conv_pad_value(const edgedigit_conv_t *p)
+{
+    return -p->input_offset;
+}
+
+#if EDGEDIGIT_USE_DSP
+/* The taps of output pixel (oy, ox) widened to int16 into slot (0 or 1) of a two-pixel patch: per group of
+ * four taps, the words [pixel 0: taps 0,2 | taps 1,3 | pixel 1: taps 0,2 | taps 1,3] (SXTB16 order). */
+static void conv_patch(const edgedigit_conv_t *p, const int8_t *in, int32_t oy, int32_t ox, uint32_t *patch, int slot,
+                       int8_t *taps)
+{
+    const int32_t in_c = p->in_c;
+    const int32_t y0 = oy * p->stride_h - p->pad_h;
+    const int32_t x0 = ox * p->stride_w - p->pad_w;
+    const int32_t pad = conv_pad_value(p);
+    uint32_t *dst = patch + 2 * slot;
+    int32_t fy, fx, c;
+    if ((in_c & 3) == 0) {
+        const uint32_t pad4 = (uint32_t)(pad & 0xFF) * 0x01010101u;
+        const uint32_t pad_even = (uint32_t)__sxtb16(pad4);
+        for (fy = 0; fy < p->k_h; ++fy) {
+            const int32_t iy = y0 + fy * p->dil_h;
+            for (fx = 0; fx < p->k_w; ++fx) {
+                const int32_t ix = x0 + fx * p->dil_w;
+                if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
+                    for (c = 0; c < in_c; c += 4) {
+                        dst[0] = pad_even;
+                        dst[1] = pad_even;
+                        dst += 4;
+                    }
+                } else {
+                    const int8_t *src = in + (iy * p->in_w + ix) * in_c;
+                    for (c = 0; c < in_c; c += 4) {
+                        const uint32_t v = load4(src + c);
+                        dst[0] = (uint32_t)__sxtb16(v);
+                        dst[1] = (uint32_t)sxtb16_ror8(v);
+                        dst += 4;
+                    }
+                }
+            }
+        }
+    } else {
+        /* taps gathered as int8 (zero beyond the last), then widened four at a time */
+        const int32_t k = p->k_h * p->k_w * in_c;
+        const int32_t row_bytes = p->k_w * in_c;
+        const int x_inside = p->dil_w == 1 && x0 >= 0 && x0 + p->k_w <= p->in_w;
+        int8_t *t = taps;
+        int32_t i;
+        for (fy = 0; fy < p->k_h; ++fy) {
+            const int32_t iy = y0 + fy * p->dil_h;
+            if (iy < 0 || iy >= p->in_h) {
+                for (i = 0; i < row_bytes; ++i) {
+                    t[i] = (int8_t)pad;
+                }
+            } else if (x_inside) {
+                const int8_t *src = in + (iy * p->in_w + x0) * in_c;
+                for (i = 0; i < row_bytes; ++i) {
+                    t[i] = src[i];
+                }
+            } else {
+                for (fx = 0; fx < p->k_w; ++fx) {
+                    const int32_t ix = x0 + fx * p->dil_w;
+                    const int inside = ix >= 0 && ix < p->in_w;
+                    const int8_t *src = in + (iy * p->in_w + (inside ? ix : 0)) * in_c;
+                    for (c = 0; c < in_c; ++c) {
+                        t[fx * in_c + c] = inside ? src[c] : (int8_t)pad;
+                    }
+                }
+            }
+            t += row_bytes;
+        }
+        t[0] = t[1] = t[2] = 0;
+        for (i = 0; i < k; i += 4) {
+            const uint32_t v = load4(taps + i);
+            dst[0] = (uint32_t)__sxtb16(v);
+            dst[1] = (uint32_t)sxtb16_ror8(v);
+            dst += 4;
+        }
+    }
+}
+
+/* Two channels of two pixels: the sums of the interleaved weight pair w (groups of 4 taps, 8 bytes, word
+ * aligned) with the patch x (groups of 4 words, see conv_patch). Per group: two LDM, four SXTB16 and eight
+ * SMLAD for 16 multiply-accumulates. acc = {pixel 0 channel 0, pixel 1 channel 0, pixel 0 channel 1,
+ * pixel 1 channel 1}. */
+static void conv_2x2(const uint32_t *x, const int8_t *w, int32_t groups, int32_t acc[4])
+{
+    register const uint32_t *px __asm__("r12") = x;
+    register const int8_t *pw __asm__("lr") = w;
+    register int32_t a0 __asm__("r8") = acc[0];
+    register int32_t a1 __asm__("r9") = acc[1];
+    register int32_t a2 __asm__("r10") = acc[2];
+    register int32_t a3 __asm__("r11") = acc[3];
+    EDGEDIGIT_LOOP_END(x + 4 * groups);
+#define EDGEDIGIT_CONV_GROUP                                                                                       \
+    "ldm %[px]!, {r0, r1, r2, r3}\n\t"                                                                             \
+    "ldm %[pw]!, {r4, r5}\n\t"                                                                                     \
+    "sxtb16 r6, r4\n\t"                                                                                            \
+    "sxtb16 r4, r4, ror #8\n\t"                                                                                    \
+    "smlad %[a0], r6, r0, %[a0]\n\t"                                                                               \
+    "smlad %[a0], r4, r1, %[a0]\n\t"                                                                               \
+    "smlad %[a1], r6, r2, %[a1]\n\t"                                                                               \
+    "smlad %[a1], r4, r3, %[a1]\n\t"                                                                               \
+    "sxtb16 r6, r5\n\t"                                                                                            \
+    "sxtb16 r5, r5, ror #8\n\t"                                                                                    \
+    "smlad %[a2], r6, r0, %[a2]\n\t"                                                                               \
+    "smlad %[a2], r5, r1, %[a2]\n\t"                                                                               \
+    "smlad %[a3], r6, r2, %[a3]\n\t"                                                                               \
+    "smlad %[a3], r5, r3, %[a3]\n\t"
+    if (groups & 1) {
+        __asm__ volatile(EDGEDIGIT_CONV_GROUP
+                         : [px] "+r"(px), [pw] "+r"(pw), [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3)
+                         :
+                         : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "memory");
+    }
+    if (groups > 1) { /* two groups per turn */
+        __asm__ volatile("1:\n\t" EDGEDIGIT_CONV_GROUP EDGEDIGIT_CONV_GROUP
+                         EDGEDIGIT_CMP_END
+                         "bne 1b\n\t"
+                         : [px] "+r"(px), [pw] "+r"(pw), [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3)
+                         : [end] EDGEDIGIT_END_OPERAND(end)
+                         : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "cc", "memory");
+    }
+#undef EDGEDIGIT_CONV_GROUP
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+/* The requantization of the convolution outputs: requantize() without the saturation case of
+ * SaturatingRoundingDoublingHighMul, which needs multiplier == INT32_MIN (QuantizeMultiplier never makes
+ * one: its multipliers are below 2^31). */
+__attribute__((noinline)) static int8_t conv_requantize(int32_t acc, int32_t multiplier, int32_t shift,
+                                                        int32_t offset, int32_t lo, int32_t hi)
+{
+    const int32_t left = shift > 0 ? shift : 0;
+    const int32_t right = shift > 0 ? 0 : -shift;
+    const int64_t ab = (int64_t)(int32_t)((uint32_t)acc << left) * multiplier;
+    const int32_t x = (int32_t)((ab + ((int64_t)1 << 30)) >> 31);
+    const int32_t mask = (int32_t)(((uint32_t)1 << right) - 1u);
+    const int32_t threshold = (mask >> 1) + (int32_t)((uint32_t)x >> 31);
+    int32_t v = (x >> right) + ((x & mask) > threshold ? 1 : 0) + offset;
+    v = v < lo ? lo : v;
+    v = v > hi ? hi : v;
+    return (int8_t)v;
+}
+
+__attribute__((noinline)) static void conv2d_dsp(const edgedigit_conv_t *p, const int8_t *input, int8_t *output,
+                                                 uint32_t *patch, int8_t *taps)
+{
+    const int32_t out_w = p->out_w, out_c = p->out_c;
+    const int32_t pixels = p->out_h * out_w;
+    const int32_t k4 = (p->k_h * p->k_w * p->in_c + 3) & ~3;
+    const int32_t offset = p->output_offset, lo = p->act_min, hi = p->act_max;
+    const int fast = p->fast_requantize;
+    int32_t b, px, oc;
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *in = input + b * p->in_h * p->in_w * p->in_c;
+        int8_t *out = output + b * pixels * out_c;
+        for (px = 0; px < pixels; px += 2) {
+            const int two = px + 1 < pixels;
+            int8_t *out0 = out + px * out_c;
+            int8_t *out1 = out0 + out_c;
+            conv_patch(p, in, px / out_w, px % out_w, patch, 0, taps);
+            if (two) {
+                conv_patch(p, in, (px + 1) / out_w, (px + 1) % out_w, patch, 1, taps);
+            }
+            for (oc = 0; oc < out_c; oc += 2) {
+                const int32_t *bias = p->bias + oc, *mult = p->multiplier + oc, *shift = p->shift + oc;
+                const int pair = oc + 1 < out_c;
+                int32_t acc[4];
+                acc[0] = acc[1] = bias[0];
+                acc[2] = acc[3] = pair ? bias[1] : 0;
+                conv_2x2(patch, p->weights + oc * k4, k4 >> 2, acc);
+                if (fast) {
+                    const int32_t m0 = mult[0], r0 = -shift[0], c0 = (int32_t)1 << (r0 - 1);
+                    out0[oc] = clamp8(rounding_shift(smmulr(acc[0] << 1, m0), c0, r0) + offset, lo, hi);
+                    if (two) {
+                        out1[oc] = clamp8(rounding_shift(smmulr(acc[1] << 1, m0), c0, r0) + offset, lo, hi);
+                    }
+                    if (pair) {
+                        const int32_t m1 = mult[1], r1 = -shift[1], c1 = (int32_t)1 << (r1 - 1);
+                        out0[oc + 1] = clamp8(rounding_shift(smmulr(acc[2] << 1, m1), c1, r1) + offset, lo, hi);
+                        if (two) {
+                            out1[oc + 1] = clamp8(rounding_shift(smmulr(acc[3] << 1, m1), c1, r1) + offset, lo, hi);
+                        }
+                    }
+                    continue;
+                }
+                {
+                    const int32_t m0 = mult[0], s0 = shift[0];
+                    out0[oc] = conv_requantize(acc[0], m0, s0, offset, lo, hi);
+                    if (two) {
+                        out1[oc] = conv_requantize(acc[1], m0, s0, offset, lo, hi);
+                    }
+                }
+                if (pair) {
+                    const int32_t m1 = mult[1], s1 = shift[1];
+                    out0[oc + 1] = conv_requantize(acc[2], m1, s1, offset, lo, hi);
+                    if (two) {
+                        out1[oc + 1] = conv_requantize(acc[3], m1, s1, offset, lo, hi);
+                    }
+                }
+            }
+        }
+    }
+}
+
+void edgedigit_conv2d(const edgedigit_conv_t *p, const int8_t *input, int8_t *output)
+{
+    const int32_t k4 = (p->k_h * p->k_w * p->in_c + 3) & ~3;
+    uint32_t patch[k4];                      /* two pixels' taps widened to int16 */
+    uint32_t taps[(p->in_c & 3) ? k4 / 4 + 1 : 1]; /* one pixel's taps as int8, 3 zeros after (in_c % 4 != 0) */
+    conv2d_dsp(p, input, output, patch, (int8_t *)taps);
+}
+#else
+/* The weight of channel oc for tap k in that layout. */
+static int32_t conv_weight(const int8_t *weights, int32_t k4, int32_t oc, int32_t k)
+{
+    return weights[(oc >> 1) * 2 * k4 + (k >> 2) * 8 + (oc & 1) * 4 + (k & 3)];
+}
+
+/* Portable C: the same folded bias and zero-point padding, one output at a time. */
 void edgedigit_conv2d(const edgedigit_conv_t *p, const int8_t *input, int8_t *output)
 {
     const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c, out_h = p->out_h, out_w = p->out_w;
-    const int32_t out_c = p->out_c, k_h = p->k_h, k_w = p->k_w, dil_h = p->dil_h, dil_w = p->dil_w;
-    const int32_t input_offset = p->input_offset;
-    const int8_t *const weights = p->weights;
+    const int32_t out_c = p->out_c, k_h = p->k_h, k_w = p->k_w;
+    const int32_t k4 = (k_h * k_w * in_c + 3) & ~3;
+    const int32_t pad = conv_pad_value(p);
     int32_t b, oy, ox, oc, fy, fx, ic;
     for (b = 0; b < p->batches; ++b) {
         const int8_t *in = input + b * in_h * in_w * in_c;
         int8_t *out = output + b * out_h * out_w * out_c;
         for (oy = 0; oy < out_h; ++oy) {
-            const int32_t y0 = oy * p->stride_h - p->pad_h;
-            int32_t fy0, fy1;
-            tap_range(y0, dil_h, k_h, in_h, &fy0, &fy1);
             for (ox = 0; ox < out_w; ++ox) {
+                const int32_t y0 = oy * p->stride_h - p->pad_h;
                 const int32_t x0 = ox * p->stride_w - p->pad_w;
-                int32_t fx0, fx1;
-                tap_range(x0, dil_w, k_w, in_w, &fx0, &fx1);
                 for (oc = 0; oc < out_c; ++oc) {
-                    const int8_t *w = weights + oc * k_h * k_w * in_c;
-                    int32_t acc = 0;
-                    for (fy = fy0; fy < fy1; ++fy) {
-                        const int8_t *row = in + (y0 + dil_h * fy) * in_w * in_c;
-                        for (fx = fx0; fx < fx1; ++fx) {
-                            const int8_t *px = row + (x0 + dil_w * fx) * in_c;
-                            const int8_t *pw = w + (fy * k_w + fx) * in_c;
-                            for (ic = 0; ic < in_c; ++ic) {
-                                acc += (int32_t)pw[ic] * ((int32_t)px[ic] + input_offset);
+                    int32_t acc = p->bias[oc];
+                    int32_t k = 0;
+                    for (fy = 0; fy < k_h; ++fy) {
+                        const int32_t iy = y0 + p->dil_h * fy;
+                        for (fx = 0; fx < k_w; ++fx) {
+                            const int32_t ix = x0 + p->dil_w * fx;
+                            const int inside = iy >= 0 && iy < in_h && ix >= 0 && ix < in_w;
+                            const int8_t *px = inside ? in + (iy * in_w + ix) * in_c : in;
+                            for (ic = 0; ic < in_c; ++ic, ++k) {
+                                acc += conv_weight(p->weights, k4, oc, k) * (inside ? (int32_t)px[ic] : pad);
                             }
                         }
-                    }
-                    if (p->bias != NULL) {
-                        acc += p->bias[oc];
                     }
                     out[(oy * out_w + ox) * out_c + oc] =
                         requantize(acc, p->multiplier[oc], p->shift[oc], p->output_offset, p->act_min, p->act_max);
@@ -253,6 +582,87 @@ void edgedigit_conv2d(const edgedigit_conv_t *p, const int8_t *input, int8_t *ou
         }
     }
 }
+#endif /* EDGEDIGIT_USE_DSP */
+
+#if EDGEDIGIT_USE_DSP
+/* DEPTHWISE_CONV_2D with depth multiplier 1 and in_c % 4 == 0: four channels at a time, each tap's input
+ * and weight words widened by SXTB16 (lanes 0, 2 and, rotated, 1, 3), the input offset added to the lanes
+ * with SADD16 (|x + offset| <= 255 fits int16), one SMLABB/SMLATT per channel. Taps outside the image are
+ * skipped as in TFLM; the int32 sums are TFLM's. */
+static void depthwise_dsp(const edgedigit_conv_t *p, const int8_t *input, int8_t *output, int32_t *shifts)
+{
+    const int32_t in_h = p->in_h, in_w = p->in_w, ch = p->in_c, out_h = p->out_h, out_w = p->out_w;
+    const int32_t k_w = p->k_w, dil_h = p->dil_h, dil_w = p->dil_w;
+    const int16x2_t off2 = (int16x2_t)((uint32_t)(p->input_offset & 0xFFFF) * 0x00010001u);
+    const int32_t offset = p->output_offset, lo = p->act_min, hi = p->act_max;
+    const int fast = p->fast_requantize;
+    const int32_t x_step = dil_w * ch, row_step = dil_h * in_w * ch, wrow_step = k_w * ch;
+    const int32_t *const mult = p->multiplier;
+    const int32_t *const right = shifts, *const half = shifts + ch;
+    int32_t b, oy, ox, c, fy, fx;
+    for (c = 0; c < ch && fast; ++c) { /* the fast requantization's right shifts and rounding halves */
+        shifts[c] = -p->shift[c];
+        shifts[ch + c] = (int32_t)1 << (shifts[c] - 1);
+    }
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *in = input + b * in_h * in_w * ch;
+        int8_t *out = output + b * out_h * out_w * ch;
+        for (oy = 0; oy < out_h; ++oy) {
+            const int32_t y0 = oy * p->stride_h - p->pad_h;
+            int32_t fy0, fy1;
+            tap_range(y0, dil_h, p->k_h, in_h, &fy0, &fy1);
+            for (ox = 0; ox < out_w; ++ox) {
+                const int32_t x0 = ox * p->stride_w - p->pad_w;
+                int32_t fx0, fx1;
+                tap_range(x0, dil_w, k_w, in_w, &fx0, &fx1);
+                const int8_t *px0 = in + ((y0 + dil_h * fy0) * in_w + x0 + dil_w * fx0) * ch;
+                const int8_t *pw0 = p->weights + (fy0 * k_w + fx0) * ch;
+                const int32_t taps_w = fx1 - fx0;
+                for (c = 0; c < ch; c += 4) {
+                    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+                    if (p->bias != NULL) {
+                        a0 = p->bias[c];
+                        a1 = p->bias[c + 1];
+                        a2 = p->bias[c + 2];
+                        a3 = p->bias[c + 3];
+                    }
+                    for (fy = fy0; fy < fy1; ++fy) {
+                        const int8_t *px = px0 + (fy - fy0) * row_step + c;
+                        const int8_t *pw = pw0 + (fy - fy0) * wrow_step + c;
+                        for (fx = 0; fx < taps_w; ++fx) {
+                            const uint32_t xv = load4(px), wv = load4(pw);
+                            const int16x2_t x02 = __sadd16(__sxtb16(xv), off2);
+                            const int16x2_t x13 = __sadd16(sxtb16_ror8(xv), off2);
+                            const int16x2_t w02 = __sxtb16(wv), w13 = sxtb16_ror8(wv);
+                            a0 = __smlabb(x02, w02, a0);
+                            a2 = __smlatt(x02, w02, a2);
+                            a1 = __smlabb(x13, w13, a1);
+                            a3 = __smlatt(x13, w13, a3);
+                            px += x_step;
+                            pw += ch;
+                        }
+                    }
+                    if (fast) {
+                        out[0] = clamp8(rounding_shift(smmulr(a0 << 1, mult[c]), half[c], right[c]) + offset, lo, hi);
+                        out[1] = clamp8(rounding_shift(smmulr(a1 << 1, mult[c + 1]), half[c + 1], right[c + 1]) + offset,
+                                        lo, hi);
+                        out[2] = clamp8(rounding_shift(smmulr(a2 << 1, mult[c + 2]), half[c + 2], right[c + 2]) + offset,
+                                        lo, hi);
+                        out[3] = clamp8(rounding_shift(smmulr(a3 << 1, mult[c + 3]), half[c + 3], right[c + 3]) + offset,
+                                        lo, hi);
+                    } else {
+                        out[0] = conv_requantize(a0, mult[c], p->shift[c], offset, lo, hi);
+                        out[1] = conv_requantize(a1, mult[c + 1], p->shift[c + 1], offset, lo, hi);
+                        out[2] = conv_requantize(a2, mult[c + 2], p->shift[c + 2], offset, lo, hi);
+                        out[3] = conv_requantize(a3, mult[c + 3], p->shift[c + 3], offset, lo, hi);
+                    }
+                    out += 4;
+                }
+            }
+        }
+    }
+}
+#endif /* EDGEDIGIT_USE_DSP */
 
 void edgedigit_depthwise_conv2d(const edgedigit_conv_t *p, const int8_t *input, int8_t *output)
 {
@@ -261,6 +671,13 @@ void edgedigit_depthwise_conv2d(const edgedigit_conv_t *p, const int8_t *input, 
     const int32_t depth_multiplier = p->depth_multiplier, input_offset = p->input_offset;
     const int8_t *const weights = p->weights;
     int32_t b, oy, ox, ic, m, fy, fx;
+#if EDGEDIGIT_USE_DSP
+    if (depth_multiplier == 1 && (in_c & 3) == 0) {
+        int32_t shifts[2 * in_c]; /* per channel: right shift, rounding half (fast requantization) */
+        depthwise_dsp(p, input, output, shifts);
+        return;
+    }
+#endif
     for (b = 0; b < p->batches; ++b) {
         const int8_t *in = input + b * in_h * in_w * in_c;
         int8_t *out = output + b * out_h * out_w * out_c;
@@ -307,8 +724,64 @@ static int32_t min_i32(int32_t a, int32_t b)
     return a < b ? a : b;
 }
 
+#if EDGEDIGIT_USE_DSP
+/* Lane-wise max of four int8 (SSUB8 sets the GE flags where a >= b, SEL takes those lanes of a). */
+static uint32_t max4(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("ssub8 %0, %1, %2\n\tsel %0, %1, %2" : "=&r"(r) : "r"(a), "r"(b) : "cc");
+    return r;
+}
+
+static uint32_t min4(uint32_t a, uint32_t b)
+{
+    return max4(a, b) ^ a ^ b;
+}
+
+/* Four channels at a time (channels % 4 == 0): the same maxima as the loop below. */
+static void max_pool_dsp(const edgedigit_pool_t *p, const int8_t *input, int8_t *output)
+{
+    const int32_t ch = p->channels;
+    const uint32_t lo4 = (uint32_t)(p->act_min & 0xFF) * 0x01010101u;
+    const uint32_t hi4 = (uint32_t)(p->act_max & 0xFF) * 0x01010101u;
+    int32_t b, oy, ox, c, fy, fx;
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *in = input + b * p->in_h * p->in_w * ch;
+        int8_t *out = output + b * p->out_h * p->out_w * ch;
+        for (oy = 0; oy < p->out_h; ++oy) {
+            const int32_t y0 = oy * p->stride_h - p->pad_h;
+            const int32_t fy0 = max_i32(0, -y0);
+            const int32_t fy1 = min_i32(p->f_h, p->in_h - y0);
+            for (ox = 0; ox < p->out_w; ++ox) {
+                const int32_t x0 = ox * p->stride_w - p->pad_w;
+                const int32_t fx0 = max_i32(0, -x0);
+                const int32_t fx1 = min_i32(p->f_w, p->in_w - x0);
+                for (c = 0; c < ch; c += 4) {
+                    uint32_t v = lo4; /* max(-128, window..., act_min) */
+                    for (fy = fy0; fy < fy1; ++fy) {
+                        const int8_t *row = in + ((y0 + fy) * p->in_w + x0) * ch + c;
+                        for (fx = fx0; fx < fx1; ++fx) {
+                            v = max4(load4(row + fx * ch), v);
+                        }
+                    }
+                    v = min4(v, hi4);
+                    __builtin_memcpy(out, &v, sizeof v);
+                    out += 4;
+                }
+            }
+        }
+    }
+}
+#endif /* EDGEDIGIT_USE_DSP */
+
 void edgedigit_max_pool(const edgedigit_pool_t *p, const int8_t *input, int8_t *output)
 {
+#if EDGEDIGIT_USE_DSP
+    if ((p->channels & 3) == 0) {
+        max_pool_dsp(p, input, output);
+        return;
+    }
+#endif
     int32_t b, oy, ox, c, fy, fx;
     for (b = 0; b < p->batches; ++b) {
         const int8_t *in = input + b * p->in_h * p->in_w * p->channels;
@@ -406,7 +879,7 @@ static int32_t exp_on_interval_between_negative_one_quarter_and_0_excl(int32_t a
 }
 
 /* exp(a) for a <= 0 given in Q5.26 (kScaledDiffIntegerBits = 5), result in Q0.31 */
-static int32_t exp_on_negative_values_q5(int32_t a)
+EDGEDIGIT_SMALL static int32_t exp_on_negative_values_q5(int32_t a)
 {
     static const int32_t multipliers[7] = {1672461947, 1302514674, 790015084, 290630308, 39332535, 720401, 242};
     const int fractional_bits = 26;
@@ -463,7 +936,9 @@ static int32_t softmax_exp(const edgedigit_softmax_t *p, int32_t diff)
     return exp_on_negative_values_q5(rescaled);
 }
 
-void edgedigit_softmax(const edgedigit_softmax_t *p, const int8_t *input, int8_t *output)
+#define SOFTMAX_CACHED 16
+
+EDGEDIGIT_SMALL void edgedigit_softmax(const edgedigit_softmax_t *p, const int8_t *input, int8_t *output)
 {
     int32_t i, c;
     for (i = 0; i < p->outer; ++i) {
@@ -473,13 +948,18 @@ void edgedigit_softmax(const edgedigit_softmax_t *p, const int8_t *input, int8_t
         int32_t sum_of_exps = 0; /* Q12.19 */
         int headroom_plus_one, num_bits_over_unit, exponent;
         int32_t shifted_scale;
+        int32_t exps[SOFTMAX_CACHED]; /* the first exps, computed once for both passes */
         for (c = 0; c < p->depth; ++c) {
             max_in_row = max_i32(max_in_row, in[c]);
         }
         for (c = 0; c < p->depth; ++c) {
             const int32_t diff = (int32_t)in[c] - max_in_row;
             if (diff >= p->diff_min) {
-                sum_of_exps += edgedigit_rounding_divide_by_pot(softmax_exp(p, diff), 12); /* Rescale<12> */
+                const int32_t e = softmax_exp(p, diff);
+                if (c < SOFTMAX_CACHED) {
+                    exps[c] = e;
+                }
+                sum_of_exps += edgedigit_rounding_divide_by_pot(e, 12); /* Rescale<12> */
             }
         }
         /* GetReciprocal(sum_of_exps, 12, &num_bits_over_unit) */
@@ -492,7 +972,7 @@ void edgedigit_softmax(const edgedigit_softmax_t *p, const int8_t *input, int8_t
             const int32_t diff = (int32_t)in[c] - max_in_row;
             int32_t v = -128;
             if (diff >= p->diff_min) {
-                const int32_t e = softmax_exp(p, diff);
+                const int32_t e = c < SOFTMAX_CACHED ? exps[c] : softmax_exp(p, diff);
                 v = edgedigit_rounding_divide_by_pot(edgedigit_srdhm(shifted_scale, e), exponent) - 128;
                 v = min_i32(max_i32(v, -128), 127);
             }

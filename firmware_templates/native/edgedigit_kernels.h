@@ -1,6 +1,8 @@
 /* edgedigit: int8 kernels of the native backend. Hand-written; shipped with every native firmware project.
  *
- * Plain C99, no heap, no interpreter. The arithmetic is that of TensorFlow Lite Micro's reference kernels
+ * C99, no heap, no interpreter. On ARMv7E-M (Cortex-M4/M7: __ARM_FEATURE_DSP) FULLY_CONNECTED, CONV_2D,
+ * DEPTHWISE_CONV_2D and MAX_POOL_2D take SMLAD/SXTB16/SEL paths (a few loops in inline assembler); every
+ * other CPU gets portable C over the same data. The arithmetic is that of TensorFlow Lite Micro's reference kernels
  * (kernels/internal/reference/integer_ops and reference/softmax.h) with the classic double-rounding
  * requantization (gemmlowp SaturatingRoundingDoublingHighMul then RoundingDivideByPOT), so the outputs are
  * identical, element for element, to TFLM's. Multipliers, shifts, activation ranges, paddings and folded
@@ -13,6 +15,13 @@
 
 #ifdef __cplusplus
 extern "C" {
+#endif
+
+/* The model's constant arrays are word aligned (the Cortex-M4 kernels read weights with LDM). */
+#if defined(__GNUC__)
+#define EDGEDIGIT_ALIGNED __attribute__((aligned(4)))
+#else
+#define EDGEDIGIT_ALIGNED
 #endif
 
 /* gemmlowp::SaturatingRoundingDoublingHighMul for int32. */
@@ -35,11 +44,14 @@ typedef struct {
     int32_t output_offset;
     int32_t act_min;
     int32_t act_max;
+    int32_t fast_requantize;   /* every |sum| < 2^30 and every shift <= -1 (see edgedigit_kernels.c) */
 } edgedigit_fc_t;
 
 void edgedigit_fully_connected(const edgedigit_fc_t *p, const int8_t *input, int8_t *output);
 
-/* CONV_2D and DEPTHWISE_CONV_2D (NHWC, batch 1 per call of the batch loop). */
+/* CONV_2D and DEPTHWISE_CONV_2D (NHWC, batch 1 per call of the batch loop). For CONV_2D the code generator
+ * packs the weights (pairs of channels interleaved by groups of 4 taps, see edgedigit_kernels.c) and folds
+ * the input offset into the bias (never NULL); a tap outside the image then reads the input zero point. */
 typedef struct {
     int32_t batches;
     int32_t in_h, in_w, in_c;
@@ -49,14 +61,15 @@ typedef struct {
     int32_t dil_h, dil_w;
     int32_t pad_h, pad_w;
     int32_t depth_multiplier;  /* depthwise only (1 for CONV_2D) */
-    const int8_t *weights;     /* conv: out_c x k_h x k_w x in_c; depthwise: k_h x k_w x out_c */
-    const int32_t *bias;       /* out_c, or NULL */
+    const int8_t *weights;     /* conv: packed (see above); depthwise: k_h x k_w x out_c */
+    const int32_t *bias;       /* out_c (conv: folded), or NULL (depthwise only) */
     const int32_t *multiplier; /* out_c */
     const int32_t *shift;      /* out_c */
     int32_t input_offset;      /* -input zero point */
     int32_t output_offset;     /* output zero point */
     int32_t act_min;
     int32_t act_max;
+    int32_t fast_requantize;   /* CONV_2D: every |sum| < 2^30 and every shift <= -1 (see edgedigit_kernels.c) */
 } edgedigit_conv_t;
 
 void edgedigit_conv2d(const edgedigit_conv_t *p, const int8_t *input, int8_t *output);

@@ -15,7 +15,7 @@ static union {
     int8_t bytes[EDGEDIGIT_NATIVE_ARENA_BYTES];
 } g_arena;
 
-static const int8_t g_op3_weights[490] = {
+static const int8_t EDGEDIGIT_ALIGNED g_op3_weights[490] = {
     7, 73, 66, 103, -59, 16, 48, -21, 69, -11, 32, -90, -105, -8, 97, -11,
     69, 104, -33, -8, -120, 87, 22, 108, 51, -66, 101, -13, 75, 115, 79, -4,
     -52, -118, 103, 53, -16, -33, -78, 79, 49, 52, -97, 19, -68, -86, 87, -2,
@@ -91,6 +91,7 @@ static const edgedigit_fc_t kOp3 = {
     .output_offset = 19,
     .act_min = -128,
     .act_max = 127,
+    .fast_requantize = 1,
 };
 
 /* op 4: SOFTMAX (1, 10) -> (1, 10) */

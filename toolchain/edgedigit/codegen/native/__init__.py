@@ -27,9 +27,11 @@ from . import planner
 from .ops import (
     OpContext,
     Step,
+    fast_requantize,
     kernel_library_files,
     lower,
     lowers,
+    pack_conv_weights,
     pack_fc_weights,
     supported_ops,
     unsupported,
@@ -51,7 +53,8 @@ from .prepare import (
 __all__ = [
     "ACTIVATIONS", "ALIGNMENT", "FC_PRODUCTS", "IMAGE_BYTES", "KERNEL_FILES", "SUPPORTED_OPS", "MemoryPlan", "NativeProgram",
     "OpContext", "Step", "activation_range", "channel_multipliers", "check_graph", "generate", "generate_graph",
-    "constant_arrays", "lowers", "model_data", "pack_fc_weights", "pad_and_out", "plan", "planner", "prepare",
+    "constant_arrays", "fast_requantize", "lowers", "model_data", "pack_conv_weights",
+    "pack_fc_weights", "pad_and_out", "plan", "planner", "prepare",
     "quantize_multiplier",
     "round_half_away", "softmax_params", "wrap_int32",
 ]
@@ -275,7 +278,9 @@ def _context(program: NativeProgram, variant: str, source_name: str) -> dict[str
     calls = []
     arrays = []
     for ctype, name, values in constant_arrays(program):
-        arrays.append({"ctype": ctype, "name": name, "data": values, "size": values.size})
+        # int8 weights are read with word loads (LDM) by the Cortex-M4 kernels: word aligned
+        arrays.append({"ctype": ctype, "name": name, "data": values, "size": values.size,
+                       "aligned": ctype == "int8_t" and name.endswith("_weights")})
     for i, s in enumerate(program.steps):
         t_in, t_out = s.inputs[0], s.outputs[0]
         shapes = " + ".join(str(graph.tensors[t].shape) for t in s.inputs)

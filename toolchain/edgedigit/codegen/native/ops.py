@@ -274,6 +274,29 @@ def pack_fc_weights(w: np.ndarray) -> np.ndarray:
     return packed.astype(np.int8)
 
 
+def pack_conv_weights(w: np.ndarray) -> np.ndarray:
+    """Lay out CONV_2D weights (out, k_h, k_w, in) for the kernels (see ``edgedigit_kernels.c``): each
+    channel's taps padded with zeros to a multiple of 4, the channels padded to an even count with a zero
+    channel, then pairs of channels interleaved by groups of 4 taps."""
+    out_c = w.shape[0]
+    rows = w.reshape(out_c, -1)
+    k = rows.shape[1]
+    k4 = (k + 3) // 4 * 4
+    padded = np.zeros(((out_c + 1) // 2 * 2, k4), np.int8)
+    padded[:out_c, :k] = rows
+    return padded.reshape(-1, 2, k4 // 4, 4).transpose(0, 2, 1, 3).reshape(-1).astype(np.int8)
+
+
+def fast_requantize(w: np.ndarray, bias: np.ndarray, shift: np.ndarray, x_max: int = 128) -> bool:
+    """Whether a CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED can take the kernels' fast requantization
+    (``edgedigit_kernels.c``): every channel's shift is at most -1 and its int32 sum (the bias, folded or not,
+    plus inputs of magnitude at most ``x_max`` times the channel's weights, one channel per row of ``w``)
+    stays below 2^30 in magnitude for every input."""
+    rows = np.abs(w.astype(np.int64).reshape(w.shape[0], -1)).sum(axis=1)
+    bound = np.abs(np.asarray(bias, np.int64)) + x_max * rows
+    return bool(np.all(np.asarray(shift) <= -1) and np.all(bound < (1 << 30)))
+
+
 # ---- the lowerings, in the order SUPPORTED_OPS lists them --------------------------------------------------------
 
 @lowers("FULLY_CONNECTED")
@@ -296,7 +319,7 @@ def fully_connected(ctx: OpContext) -> Step:
     return Step(ctx.op, "edgedigit_fully_connected", "edgedigit_fc_t", {
         "batches": t_in.size // in_d, "in_depth": in_d, "out_depth": out_d, "weights": f"{p}_weights",
         "bias": f"{p}_bias", "multiplier": f"{p}_multiplier", "shift": f"{p}_shift", "output_offset": out_zp,
-        "act_min": lo, "act_max": hi,
+        "act_min": lo, "act_max": hi, "fast_requantize": int(fast_requantize(w.data, wrap_int32(folded), shift)),
     }, [("int8_t", f"{p}_weights", pack_fc_weights(w.data)), ("int32_t", f"{p}_bias", wrap_int32(folded)),
         ("int32_t", f"{p}_multiplier", mult), ("int32_t", f"{p}_shift", shift)],
         inputs=[t_in.index], outputs=[t_out.index])
@@ -340,17 +363,29 @@ def convolution(ctx: OpContext) -> Step:
     bias_values = bias(ctx, oc)
     lo, hi = ctx.fused_activation(t_out)
     p = ctx.prefix
-    arrays = [("int8_t", f"{p}_weights", w.data.reshape(-1)), ("int32_t", f"{p}_multiplier", mult),
+    if depthwise:
+        weights = w.data.reshape(-1)
+    else:  # CONV_2D: packed weights, the input offset folded into the bias (see edgedigit_kernels.c)
+        weights = pack_conv_weights(w.data)
+        bias_values = wrap_int32((bias_values if bias_values is not None else 0)
+                                 + (-in_zp) * w.data.astype(np.int64).reshape(oc, -1).sum(axis=1))
+    arrays = [("int8_t", f"{p}_weights", weights), ("int32_t", f"{p}_multiplier", mult),
               ("int32_t", f"{p}_shift", shift)]
     if bias_values is not None:
         arrays.append(("int32_t", f"{p}_bias", bias_values))
     kernel = "edgedigit_depthwise_conv2d" if depthwise else "edgedigit_conv2d"
+    if depthwise:  # sums of (x + input_offset) * w, |x + input_offset| <= max(|-128 - in_zp|, |127 - in_zp|)
+        fast = fast_requantize(w.data.reshape(-1, oc).T, bias_values if bias_values is not None else np.zeros(oc),
+                               shift, max(abs(-128 - in_zp), abs(127 - in_zp)))
+    else:
+        fast = fast_requantize(w.data, bias_values, shift)
+    extra = {"fast_requantize": int(fast)}
     return Step(ctx.op, kernel, "edgedigit_conv_t", {
         "batches": b, "in_h": ih, "in_w": iw, "in_c": ic, "out_h": oh, "out_w": ow, "out_c": oc, "k_h": kh,
         "k_w": kw, "stride_h": sh, "stride_w": sw, "dil_h": dh, "dil_w": dw, "pad_h": pad_h, "pad_w": pad_w,
         "depth_multiplier": dm, "weights": f"{p}_weights", "bias": f"{p}_bias" if bias_values is not None else "NULL",
         "multiplier": f"{p}_multiplier", "shift": f"{p}_shift", "input_offset": -in_zp, "output_offset": out_zp,
-        "act_min": lo, "act_max": hi,
+        "act_min": lo, "act_max": hi, **extra,
     }, arrays, inputs=[t_in.index], outputs=[t_out.index])
 
 
