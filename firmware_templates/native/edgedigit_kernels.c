@@ -540,20 +540,21 @@ void edgedigit_conv2d(const edgedigit_conv_t *p, const int8_t *input, int8_t *ou
     conv2d_dsp(p, input, output, patch, (int8_t *)taps);
 }
 #else
-/* The weight of channel oc for tap k in that layout. */
-static int32_t conv_weight(const int8_t *weights, int32_t k4, int32_t oc, int32_t k)
-{
-    return weights[(oc >> 1) * 2 * k4 + (k >> 2) * 8 + (oc & 1) * 4 + (k & 3)];
-}
-
-/* Portable C: the same folded bias and zero-point padding, one output at a time. */
+/* Portable C: the same folded bias and zero-point padding. Per output pixel, its taps are gathered once (the
+ * zero point where the window leaves the input, zeros after the last tap), then every output channel is a
+ * dot product with its weights, read in the packed order: channel pair (oc / 2), groups of four taps, each
+ * group holding channel oc & 1 at offset 4. */
 void edgedigit_conv2d(const edgedigit_conv_t *p, const int8_t *input, int8_t *output)
 {
     const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c, out_h = p->out_h, out_w = p->out_w;
     const int32_t out_c = p->out_c, k_h = p->k_h, k_w = p->k_w;
-    const int32_t k4 = (k_h * k_w * in_c + 3) & ~3;
-    const int32_t pad = conv_pad_value(p);
-    int32_t b, oy, ox, oc, fy, fx, ic;
+    const int32_t taps_n = k_h * k_w * in_c, k4 = (taps_n + 3) & ~3;
+    const int8_t pad = (int8_t)conv_pad_value(p);
+    int8_t taps[k4];
+    int32_t b, oy, ox, oc, fy, fx, ic, g;
+    for (ic = taps_n; ic < k4; ++ic) {
+        taps[ic] = 0;
+    }
     for (b = 0; b < p->batches; ++b) {
         const int8_t *in = input + b * in_h * in_w * in_c;
         int8_t *out = output + b * out_h * out_w * out_c;
@@ -561,19 +562,29 @@ void edgedigit_conv2d(const edgedigit_conv_t *p, const int8_t *input, int8_t *ou
             for (ox = 0; ox < out_w; ++ox) {
                 const int32_t y0 = oy * p->stride_h - p->pad_h;
                 const int32_t x0 = ox * p->stride_w - p->pad_w;
-                for (oc = 0; oc < out_c; ++oc) {
-                    int32_t acc = p->bias[oc];
-                    int32_t k = 0;
-                    for (fy = 0; fy < k_h; ++fy) {
-                        const int32_t iy = y0 + p->dil_h * fy;
-                        for (fx = 0; fx < k_w; ++fx) {
-                            const int32_t ix = x0 + p->dil_w * fx;
-                            const int inside = iy >= 0 && iy < in_h && ix >= 0 && ix < in_w;
-                            const int8_t *px = inside ? in + (iy * in_w + ix) * in_c : in;
-                            for (ic = 0; ic < in_c; ++ic, ++k) {
-                                acc += conv_weight(p->weights, k4, oc, k) * (inside ? (int32_t)px[ic] : pad);
+                int8_t *t = taps;
+                for (fy = 0; fy < k_h; ++fy) {
+                    const int32_t iy = y0 + p->dil_h * fy;
+                    for (fx = 0; fx < k_w; ++fx) {
+                        const int32_t ix = x0 + p->dil_w * fx;
+                        if (iy >= 0 && iy < in_h && ix >= 0 && ix < in_w) {
+                            const int8_t *px = in + (iy * in_w + ix) * in_c;
+                            for (ic = 0; ic < in_c; ++ic) {
+                                *t++ = px[ic];
+                            }
+                        } else {
+                            for (ic = 0; ic < in_c; ++ic) {
+                                *t++ = pad;
                             }
                         }
+                    }
+                }
+                for (oc = 0; oc < out_c; ++oc) {
+                    const int8_t *w = p->weights + (oc >> 1) * 2 * k4 + (oc & 1) * 4;
+                    int32_t acc = p->bias[oc];
+                    for (g = 0; g < k4; g += 4, w += 8) {
+                        acc += (int32_t)w[0] * taps[g] + (int32_t)w[1] * taps[g + 1] + (int32_t)w[2] * taps[g + 2] +
+                               (int32_t)w[3] * taps[g + 3];
                     }
                     out[(oy * out_w + ox) * out_c + oc] =
                         requantize(acc, p->multiplier[oc], p->shift[oc], p->output_offset, p->act_min, p->act_max);
