@@ -249,7 +249,15 @@ def test_outputs_that_differ_from_the_interpreter_are_counted(synthetic):
     assert "| yes / yes / **NO**: 3 images, 5 elements differ |" in md
 
 
-def test_any_model_rows_say_their_inputs_were_random(synthetic):
+def test_any_model_rows_say_their_inputs_were_random(synthetic, monkeypatch):
+    seen = {}
+
+    def fake_plot(path, models, series, board, ds, unit):
+        seen.update(ds=ds)
+        path.write_bytes(PNG_MAGIC)
+        return "t"
+
+    monkeypatch.setattr(plots, "firmware_instructions", fake_plot)
     rec = _board_compare("ad01_int8", 264_192, 529_040, 590_600, 1_961_000)
     rec["dataset"] = {"name": "random", "source": "numpy default_rng(0) bytes", "inputs": 100}
     write_json(synthetic / "results" / "compare-qemu-m4.json", {
@@ -260,6 +268,7 @@ def test_any_model_rows_say_their_inputs_were_random(synthetic):
     assert ("ad01_int8: not a digit classifier; every firmware gets the same 100 seeded random inputs (numpy "
             "default_rng(0) bytes) instead of the images") in md
     assert "mlp: not digit" not in md
+    assert seen["ds"] == "mnist test (first 100 of 10,000) and seeded random inputs"
 
 
 def test_firmware_instructions_plot_skips_what_was_not_measured(tmp_path):
@@ -268,7 +277,7 @@ def test_firmware_instructions_plot_skips_what_was_not_measured(tmp_path):
                                                               "TFLM reference": [725_926, None]},
                                         "qemu-m4", LABEL, "instructions")
     assert path.read_bytes()[:8] == PNG_MAGIC
-    assert title == f"instructions per inference on qemu-m4, native vs TFLM, images from {LABEL}"
+    assert title == f"instructions per inference on qemu-m4, native vs TFLM, inputs: {LABEL}"
 
 
 def _front_row(trial, accuracy, instructions, measured=None, baseline=False):

@@ -95,12 +95,12 @@ def test_bench_compare_board_runs_any_model_on_seeded_random_inputs(build_dir, q
     import odd_models
     from edgedigit.measure.bench_device import RANDOM_INPUTS_SEED
 
-    model = odd_models.kws_like(tmp_path / "kws_like.tflite")  # a 49 x 10 x 1 input, 12 classes: not a digit
+    model = odd_models.kws_like(tmp_path / "kws01_like.tflite")  # a 49 x 10 x 1 input, 12 classes: not a digit
     out = _invoke(["bench", "compare", "--board", "qemu-m4", "--model", str(model), "--images", "4",
                    "--data", str(random_npz), "--json"])
     (rec,) = json.loads(out[out.index("{"):])["results"]
     graph = load_graph(model)
-    assert rec["variant"] == "kws_like" and rec["images"] == 4 and rec["missing"] == {}
+    assert rec["variant"] == "kws01" and rec["images"] == 4 and rec["missing"] == {}  # named by its MLPerf id
     assert rec["dataset"]["name"] == "random" and str(RANDOM_INPUTS_SEED) in rec["dataset"]["source"]
     assert rec["macs"] == graph.macs() > 0
     assert rec["elements"] == 4 * 12

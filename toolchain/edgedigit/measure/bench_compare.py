@@ -357,6 +357,7 @@ def _board_subjects(variants: Iterable[str] | None, models: Iterable[Path] | Non
         NotTrainedError: nothing to compare. EdgeDigitError: a linear variant.
     """
     from ..core.graph import load_graph
+    from ..targets.backends import mlperf_id_for
 
     names = list(variants or [])
     paths = [Path(m) for m in models or []]
@@ -374,7 +375,7 @@ def _board_subjects(variants: Iterable[str] | None, models: Iterable[Path] | Non
         if p.suffix != ".tflite":
             raise EdgeDigitError(f"{p}: --model takes an int8 .tflite file")
         graph = load_graph(p)  # a missing or unreadable file: one clear line now, not after a build
-        out.append(_Subject(p.stem, p, None, graph.macs()))
+        out.append(_Subject(mlperf_id_for(p.stem) or p.stem, p, None, graph.macs()))  # ad01, not ad01_int8
     return out
 
 

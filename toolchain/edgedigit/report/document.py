@@ -655,8 +655,9 @@ def _board_compare_part(data: ReportData, tmp: Path) -> str:
             text.append("\nNot built: " + "; ".join(missing) + ".")
         fname = f"compare_{board}.png"
         series = {n: [(r.get("instructions") or {}).get(k) for r in results] for k, n in _FIRMWARES}
+        inputs = f"{ds} and seeded random inputs" if other else ds
         title = plots.firmware_instructions(tmp / fname, [str(r.get("variant")) for r in results], series, board,
-                                            ds, unit)
+                                            inputs, unit)
         text.append(f"\n![{title}]({fname})\n")
         if c.get("method"):
             text.append("Method: " + " ".join(f"{k}: {v}." for k, v in c["method"].items()) + "\n")

@@ -132,7 +132,7 @@ def firmware_instructions(path: Path, models: Sequence[str], series: dict[str, S
     ax.set_xticks(x, list(models))
     ax.set_yscale("log")
     ax.set_ylabel(f"{unit} per inference (median, log scale)")
-    title = f"{unit} per inference on {board}, native vs TFLM, images from {dataset}"
+    title = f"{unit} per inference on {board}, native vs TFLM, inputs: {dataset}"
     ax.set_title(title, fontsize=10)
     ax.grid(True, axis="y", which="both", alpha=0.3)
     ax.legend(fontsize=8)
