@@ -52,15 +52,9 @@ CTYPE_BYTES = {"int8_t": 1, "int32_t": 4}
 
 def wheel_outputs(path: Path, x: np.ndarray) -> np.ndarray:
     """TFLM's Python interpreter (the tflite-micro wheel) on each input, with a generous arena."""
-    from tflite_micro.python.tflite_micro import runtime
+    from edgedigit.runtimes.tflm import TFLMModel
 
-    interp = runtime.Interpreter.from_bytes(path.read_bytes(), arena_size=WHEEL_ARENA)
-    out = []
-    for i in range(len(x)):
-        interp.set_input(x[i:i + 1], 0)
-        interp.invoke()
-        out.append(interp.get_output(0)[0].copy())
-    return np.stack(out)
+    return TFLMModel(path, arena=WHEEL_ARENA).run(x)
 
 
 # ---- the device TFLM's C++ sources, built for the host ----------------------------------------------------------

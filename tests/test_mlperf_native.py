@@ -24,6 +24,7 @@ from conftest import require_tool
 from edgedigit.codegen import native
 from edgedigit.core.graph import load_graph
 from edgedigit.runtimes.native_host import NativeModel, run_qemu_m4
+from edgedigit.runtimes.tflm import TFLMModel
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "shared" / "third_party" / "mlperf-tiny" / "models"
 MODELS = {"ad01": "ad01_int8.tflite", "kws01": "kws_ref_model.tflite", "ic01": "pretrainedResnet_quant.tflite",
@@ -53,15 +54,7 @@ def _inputs(path: Path, n: int) -> np.ndarray:
 def _wheel(path: Path, x: np.ndarray) -> np.ndarray:
     """TFLM's Python interpreter on each input (a generous arena: run_tflm's measured one is too small for ad01,
     issue 12 item 5)."""
-    from tflite_micro.python.tflite_micro import runtime
-
-    interp = runtime.Interpreter.from_bytes(path.read_bytes(), arena_size=1 << 22)
-    out = []
-    for i in range(len(x)):
-        interp.set_input(x[i:i + 1], 0)
-        interp.invoke()
-        out.append(interp.get_output(0)[0].copy())
-    return np.stack(out)
+    return TFLMModel(path, arena=1 << 22).run(x)
 
 
 @pytest.fixture(scope="module")
