@@ -211,7 +211,9 @@ def _board_compare(variant, macs, native, cmsis, reference):
             "images_identical": dict.fromkeys(keys, 10_000), "elements": 100_000, "missing": {}}
 
 
-def test_the_cortex_m4_comparison_leads_the_comparison_section(synthetic, monkeypatch):
+@pytest.fixture
+def firmware_plot(monkeypatch):
+    """What the report hands plots.firmware_instructions (which writes a stand-in PNG)."""
     seen = {}
 
     def fake_plot(path, models, series, board, ds, unit):
@@ -220,6 +222,11 @@ def test_the_cortex_m4_comparison_leads_the_comparison_section(synthetic, monkey
         return f"{unit} per inference on {board}"
 
     monkeypatch.setattr(plots, "firmware_instructions", fake_plot)
+    return seen
+
+
+def test_the_cortex_m4_comparison_leads_the_comparison_section(synthetic, firmware_plot):
+    seen = firmware_plot
     write_json(synthetic / "results" / "compare-qemu-m4.json", {
         "kind": "compare-board-summary", "board": "qemu-m4", "dataset": DATASET, "images": 10000,
         "counter_note": "emulated instructions, not cycles of a real chip", "method": {"instructions": "SysTick"},
@@ -249,15 +256,8 @@ def test_outputs_that_differ_from_the_interpreter_are_counted(synthetic):
     assert "| yes / yes / **NO**: 3 images, 5 elements differ |" in md
 
 
-def test_any_model_rows_say_their_inputs_were_random(synthetic, monkeypatch):
-    seen = {}
-
-    def fake_plot(path, models, series, board, ds, unit):
-        seen.update(ds=ds)
-        path.write_bytes(PNG_MAGIC)
-        return "t"
-
-    monkeypatch.setattr(plots, "firmware_instructions", fake_plot)
+def test_any_model_rows_say_their_inputs_were_random(synthetic, firmware_plot):
+    seen = firmware_plot
     rec = _board_compare("ad01_int8", 264_192, 529_040, 590_600, 1_961_000)
     rec["dataset"] = {"name": "random", "source": "numpy default_rng(0) bytes", "inputs": 100}
     write_json(synthetic / "results" / "compare-qemu-m4.json", {
