@@ -63,12 +63,8 @@ def host_tflm(request):
     return lib, tflm_lib.build(lib, OPS)
 
 
-@pytest.mark.parametrize("model", ["tiny", "cnn"])
-def test_esp32_runner_on_real_tflm_equals_the_python_interpreter(host_tflm, request, tmp_path, model):
-    lib, archive = host_tflm
-    assert lib.kernels in ("esp-nn", "reference") and archive.is_file()
-    path = TINY if model == "tiny" else request.getfixturevalue("tflite_models")[model]
-    assert set(load_graph(path).op_names()) <= OPS
+def _esp32_runner(path, lib, archive, tmp_path):
+    """The ESP32 project exported for ``path``, its runner linked with a host main against TFLM ``archive``."""
     project = export("esp32", model=path, backend="tflm", out=tmp_path / "project").path
     (tmp_path / "main.cc").write_text(_MAIN)
     exe = tmp_path / "runner"
@@ -76,6 +72,16 @@ def test_esp32_runner_on_real_tflm_equals_the_python_interpreter(host_tflm, requ
     subprocess.run(["c++", "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", *lib.cppflags, f"-I{s}",
                     str(tmp_path / "main.cc"), str(s / "edgedigit_model_tflm.cc"), str(s / "edgedigit_model_data.cc"),
                     str(archive), "-o", str(exe)], check=True)
+    return exe
+
+
+@pytest.mark.parametrize("model", ["tiny", "cnn"])
+def test_esp32_runner_on_real_tflm_equals_the_python_interpreter(host_tflm, request, tmp_path, model):
+    lib, archive = host_tflm
+    assert lib.kernels in ("esp-nn", "reference") and archive.is_file()
+    path = TINY if model == "tiny" else request.getfixturevalue("tflite_models")[model]
+    assert set(load_graph(path).op_names()) <= OPS
+    exe = _esp32_runner(path, lib, archive, tmp_path)
     images = random_images(300, seed=7)
     images.tofile(tmp_path / "images.bin")
     subprocess.run([str(exe), str(tmp_path / "images.bin"), str(tmp_path / "out.bin")], check=True)
@@ -102,13 +108,7 @@ def test_esp32_runner_on_real_tflm_runs_any_int8_model(host_tflm, tmp_path, name
         pytest.skip(f"{path} not found")
     lib, archive = host_tflm
     assert set(load_graph(path).op_names()) <= OPS
-    project = export("esp32", model=path, backend="tflm", out=tmp_path / "project").path
-    (tmp_path / "main.cc").write_text(_MAIN)
-    exe = tmp_path / "runner"
-    s = project / "src"
-    subprocess.run(["c++", "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", *lib.cppflags, f"-I{s}",
-                    str(tmp_path / "main.cc"), str(s / "edgedigit_model_tflm.cc"), str(s / "edgedigit_model_data.cc"),
-                    str(archive), "-o", str(exe)], check=True)
+    exe = _esp32_runner(path, lib, archive, tmp_path)
     graph = load_graph(path)
     spec = io_spec(graph)
     rows = np.random.default_rng(11).integers(0, 256, (20, spec.input_bytes), dtype=np.uint8)
