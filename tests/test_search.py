@@ -319,3 +319,22 @@ def test_cli_errors_are_one_line(build_dir):
     assert r.exit_code == 1 and "--objectives accuracy,speed" in r.output
     r = CliRunner().invoke(app, ["search", "promote", "3", "--board", BOARD])
     assert r.exit_code == 1 and "no search study for nano33ble" in r.output
+
+
+def test_baselines_get_the_best_training_the_space_allows():
+    """The shipped cnn and tiny enter a study with max epochs and the zoo's learning rate; tiny distils as its
+    recipe does; the architecture is the shipped one (three 3x3 stages, widths w, 2w, 4w)."""
+    import optuna
+
+    from edgedigit.search.space import Space, baseline_params, suggest
+
+    specs = [suggest(optuna.trial.FixedTrial(p), Space(max_epochs=7, teacher="cnn"))
+             for p in baseline_params(Space(max_epochs=7, teacher="cnn"))]
+    assert [[s["width"] for s in spec["architecture"]["stages"]] for spec in specs] == [[16, 32, 64], [8, 16, 32]]
+    assert [spec["architecture"]["dropout"] for spec in specs] == [0.2, 0.0]
+    assert [(t["epochs"], t["lr"], t["augment"], t["teacher"]) for t in (spec["training"] for spec in specs)] == \
+        [(7, 0.003, True, None), (7, 0.003, True, "cnn")]
+    # without a teacher nothing is distilled, and without a space the training is left to the sampler
+    no_teacher = [suggest(optuna.trial.FixedTrial(p), Space(max_epochs=3)) for p in baseline_params(Space(max_epochs=3))]
+    assert [spec["training"]["teacher"] for spec in no_teacher] == [None, None]
+    assert all("epochs" not in p and "lr" not in p for p in baseline_params())

@@ -367,12 +367,12 @@ def run_search(cfg: SearchConfig, dataset: Any, *, cost: Any = None, log: Callab
     retried = retry_interrupted(study)
     if retried:
         say(f"re-running interrupted trial(s) {', '.join(map(str, retried))} with their parameters")
-    if cfg.baselines and not study.get_trials(deepcopy=False):
-        for params in baseline_params():
-            study.enqueue_trial(params, user_attrs={"baseline": True})
     teacher = teacher_payload(cfg.teacher)
     space = Space(max_epochs=cfg.max_epochs, teacher=teacher[0] if teacher else None,
                   per_channel=board.tflm is None or board.tflm.per_channel_fully_connected)
+    if cfg.baselines and not study.get_trials(deepcopy=False):
+        for params in baseline_params(space):
+            study.enqueue_trial(params, user_attrs={"baseline": True})
     start = time.monotonic()
     deadline = start + 60.0 * cfg.time_budget_min if cfg.time_budget_min else None
     evaluated = 0
