@@ -675,6 +675,174 @@ static void depthwise_dsp(const edgedigit_conv_t *p, const int8_t *input, int8_t
 }
 #endif /* EDGEDIGIT_USE_DSP */
 
+#if EDGEDIGIT_USE_DSP
+/* DEPTHWISE_CONV_2D 3x3, depth multiplier 1, no dilation, stride 1 or 2 (both directions): one channel at a
+ * time (channel-major, TinyEngine's order), so the channel's nine weights, bias and requantization constants
+ * stay in registers. The channel's input rows are gathered as int16 with the input offset added, in a ring of
+ * three rows padded with zeros where the window leaves the image: (x + input_offset) is then 0 there, which
+ * adds nothing, as TFLM skipping the tap. A row of taps is one SMLAD over two taps (the weights packed as
+ * [w0 | w1]) plus one SMLABB (w2), for two output pixels per pass; the int32 sums are TFLM's. */
+static int32_t load_i16x2(const int16_t *p)
+{
+    int32_t v;
+    __builtin_memcpy(&v, p, sizeof v); /* one LDR (unaligned allowed on the Cortex-M4) */
+    return v;
+}
+
+/* Row iy of channel c into dst (cols columns, column j is input column j - pad_w), as int16 x + offset. Only the
+ * columns inside the image are written (the others are zeroed once by the caller), except a row outside the
+ * image, zeroed whole. */
+static void dw3_row(const int8_t *in, int32_t iy, int32_t c, const edgedigit_conv_t *p, int16_t *dst, int32_t first,
+                    int32_t end)
+{
+    const int32_t ch = p->in_c, off = p->input_offset;
+    int32_t j;
+    if (iy < 0 || iy >= p->in_h) {
+        for (j = first; j < end; ++j) {
+            dst[j] = 0;
+        }
+        return;
+    }
+    {
+        const int8_t *src = in + (iy * p->in_w + first - p->pad_w) * ch + c;
+        for (j = first; j < end; ++j) {
+            dst[j] = (int16_t)(*src + off);
+            src += ch;
+        }
+    }
+}
+
+/* The sums of one output row of one channel: w01[k] = [w(k,0) | w(k,1)], w2[k] = w(k,2) in the low half. */
+static void dw3_sums(const int16_t *r0, const int16_t *r1, const int16_t *r2, const int32_t *w, int32_t bias,
+                     int32_t out_w, int stride, int32_t *acc)
+{
+    const int32_t w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5];
+    int32_t ox = 0;
+    if (stride == 1) {
+        for (; ox + 2 <= out_w; ox += 2, r0 += 2, r1 += 2, r2 += 2) {
+            int32_t a0 = bias, a1 = bias, c;
+            c = load_i16x2(r0 + 2);
+            a0 = __smlad(load_i16x2(r0), w0, a0);
+            a1 = __smlad(load_i16x2(r0 + 1), w0, a1);
+            a0 = __smlabb(c, w1, a0);
+            a1 = __smlatb(c, w1, a1);
+            c = load_i16x2(r1 + 2);
+            a0 = __smlad(load_i16x2(r1), w2, a0);
+            a1 = __smlad(load_i16x2(r1 + 1), w2, a1);
+            a0 = __smlabb(c, w3, a0);
+            a1 = __smlatb(c, w3, a1);
+            c = load_i16x2(r2 + 2);
+            a0 = __smlad(load_i16x2(r2), w4, a0);
+            a1 = __smlad(load_i16x2(r2 + 1), w4, a1);
+            a0 = __smlabb(c, w5, a0);
+            a1 = __smlatb(c, w5, a1);
+            acc[ox] = a0;
+            acc[ox + 1] = a1;
+        }
+    } else {
+        for (; ox + 2 <= out_w; ox += 2, r0 += 4, r1 += 4, r2 += 4) {
+            int32_t a0 = bias, a1 = bias, b;
+            b = load_i16x2(r0 + 2);
+            a0 = __smlad(load_i16x2(r0), w0, a0);
+            a1 = __smlad(b, w0, a1);
+            a0 = __smlabb(b, w1, a0);
+            a1 = __smlabb(load_i16x2(r0 + 4), w1, a1);
+            b = load_i16x2(r1 + 2);
+            a0 = __smlad(load_i16x2(r1), w2, a0);
+            a1 = __smlad(b, w2, a1);
+            a0 = __smlabb(b, w3, a0);
+            a1 = __smlabb(load_i16x2(r1 + 4), w3, a1);
+            b = load_i16x2(r2 + 2);
+            a0 = __smlad(load_i16x2(r2), w4, a0);
+            a1 = __smlad(b, w4, a1);
+            a0 = __smlabb(b, w5, a0);
+            a1 = __smlabb(load_i16x2(r2 + 4), w5, a1);
+            acc[ox] = a0;
+            acc[ox + 1] = a1;
+        }
+    }
+    if (ox < out_w) { /* the last pixel of an odd row */
+        int32_t a0 = bias;
+        a0 = __smlad(load_i16x2(r0), w0, a0);
+        a0 = __smlabb(load_i16x2(r0 + 2), w1, a0);
+        a0 = __smlad(load_i16x2(r1), w2, a0);
+        a0 = __smlabb(load_i16x2(r1 + 2), w3, a0);
+        a0 = __smlad(load_i16x2(r2), w4, a0);
+        a0 = __smlabb(load_i16x2(r2 + 2), w5, a0);
+        acc[ox] = a0;
+    }
+}
+
+__attribute__((noinline)) static void depthwise3x3_dsp(const edgedigit_conv_t *p, const int8_t *input,
+                                                       int8_t *output, int16_t *rows, int32_t cols, int32_t *acc)
+{
+    const int32_t ch = p->in_c, out_h = p->out_h, out_w = p->out_w, stride = p->stride_h;
+    const int32_t offset = p->output_offset, lo = p->act_min, hi = p->act_max;
+    const int32_t row_len = (cols + 3) & ~1; /* two spare columns (the pair loads read one past), even */
+    const int32_t first = p->pad_w < cols ? p->pad_w : cols; /* the columns inside the image: [first, end) */
+    const int32_t end = p->pad_w + p->in_w < cols ? p->pad_w + p->in_w : cols;
+    const int saturate8 = lo == -128 && hi == 127;
+    int32_t b, c, oy, ox, j;
+    for (j = 0; j < 3 * row_len; ++j) {
+        rows[j] = 0;
+    }
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *in = input + b * p->in_h * p->in_w * ch;
+        int8_t *out_b = output + b * out_h * out_w * ch;
+        for (c = 0; c < ch; ++c) {
+            const int8_t *wc = p->weights + c;
+            int16_t *r0 = rows, *r1 = rows + row_len, *r2 = rows + 2 * row_len;
+            const int32_t bias = p->bias != NULL ? p->bias[c] : 0;
+            const int32_t mult = p->multiplier[c], shift = p->shift[c];
+            const int32_t right = -shift, half = p->fast_requantize ? (int32_t)1 << (right - 1) : 0;
+            int32_t w[6];
+            int8_t *out = out_b + c;
+            for (j = 0; j < 3; ++j) {
+                w[2 * j] = (int32_t)(((uint32_t)(uint16_t)wc[(3 * j) * ch]) | ((uint32_t)wc[(3 * j + 1) * ch] << 16));
+                w[2 * j + 1] = wc[(3 * j + 2) * ch];
+            }
+            dw3_row(in, -p->pad_h, c, p, r0, first, end);
+            dw3_row(in, 1 - p->pad_h, c, p, r1, first, end);
+            dw3_row(in, 2 - p->pad_h, c, p, r2, first, end);
+            for (oy = 0; oy < out_h; ++oy) {
+                dw3_sums(r0, r1, r2, w, bias, out_w, stride, acc);
+                if (p->fast_requantize && saturate8) {
+                    for (ox = 0; ox < out_w; ++ox) {
+                        *out = (int8_t)__ssat(rounding_shift(smmulr(acc[ox] << 1, mult), half, right) + offset, 8);
+                        out += ch;
+                    }
+                } else if (p->fast_requantize) {
+                    for (ox = 0; ox < out_w; ++ox) {
+                        *out = clamp8(rounding_shift(smmulr(acc[ox] << 1, mult), half, right) + offset, lo, hi);
+                        out += ch;
+                    }
+                } else {
+                    for (ox = 0; ox < out_w; ++ox) {
+                        *out = conv_requantize(acc[ox], mult, shift, offset, lo, hi);
+                        out += ch;
+                    }
+                }
+                if (oy + 1 < out_h) { /* the next output row's three input rows */
+                    const int32_t iy = (oy + 1) * stride - p->pad_h;
+                    int16_t *t = r0;
+                    if (stride == 1) {
+                        r0 = r1;
+                        r1 = r2;
+                        r2 = t;
+                        dw3_row(in, iy + 2, c, p, r2, first, end);
+                    } else {
+                        r0 = r2;
+                        r2 = t;
+                        dw3_row(in, iy + 1, c, p, r1, first, end);
+                        dw3_row(in, iy + 2, c, p, r2, first, end);
+                    }
+                }
+            }
+        }
+    }
+}
+#endif /* EDGEDIGIT_USE_DSP */
+
 void edgedigit_depthwise_conv2d(const edgedigit_conv_t *p, const int8_t *input, int8_t *output)
 {
     const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c, out_h = p->out_h, out_w = p->out_w;
@@ -683,6 +851,14 @@ void edgedigit_depthwise_conv2d(const edgedigit_conv_t *p, const int8_t *input, 
     const int8_t *const weights = p->weights;
     int32_t b, oy, ox, ic, m, fy, fx;
 #if EDGEDIGIT_USE_DSP
+    if (depth_multiplier == 1 && p->k_h == 3 && k_w == 3 && dil_h == 1 && dil_w == 1 && p->stride_h == p->stride_w &&
+        (p->stride_h == 1 || p->stride_h == 2)) {
+        const int32_t cols = (out_w - 1) * p->stride_w + 3;
+        int16_t rows[3 * ((cols + 3) & ~1)] __attribute__((aligned(4))); /* the channel's three input rows */
+        int32_t acc[out_w];                                              /* one output row's sums */
+        depthwise3x3_dsp(p, input, output, rows, cols, acc);
+        return;
+    }
     if (depth_multiplier == 1 && (in_c & 3) == 0) {
         int32_t shifts[2 * in_c]; /* per channel: right shift, rounding half (fast requantization) */
         depthwise_dsp(p, input, output, shifts);
