@@ -689,25 +689,37 @@ static int32_t load_i16x2(const int16_t *p)
     return v;
 }
 
-/* Row iy of channel c into dst (cols columns, column j is input column j - pad_w), as int16 x + offset. Only the
- * columns inside the image are written (the others are zeroed once by the caller), except a row outside the
- * image, zeroed whole. */
-static void dw3_row(const int8_t *in, int32_t iy, int32_t c, const edgedigit_conv_t *p, int16_t *dst, int32_t first,
+/* The geometry of depthwise3x3_dsp: its lines run along the image's longer output side (x, or y when the
+ * output is taller than wide), so that the per-line work is spread over more pixels. "inner" is along a line,
+ * "outer" across lines; steps are in bytes of the HWC input, output, and HWC weights. */
+typedef struct {
+    int32_t in_inner, in_outer;       /* input pixels along and across lines */
+    int32_t in_step, in_line;         /* bytes from an input pixel to the next along a line, and to the next line */
+    int32_t pad_inner, pad_outer;
+    int32_t out_inner, out_outer;
+    int32_t out_step, out_line;
+    int32_t w_step, w_line;           /* weight bytes from tap to tap along a line, and across lines */
+} dw3_geometry_t;
+
+/* Input line iy of channel c into dst (column j is input pixel j - pad_inner along the line), as int16
+ * x + offset. Only the columns inside the image are written (the others are zeroed once by the caller), except
+ * a line outside the image, zeroed whole. */
+static void dw3_row(const int8_t *in, int32_t iy, const dw3_geometry_t *g, int32_t off, int16_t *dst, int32_t first,
                     int32_t end)
 {
-    const int32_t ch = p->in_c, off = p->input_offset;
+    const int32_t step = g->in_step;
     int32_t j;
-    if (iy < 0 || iy >= p->in_h) {
+    if (iy < 0 || iy >= g->in_outer) {
         for (j = first; j < end; ++j) {
             dst[j] = 0;
         }
         return;
     }
     {
-        const int8_t *src = in + (iy * p->in_w + first - p->pad_w) * ch + c;
+        const int8_t *src = in + iy * g->in_line + (first - g->pad_inner) * step;
         for (j = first; j < end; ++j) {
             dst[j] = (int16_t)(*src + off);
-            src += ch;
+            src += step;
         }
     }
 }
@@ -773,68 +785,72 @@ static void dw3_sums(const int16_t *r0, const int16_t *r1, const int16_t *r2, co
     }
 }
 
-__attribute__((noinline)) static void depthwise3x3_dsp(const edgedigit_conv_t *p, const int8_t *input,
-                                                       int8_t *output, int16_t *rows, int32_t cols, int32_t *acc)
+__attribute__((noinline)) static void depthwise3x3_dsp(const edgedigit_conv_t *p, const dw3_geometry_t *g,
+                                                       const int8_t *input, int8_t *output, int16_t *rows,
+                                                       int32_t cols, int32_t *acc)
 {
-    const int32_t ch = p->in_c, out_h = p->out_h, out_w = p->out_w, stride = p->stride_h;
-    const int32_t offset = p->output_offset, lo = p->act_min, hi = p->act_max;
+    const int32_t ch = p->in_c, out_inner = g->out_inner, stride = p->stride_h;
+    const int32_t offset = p->output_offset, lo = p->act_min, hi = p->act_max, in_off = p->input_offset;
     const int32_t row_len = (cols + 3) & ~1; /* two spare columns (the pair loads read one past), even */
-    const int32_t first = p->pad_w < cols ? p->pad_w : cols; /* the columns inside the image: [first, end) */
-    const int32_t end = p->pad_w + p->in_w < cols ? p->pad_w + p->in_w : cols;
+    const int32_t first = g->pad_inner < cols ? g->pad_inner : cols; /* the columns inside the image */
+    const int32_t end = g->pad_inner + g->in_inner < cols ? g->pad_inner + g->in_inner : cols;
+    const int32_t out_step = g->out_step;
     const int saturate8 = lo == -128 && hi == 127;
     int32_t b, c, oy, ox, j;
     for (j = 0; j < 3 * row_len; ++j) {
         rows[j] = 0;
     }
     for (b = 0; b < p->batches; ++b) {
-        const int8_t *in = input + b * p->in_h * p->in_w * ch;
-        int8_t *out_b = output + b * out_h * out_w * ch;
+        const int8_t *in_b = input + b * p->in_h * p->in_w * ch;
+        int8_t *out_b = output + b * p->out_h * p->out_w * ch;
         for (c = 0; c < ch; ++c) {
             const int8_t *wc = p->weights + c;
+            const int8_t *in = in_b + c;
             int16_t *r0 = rows, *r1 = rows + row_len, *r2 = rows + 2 * row_len;
             const int32_t bias = p->bias != NULL ? p->bias[c] : 0;
             const int32_t mult = p->multiplier[c], shift = p->shift[c];
             const int32_t right = -shift, half = p->fast_requantize ? (int32_t)1 << (right - 1) : 0;
             int32_t w[6];
-            int8_t *out = out_b + c;
             for (j = 0; j < 3; ++j) {
-                w[2 * j] = (int32_t)(((uint32_t)(uint16_t)wc[(3 * j) * ch]) | ((uint32_t)wc[(3 * j + 1) * ch] << 16));
-                w[2 * j + 1] = wc[(3 * j + 2) * ch];
+                const int8_t *wl = wc + j * g->w_line;
+                w[2 * j] = (int32_t)(((uint32_t)(uint16_t)wl[0]) | ((uint32_t)wl[g->w_step] << 16));
+                w[2 * j + 1] = wl[2 * g->w_step];
             }
-            dw3_row(in, -p->pad_h, c, p, r0, first, end);
-            dw3_row(in, 1 - p->pad_h, c, p, r1, first, end);
-            dw3_row(in, 2 - p->pad_h, c, p, r2, first, end);
-            for (oy = 0; oy < out_h; ++oy) {
-                dw3_sums(r0, r1, r2, w, bias, out_w, stride, acc);
+            dw3_row(in, -g->pad_outer, g, in_off, r0, first, end);
+            dw3_row(in, 1 - g->pad_outer, g, in_off, r1, first, end);
+            dw3_row(in, 2 - g->pad_outer, g, in_off, r2, first, end);
+            for (oy = 0; oy < g->out_outer; ++oy) {
+                int8_t *out = out_b + c + oy * g->out_line;
+                dw3_sums(r0, r1, r2, w, bias, out_inner, stride, acc);
                 if (p->fast_requantize && saturate8) {
-                    for (ox = 0; ox < out_w; ++ox) {
+                    for (ox = 0; ox < out_inner; ++ox) {
                         *out = (int8_t)__ssat(rounding_shift(smmulr(acc[ox] << 1, mult), half, right) + offset, 8);
-                        out += ch;
+                        out += out_step;
                     }
                 } else if (p->fast_requantize) {
-                    for (ox = 0; ox < out_w; ++ox) {
+                    for (ox = 0; ox < out_inner; ++ox) {
                         *out = clamp8(rounding_shift(smmulr(acc[ox] << 1, mult), half, right) + offset, lo, hi);
-                        out += ch;
+                        out += out_step;
                     }
                 } else {
-                    for (ox = 0; ox < out_w; ++ox) {
+                    for (ox = 0; ox < out_inner; ++ox) {
                         *out = conv_requantize(acc[ox], mult, shift, offset, lo, hi);
-                        out += ch;
+                        out += out_step;
                     }
                 }
-                if (oy + 1 < out_h) { /* the next output row's three input rows */
-                    const int32_t iy = (oy + 1) * stride - p->pad_h;
+                if (oy + 1 < g->out_outer) { /* the next output line's three input lines */
+                    const int32_t iy = (oy + 1) * stride - g->pad_outer;
                     int16_t *t = r0;
                     if (stride == 1) {
                         r0 = r1;
                         r1 = r2;
                         r2 = t;
-                        dw3_row(in, iy + 2, c, p, r2, first, end);
+                        dw3_row(in, iy + 2, g, in_off, r2, first, end);
                     } else {
                         r0 = r2;
                         r2 = t;
-                        dw3_row(in, iy + 1, c, p, r1, first, end);
-                        dw3_row(in, iy + 2, c, p, r2, first, end);
+                        dw3_row(in, iy + 1, g, in_off, r1, first, end);
+                        dw3_row(in, iy + 2, g, in_off, r2, first, end);
                     }
                 }
             }
@@ -853,10 +869,19 @@ void edgedigit_depthwise_conv2d(const edgedigit_conv_t *p, const int8_t *input, 
 #if EDGEDIGIT_USE_DSP
     if (depth_multiplier == 1 && p->k_h == 3 && k_w == 3 && dil_h == 1 && dil_w == 1 && p->stride_h == p->stride_w &&
         (p->stride_h == 1 || p->stride_h == 2)) {
-        const int32_t cols = (out_w - 1) * p->stride_w + 3;
-        int16_t rows[3 * ((cols + 3) & ~1)] __attribute__((aligned(4))); /* the channel's three input rows */
-        int32_t acc[out_w];                                              /* one output row's sums */
-        depthwise3x3_dsp(p, input, output, rows, cols, acc);
+        const int tall = p->out_h > out_w; /* lines along y */
+        const dw3_geometry_t g = {
+            .in_inner = tall ? in_h : in_w, .in_outer = tall ? in_w : in_h,
+            .in_step = tall ? in_w * in_c : in_c, .in_line = tall ? in_c : in_w * in_c,
+            .pad_inner = tall ? p->pad_h : p->pad_w, .pad_outer = tall ? p->pad_w : p->pad_h,
+            .out_inner = tall ? p->out_h : out_w, .out_outer = tall ? out_w : p->out_h,
+            .out_step = tall ? out_w * out_c : out_c, .out_line = tall ? out_c : out_w * out_c,
+            .w_step = tall ? 3 * out_c : out_c, .w_line = tall ? out_c : 3 * out_c,
+        };
+        const int32_t cols = (g.out_inner - 1) * p->stride_w + 3;
+        int16_t rows[3 * ((cols + 3) & ~1)] __attribute__((aligned(4))); /* the channel's three input lines */
+        int32_t acc[g.out_inner];                                        /* one output line's sums */
+        depthwise3x3_dsp(p, &g, input, output, rows, cols, acc);
         return;
     }
     if (depth_multiplier == 1 && (in_c & 3) == 0) {
