@@ -689,6 +689,8 @@ static int32_t load_i16x2(const int16_t *p)
     return v;
 }
 
+#define EDGEDIGIT_DW3_LINE_BYTES 2048
+
 /* The geometry of depthwise3x3_dsp: its lines run along the image's longer output side (x, or y when the
  * output is taller than wide), so that the per-line work is spread over more pixels. "inner" is along a line,
  * "outer" across lines; steps are in bytes of the HWC input, output, and HWC weights. */
@@ -701,103 +703,111 @@ typedef struct {
     int32_t w_step, w_line;           /* weight bytes from tap to tap along a line, and across lines */
 } dw3_geometry_t;
 
-/* Input line iy of channel c into dst (column j is input pixel j - pad_inner along the line), as int16
- * x + offset. Only the columns inside the image are written (the others are zeroed once by the caller), except
- * a line outside the image, zeroed whole. */
-static void dw3_row(const int8_t *in, int32_t iy, const dw3_geometry_t *g, int32_t off, int16_t *dst, int32_t first,
-                    int32_t end)
+/* Input lines iy0 .. iy0 + n - 1 of a channel (in points at its first byte) into dst, one every row_len
+ * halfwords; column j is input pixel j - pad_inner along the line, stored as int16 x + offset. Only the columns
+ * inside the image are written (the others are zeroed once by the caller), zeros for a line outside the image. */
+static void dw3_lines(const int8_t *in, int32_t iy0, int32_t n, const dw3_geometry_t *g, int32_t off, int16_t *dst,
+                      int32_t row_len, int32_t first, int32_t end)
 {
     const int32_t step = g->in_step;
-    int32_t j;
-    if (iy < 0 || iy >= g->in_outer) {
-        for (j = first; j < end; ++j) {
-            dst[j] = 0;
-        }
-        return;
-    }
-    {
-        const int8_t *src = in + iy * g->in_line + (first - g->pad_inner) * step;
-        for (j = first; j < end; ++j) {
-            dst[j] = (int16_t)(*src + off);
-            src += step;
+    int32_t l, j;
+    for (l = 0; l < n; ++l, dst += row_len) {
+        const int32_t iy = iy0 + l;
+        if (iy < 0 || iy >= g->in_outer) {
+            for (j = first; j < end; ++j) {
+                dst[j] = 0;
+            }
+        } else {
+            const int8_t *src = in + iy * g->in_line + (first - g->pad_inner) * step;
+            for (j = first; j < end; ++j) {
+                dst[j] = (int16_t)(*src + off);
+                src += step;
+            }
         }
     }
 }
 
-/* The sums of one output row of one channel: w01[k] = [w(k,0) | w(k,1)], w2[k] = w(k,2) in the low half. */
-static void dw3_sums(const int16_t *r0, const int16_t *r1, const int16_t *r2, const int32_t *w, int32_t bias,
-                     int32_t out_w, int stride, int32_t *acc)
+/* The sums of n output lines of one channel from its input lines (buf, one every row_len halfwords): w[2k] =
+ * [w(k,0) | w(k,1)], w[2k + 1] = w(k,2) in the low half, for the k-th line of taps. */
+static void dw3_sums(const int16_t *buf, int32_t row_len, int32_t n, const int32_t *w, int32_t bias, int32_t out_w,
+                     int stride, int32_t *acc)
 {
     const int32_t w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5];
-    int32_t ox = 0;
-    if (stride == 1) {
-        for (; ox + 2 <= out_w; ox += 2, r0 += 2, r1 += 2, r2 += 2) {
-            int32_t a0 = bias, a1 = bias, c;
-            c = load_i16x2(r0 + 2);
-            a0 = __smlad(load_i16x2(r0), w0, a0);
-            a1 = __smlad(load_i16x2(r0 + 1), w0, a1);
-            a0 = __smlabb(c, w1, a0);
-            a1 = __smlatb(c, w1, a1);
-            c = load_i16x2(r1 + 2);
-            a0 = __smlad(load_i16x2(r1), w2, a0);
-            a1 = __smlad(load_i16x2(r1 + 1), w2, a1);
-            a0 = __smlabb(c, w3, a0);
-            a1 = __smlatb(c, w3, a1);
-            c = load_i16x2(r2 + 2);
-            a0 = __smlad(load_i16x2(r2), w4, a0);
-            a1 = __smlad(load_i16x2(r2 + 1), w4, a1);
-            a0 = __smlabb(c, w5, a0);
-            a1 = __smlatb(c, w5, a1);
-            acc[ox] = a0;
-            acc[ox + 1] = a1;
+    int32_t l;
+    for (l = 0; l < n; ++l, acc += out_w) {
+        const int16_t *r0 = buf + l * stride * row_len, *r1 = r0 + row_len, *r2 = r1 + row_len;
+        int32_t ox = 0;
+        if (stride == 1) {
+            for (; ox + 2 <= out_w; ox += 2, r0 += 2, r1 += 2, r2 += 2) {
+                int32_t a0 = bias, a1 = bias, c;
+                c = load_i16x2(r0 + 2);
+                a0 = __smlad(load_i16x2(r0), w0, a0);
+                a1 = __smlad(load_i16x2(r0 + 1), w0, a1);
+                a0 = __smlabb(c, w1, a0);
+                a1 = __smlatb(c, w1, a1);
+                c = load_i16x2(r1 + 2);
+                a0 = __smlad(load_i16x2(r1), w2, a0);
+                a1 = __smlad(load_i16x2(r1 + 1), w2, a1);
+                a0 = __smlabb(c, w3, a0);
+                a1 = __smlatb(c, w3, a1);
+                c = load_i16x2(r2 + 2);
+                a0 = __smlad(load_i16x2(r2), w4, a0);
+                a1 = __smlad(load_i16x2(r2 + 1), w4, a1);
+                a0 = __smlabb(c, w5, a0);
+                a1 = __smlatb(c, w5, a1);
+                acc[ox] = a0;
+                acc[ox + 1] = a1;
+            }
+        } else {
+            for (; ox + 2 <= out_w; ox += 2, r0 += 4, r1 += 4, r2 += 4) {
+                int32_t a0 = bias, a1 = bias, b;
+                b = load_i16x2(r0 + 2);
+                a0 = __smlad(load_i16x2(r0), w0, a0);
+                a1 = __smlad(b, w0, a1);
+                a0 = __smlabb(b, w1, a0);
+                a1 = __smlabb(load_i16x2(r0 + 4), w1, a1);
+                b = load_i16x2(r1 + 2);
+                a0 = __smlad(load_i16x2(r1), w2, a0);
+                a1 = __smlad(b, w2, a1);
+                a0 = __smlabb(b, w3, a0);
+                a1 = __smlabb(load_i16x2(r1 + 4), w3, a1);
+                b = load_i16x2(r2 + 2);
+                a0 = __smlad(load_i16x2(r2), w4, a0);
+                a1 = __smlad(b, w4, a1);
+                a0 = __smlabb(b, w5, a0);
+                a1 = __smlabb(load_i16x2(r2 + 4), w5, a1);
+                acc[ox] = a0;
+                acc[ox + 1] = a1;
+            }
         }
-    } else {
-        for (; ox + 2 <= out_w; ox += 2, r0 += 4, r1 += 4, r2 += 4) {
-            int32_t a0 = bias, a1 = bias, b;
-            b = load_i16x2(r0 + 2);
+        if (ox < out_w) { /* the last pixel of an odd row */
+            int32_t a0 = bias;
             a0 = __smlad(load_i16x2(r0), w0, a0);
-            a1 = __smlad(b, w0, a1);
-            a0 = __smlabb(b, w1, a0);
-            a1 = __smlabb(load_i16x2(r0 + 4), w1, a1);
-            b = load_i16x2(r1 + 2);
+            a0 = __smlabb(load_i16x2(r0 + 2), w1, a0);
             a0 = __smlad(load_i16x2(r1), w2, a0);
-            a1 = __smlad(b, w2, a1);
-            a0 = __smlabb(b, w3, a0);
-            a1 = __smlabb(load_i16x2(r1 + 4), w3, a1);
-            b = load_i16x2(r2 + 2);
+            a0 = __smlabb(load_i16x2(r1 + 2), w3, a0);
             a0 = __smlad(load_i16x2(r2), w4, a0);
-            a1 = __smlad(b, w4, a1);
-            a0 = __smlabb(b, w5, a0);
-            a1 = __smlabb(load_i16x2(r2 + 4), w5, a1);
+            a0 = __smlabb(load_i16x2(r2 + 2), w5, a0);
             acc[ox] = a0;
-            acc[ox + 1] = a1;
         }
-    }
-    if (ox < out_w) { /* the last pixel of an odd row */
-        int32_t a0 = bias;
-        a0 = __smlad(load_i16x2(r0), w0, a0);
-        a0 = __smlabb(load_i16x2(r0 + 2), w1, a0);
-        a0 = __smlad(load_i16x2(r1), w2, a0);
-        a0 = __smlabb(load_i16x2(r1 + 2), w3, a0);
-        a0 = __smlad(load_i16x2(r2), w4, a0);
-        a0 = __smlabb(load_i16x2(r2 + 2), w5, a0);
-        acc[ox] = a0;
     }
 }
 
+/* rows: (chunk - 1) * stride + 3 lines of row_len halfwords; acc: chunk * out_inner sums. The output lines are
+ * taken chunk at a time (all of them when the image is small: one call of each helper per channel). */
 __attribute__((noinline)) static void depthwise3x3_dsp(const edgedigit_conv_t *p, const dw3_geometry_t *g,
                                                        const int8_t *input, int8_t *output, int16_t *rows,
-                                                       int32_t cols, int32_t *acc)
+                                                       int32_t row_len, int32_t chunk, int32_t *acc)
 {
     const int32_t ch = p->in_c, out_inner = g->out_inner, stride = p->stride_h;
     const int32_t offset = p->output_offset, lo = p->act_min, hi = p->act_max, in_off = p->input_offset;
-    const int32_t row_len = (cols + 3) & ~1; /* two spare columns (the pair loads read one past), even */
+    const int32_t cols = (out_inner - 1) * stride + 3;
     const int32_t first = g->pad_inner < cols ? g->pad_inner : cols; /* the columns inside the image */
     const int32_t end = g->pad_inner + g->in_inner < cols ? g->pad_inner + g->in_inner : cols;
     const int32_t out_step = g->out_step;
     const int saturate8 = lo == -128 && hi == 127;
-    int32_t b, c, oy, ox, j;
-    for (j = 0; j < 3 * row_len; ++j) {
+    int32_t b, c, oy, ox, j, l;
+    for (j = 0; j < ((chunk - 1) * stride + 3) * row_len; ++j) {
         rows[j] = 0;
     }
     for (b = 0; b < p->batches; ++b) {
@@ -805,8 +815,6 @@ __attribute__((noinline)) static void depthwise3x3_dsp(const edgedigit_conv_t *p
         int8_t *out_b = output + b * p->out_h * p->out_w * ch;
         for (c = 0; c < ch; ++c) {
             const int8_t *wc = p->weights + c;
-            const int8_t *in = in_b + c;
-            int16_t *r0 = rows, *r1 = rows + row_len, *r2 = rows + 2 * row_len;
             const int32_t bias = p->bias != NULL ? p->bias[c] : 0;
             const int32_t mult = p->multiplier[c], shift = p->shift[c];
             const int32_t right = -shift, half = p->fast_requantize ? (int32_t)1 << (right - 1) : 0;
@@ -816,42 +824,31 @@ __attribute__((noinline)) static void depthwise3x3_dsp(const edgedigit_conv_t *p
                 w[2 * j] = (int32_t)(((uint32_t)(uint16_t)wl[0]) | ((uint32_t)wl[g->w_step] << 16));
                 w[2 * j + 1] = wl[2 * g->w_step];
             }
-            dw3_row(in, -g->pad_outer, g, in_off, r0, first, end);
-            dw3_row(in, 1 - g->pad_outer, g, in_off, r1, first, end);
-            dw3_row(in, 2 - g->pad_outer, g, in_off, r2, first, end);
-            for (oy = 0; oy < g->out_outer; ++oy) {
-                int8_t *out = out_b + c + oy * g->out_line;
-                dw3_sums(r0, r1, r2, w, bias, out_inner, stride, acc);
-                if (p->fast_requantize && saturate8) {
-                    for (ox = 0; ox < out_inner; ++ox) {
-                        *out = (int8_t)__ssat(rounding_shift(smmulr(acc[ox] << 1, mult), half, right) + offset, 8);
-                        out += out_step;
-                    }
-                } else if (p->fast_requantize) {
-                    for (ox = 0; ox < out_inner; ++ox) {
-                        *out = clamp8(rounding_shift(smmulr(acc[ox] << 1, mult), half, right) + offset, lo, hi);
-                        out += out_step;
-                    }
-                } else {
-                    for (ox = 0; ox < out_inner; ++ox) {
-                        *out = conv_requantize(acc[ox], mult, shift, offset, lo, hi);
-                        out += out_step;
-                    }
-                }
-                if (oy + 1 < g->out_outer) { /* the next output line's three input lines */
-                    const int32_t iy = (oy + 1) * stride - g->pad_outer;
-                    int16_t *t = r0;
-                    if (stride == 1) {
-                        r0 = r1;
-                        r1 = r2;
-                        r2 = t;
-                        dw3_row(in, iy + 2, g, in_off, r2, first, end);
+            for (oy = 0; oy < g->out_outer; oy += chunk) {
+                const int32_t n = g->out_outer - oy < chunk ? g->out_outer - oy : chunk;
+                const int32_t *a = acc;
+                dw3_lines(in_b + c, oy * stride - g->pad_outer, (n - 1) * stride + 3, g, in_off, rows, row_len, first,
+                          end);
+                dw3_sums(rows, row_len, n, w, bias, out_inner, stride, acc);
+                for (l = 0; l < n; ++l) {
+                    int8_t *out = out_b + c + (oy + l) * g->out_line;
+                    if (p->fast_requantize && saturate8) {
+                        for (ox = 0; ox < out_inner; ++ox) {
+                            *out = (int8_t)__ssat(rounding_shift(smmulr(a[ox] << 1, mult), half, right) + offset, 8);
+                            out += out_step;
+                        }
+                    } else if (p->fast_requantize) {
+                        for (ox = 0; ox < out_inner; ++ox) {
+                            *out = clamp8(rounding_shift(smmulr(a[ox] << 1, mult), half, right) + offset, lo, hi);
+                            out += out_step;
+                        }
                     } else {
-                        r0 = r2;
-                        r2 = t;
-                        dw3_row(in, iy + 1, g, in_off, r1, first, end);
-                        dw3_row(in, iy + 2, g, in_off, r2, first, end);
+                        for (ox = 0; ox < out_inner; ++ox) {
+                            *out = conv_requantize(a[ox], mult, shift, offset, lo, hi);
+                            out += out_step;
+                        }
                     }
+                    a += out_inner;
                 }
             }
         }
@@ -878,10 +875,14 @@ void edgedigit_depthwise_conv2d(const edgedigit_conv_t *p, const int8_t *input, 
             .out_step = tall ? out_w * out_c : out_c, .out_line = tall ? out_c : out_w * out_c,
             .w_step = tall ? 3 * out_c : out_c, .w_line = tall ? out_c : 3 * out_c,
         };
-        const int32_t cols = (g.out_inner - 1) * p->stride_w + 3;
-        int16_t rows[3 * ((cols + 3) & ~1)] __attribute__((aligned(4))); /* the channel's three input lines */
-        int32_t acc[g.out_inner];                                        /* one output line's sums */
-        depthwise3x3_dsp(p, &g, input, output, rows, cols, acc);
+        const int32_t stride = p->stride_h;
+        const int32_t row_len = ((g.out_inner - 1) * stride + 3 + 3) & ~1; /* + two spare columns, even */
+        /* output lines per chunk: as many as 2 KiB of input lines hold (at least one, at most all) */
+        const int32_t fit = ((EDGEDIGIT_DW3_LINE_BYTES / 2) / row_len - 3) / stride + 1;
+        const int32_t chunk = fit < 1 ? 1 : fit > g.out_outer ? g.out_outer : fit;
+        int16_t rows[((chunk - 1) * stride + 3) * row_len] __attribute__((aligned(4))); /* the input lines */
+        int32_t acc[chunk * g.out_inner];                                                /* their output sums */
+        depthwise3x3_dsp(p, &g, input, output, rows, row_len, chunk, acc);
         return;
     }
     if (depth_multiplier == 1 && (in_c & 3) == 0) {
