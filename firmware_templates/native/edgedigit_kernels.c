@@ -472,14 +472,20 @@ __attribute__((noinline)) static int8_t conv_requantize(int32_t acc, int32_t mul
 }
 
 __attribute__((noinline)) static void conv2d_dsp(const edgedigit_conv_t *p, const int8_t *input, int8_t *output,
-                                                 uint32_t *patch, int8_t *taps)
+                                                 uint32_t *patch, int8_t *taps, int32_t *rq)
 {
     const int32_t out_w = p->out_w, out_c = p->out_c;
     const int32_t pixels = p->out_h * out_w;
     const int32_t k4 = (p->k_h * p->k_w * p->in_c + 3) & ~3;
     const int32_t offset = p->output_offset, lo = p->act_min, hi = p->act_max;
     const int fast = p->fast_requantize;
+    const int sat8 = lo == -128 && hi == 127;
     int32_t b, px, oc;
+    for (oc = 0; oc < out_c && fast; ++oc) { /* the fast requantization's right shifts and rounding halves */
+        rq[2 * oc] = -p->shift[oc];
+        rq[2 * oc + 1] = (int32_t)1 << (rq[2 * oc] - 1);
+    }
+    rq[2 * out_c] = rq[2 * out_c + 1] = 0; /* read (unused) after an odd last channel */
     for (b = 0; b < p->batches; ++b) {
         const int8_t *in = input + b * p->in_h * p->in_w * p->in_c;
         int8_t *out = output + b * pixels * out_c;
@@ -499,13 +505,29 @@ __attribute__((noinline)) static void conv2d_dsp(const edgedigit_conv_t *p, cons
                 acc[2] = acc[3] = pair ? bias[1] : 0;
                 conv_2x2(patch, p->weights + oc * k4, k4 >> 2, acc);
                 if (fast) {
-                    const int32_t m0 = mult[0], r0 = -shift[0], c0 = (int32_t)1 << (r0 - 1);
+                    const int32_t *q = rq + 2 * oc; /* right shift, rounding half of channel oc, then oc + 1 */
+                    const int32_t m0 = mult[0], r0 = q[0], c0 = q[1];
+                    if (sat8) { /* act range -128..127: one SSAT */
+                        out0[oc] = (int8_t)__ssat(rounding_shift(smmulr(acc[0] << 1, m0), c0, r0) + offset, 8);
+                        if (two) {
+                            out1[oc] = (int8_t)__ssat(rounding_shift(smmulr(acc[1] << 1, m0), c0, r0) + offset, 8);
+                        }
+                        if (pair) {
+                            const int32_t m1 = mult[1], r1 = q[2], c1 = q[3];
+                            out0[oc + 1] = (int8_t)__ssat(rounding_shift(smmulr(acc[2] << 1, m1), c1, r1) + offset, 8);
+                            if (two) {
+                                out1[oc + 1] =
+                                    (int8_t)__ssat(rounding_shift(smmulr(acc[3] << 1, m1), c1, r1) + offset, 8);
+                            }
+                        }
+                        continue;
+                    }
                     out0[oc] = clamp8(rounding_shift(smmulr(acc[0] << 1, m0), c0, r0) + offset, lo, hi);
                     if (two) {
                         out1[oc] = clamp8(rounding_shift(smmulr(acc[1] << 1, m0), c0, r0) + offset, lo, hi);
                     }
                     if (pair) {
-                        const int32_t m1 = mult[1], r1 = -shift[1], c1 = (int32_t)1 << (r1 - 1);
+                        const int32_t m1 = mult[1], r1 = q[2], c1 = q[3];
                         out0[oc + 1] = clamp8(rounding_shift(smmulr(acc[2] << 1, m1), c1, r1) + offset, lo, hi);
                         if (two) {
                             out1[oc + 1] = clamp8(rounding_shift(smmulr(acc[3] << 1, m1), c1, r1) + offset, lo, hi);
@@ -537,7 +559,8 @@ void edgedigit_conv2d(const edgedigit_conv_t *p, const int8_t *input, int8_t *ou
     const int32_t k4 = (p->k_h * p->k_w * p->in_c + 3) & ~3;
     uint32_t patch[k4];                      /* two pixels' taps widened to int16 */
     uint32_t taps[(p->in_c & 3) ? k4 / 4 + 1 : 1]; /* one pixel's taps as int8, 3 zeros after (in_c % 4 != 0) */
-    conv2d_dsp(p, input, output, patch, (int8_t *)taps);
+    int32_t rq[2 * p->out_c + 2];            /* per channel: right shift, rounding half (fast requantization) */
+    conv2d_dsp(p, input, output, patch, (int8_t *)taps, rq);
 }
 #else
 /* Portable C: the same folded bias and zero-point padding. Per output pixel, its taps are gathered once (the
