@@ -30,9 +30,9 @@ from ...core.graph import Graph, Op, Tensor
 from .prepare import (
     activation_range,
     add_multipliers,
-    constant_channels,
     broadcast_loops,
     channel_multipliers,
+    constant_channels,
     mean_multiplier,
     mul_multiplier,
     pad_and_out,
