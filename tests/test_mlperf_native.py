@@ -102,7 +102,7 @@ def test_device_arithmetic_differs_from_the_wheels_only_in_per_tensor_fc_multipl
 
 @pytest.mark.tool
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["ad01", "kws01"])
+@pytest.mark.parametrize("name", ["ad01", "kws01", "vww01"])
 def test_mlperf_model_on_qemu_m4_equals_the_host_and_tflm(native_cache, tmp_path, name):
     """The firmware's C on an emulated Cortex-M4 gives the host library's bytes; built with the wheel's
     arithmetic, the wheel's."""

@@ -23,7 +23,7 @@ from tflite_factory import op_models, random_images
 
 FACTORY = ["mlp", "mlp_pertensor", "cnn", "dw_mult"]
 OP_MODELS = ["add", "add_broadcast", "add_5d", "add_const", "mul", "pad", "concat", "mean", "mean_channels",
-             "requantize", "dilated"]
+             "requantize", "dilated", "depthwise3x3"]
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 
@@ -401,6 +401,32 @@ def test_fast_requantize_needs_sums_below_2_30_and_a_right_shift():
     assert codegen.fast_requantize(w, np.array([0, 0]), np.array([-5, -5]), x_max=255)
 
 
+def test_pruned_channels_become_their_constant_output_exactly():
+    """A channel with all-zero weights gets bias 4 (c - zp), multiplier 2^30, shift -1: MultiplyByQuantizedMultiplier
+    of its sum then gives its TFLM output c, for biases near 2^30 and shifts of -31 and 0 (as vww01's), clamped."""
+    from edgedigit.codegen.native.prepare import constant_channels, multiply_by_quantized_multiplier
+
+    rng = np.random.default_rng(5)
+    n = 400
+    bias = rng.integers(-(1 << 31), 1 << 31, n)
+    bias[:50] = rng.integers((1 << 30) - 200, (1 << 30) + 200, 50)
+    mult = rng.integers(1 << 30, (1 << 31) - 1, n)
+    shift = rng.integers(-31, 2, n)
+    shift[:10] = 0
+    w = np.zeros((n, 9), np.int8)
+    w[-1, 3] = 1  # a live channel: unchanged
+    for zp, lo, hi in ((-128, -128, 127), (3, 3, 50)):
+        b2, m2, s2 = constant_channels(w, bias, mult, shift, zp, lo, hi)
+        assert (b2[-1], m2[-1], s2[-1]) == (bias[-1], mult[-1], shift[-1])
+        for c in range(n - 1):
+            want = min(max(_mbqm(int(bias[c]), int(mult[c]), int(shift[c])) + zp, lo), hi)
+            assert (m2[c], s2[c]) == (1 << 30, -1) and abs(b2[c]) < 1024
+            assert _mbqm(int(b2[c]), int(m2[c]), int(s2[c])) + zp == want
+            assert multiply_by_quantized_multiplier(int(bias[c]), int(mult[c]), int(shift[c])) == \
+                _mbqm(int(bias[c]), int(mult[c]), int(shift[c]))
+        assert codegen.fast_requantize(w[:-1], b2[:-1], s2[:-1])
+
+
 # ---- the ARMv7E-M DSP path on an emulated Cortex-M4 ----------------------------------------------------------
 
 @pytest.mark.tool
@@ -440,7 +466,8 @@ def test_general_requantization_on_qemu_m4_equals_tflm(tflite_models, tmp_path, 
 
 @pytest.mark.tool
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["add_5d", "add_const", "mul", "concat", "pad", "mean", "requantize", "dilated"])
+@pytest.mark.parametrize("name", ["add_5d", "add_const", "mul", "concat", "pad", "mean", "requantize", "dilated",
+                                  "depthwise3x3"])
 def test_op_kernels_on_qemu_m4_equal_tflm(tmp_path, name):
     """The kernel families built for a Cortex-M4 (arm-none-eabi-gcc) and run in QEMU == TFLM."""
     from edgedigit.runtimes.native_host import run_qemu_m4

@@ -5,7 +5,8 @@ channel, CONV_2D, DEPTHWISE_CONV_2D, MAX_POOL_2D, AVERAGE_POOL_2D, RESHAPE, SOFT
 ``build_op_models`` (or ``op_models()``, built once per process): one model per further op of the native
 backend, whose output is that op's output: ADD and MUL (same shape, broadcast, 5-D, a constant operand),
 PAD, CONCATENATION, MEAN (spatial and other axes, with and without keep_dims), QUANTIZE (int8 -> int8), and
-CONV_2D / DEPTHWISE_CONV_2D with dilation 2, VALID and SAME, strides 2, depth multiplier 2.
+CONV_2D / DEPTHWISE_CONV_2D with dilation 2, VALID and SAME, strides 2, depth multiplier 2, and 3x3
+DEPTHWISE_CONV_2D on tall and wide images, strides 1 and 2 (the Cortex-M4's channel-major path).
 Weights come from a short fit on random data with fixed seeds, so the models are deterministic. Every model
 takes a (1, 28, 28) input.
 """
@@ -117,10 +118,18 @@ def _op_keras_models():
         a = conv(a, 6, strides=2, padding="valid")                          # 5x5
         return L.DepthwiseConv2D(2, dilation_rate=2, depth_multiplier=2, padding="valid")(a)
 
+    def depthwise3x3(r):  # DEPTHWISE_CONV_2D 3x3 (the M4's channel-major path): tall and wide, strides 1 and 2,
+        a = conv(r, 5, strides=(1, 3), activation="relu")               # SAME and VALID, odd widths, RELU6: 28x10
+        a = L.DepthwiseConv2D(3, padding="same")(a)                      # tall (lines along y), stride 1
+        a = L.DepthwiseConv2D(3, strides=2, padding="valid", activation="relu6")(a)  # 13x4, stride 2
+        a = L.Reshape((4, 13, 3))(conv(a, 3, k=1))                       # wide, odd width
+        a = L.DepthwiseConv2D(3, padding="same")(a)
+        return L.DepthwiseConv2D(3, strides=2, padding="same")(a)        # 2x7
+
     return {"add": model(add), "add_broadcast": model(add_broadcast), "add_5d": model(add_5d),
             "add_const": model(add_const), "mul": model(mul), "pad": model(pad), "concat": model(concat),
             "mean": model(mean), "mean_channels": model(mean_channels), "requantize": requantize,
-            "dilated": model(dilated)}
+            "dilated": model(dilated), "depthwise3x3": model(depthwise3x3)}
 
 
 def build_op_models(out: Path) -> dict[str, Path]:

@@ -472,14 +472,20 @@ __attribute__((noinline)) static int8_t conv_requantize(int32_t acc, int32_t mul
 }
 
 __attribute__((noinline)) static void conv2d_dsp(const edgedigit_conv_t *p, const int8_t *input, int8_t *output,
-                                                 uint32_t *patch, int8_t *taps)
+                                                 uint32_t *patch, int8_t *taps, int32_t *rq)
 {
     const int32_t out_w = p->out_w, out_c = p->out_c;
     const int32_t pixels = p->out_h * out_w;
     const int32_t k4 = (p->k_h * p->k_w * p->in_c + 3) & ~3;
     const int32_t offset = p->output_offset, lo = p->act_min, hi = p->act_max;
     const int fast = p->fast_requantize;
+    const int sat8 = lo == -128 && hi == 127;
     int32_t b, px, oc;
+    for (oc = 0; oc < out_c && fast; ++oc) { /* the fast requantization's right shifts and rounding halves */
+        rq[2 * oc] = -p->shift[oc];
+        rq[2 * oc + 1] = (int32_t)1 << (rq[2 * oc] - 1);
+    }
+    rq[2 * out_c] = rq[2 * out_c + 1] = 0; /* read (unused) after an odd last channel */
     for (b = 0; b < p->batches; ++b) {
         const int8_t *in = input + b * p->in_h * p->in_w * p->in_c;
         int8_t *out = output + b * pixels * out_c;
@@ -499,13 +505,29 @@ __attribute__((noinline)) static void conv2d_dsp(const edgedigit_conv_t *p, cons
                 acc[2] = acc[3] = pair ? bias[1] : 0;
                 conv_2x2(patch, p->weights + oc * k4, k4 >> 2, acc);
                 if (fast) {
-                    const int32_t m0 = mult[0], r0 = -shift[0], c0 = (int32_t)1 << (r0 - 1);
+                    const int32_t *q = rq + 2 * oc; /* right shift, rounding half of channel oc, then oc + 1 */
+                    const int32_t m0 = mult[0], r0 = q[0], c0 = q[1];
+                    if (sat8) { /* act range -128..127: one SSAT */
+                        out0[oc] = (int8_t)__ssat(rounding_shift(smmulr(acc[0] << 1, m0), c0, r0) + offset, 8);
+                        if (two) {
+                            out1[oc] = (int8_t)__ssat(rounding_shift(smmulr(acc[1] << 1, m0), c0, r0) + offset, 8);
+                        }
+                        if (pair) {
+                            const int32_t m1 = mult[1], r1 = q[2], c1 = q[3];
+                            out0[oc + 1] = (int8_t)__ssat(rounding_shift(smmulr(acc[2] << 1, m1), c1, r1) + offset, 8);
+                            if (two) {
+                                out1[oc + 1] =
+                                    (int8_t)__ssat(rounding_shift(smmulr(acc[3] << 1, m1), c1, r1) + offset, 8);
+                            }
+                        }
+                        continue;
+                    }
                     out0[oc] = clamp8(rounding_shift(smmulr(acc[0] << 1, m0), c0, r0) + offset, lo, hi);
                     if (two) {
                         out1[oc] = clamp8(rounding_shift(smmulr(acc[1] << 1, m0), c0, r0) + offset, lo, hi);
                     }
                     if (pair) {
-                        const int32_t m1 = mult[1], r1 = -shift[1], c1 = (int32_t)1 << (r1 - 1);
+                        const int32_t m1 = mult[1], r1 = q[2], c1 = q[3];
                         out0[oc + 1] = clamp8(rounding_shift(smmulr(acc[2] << 1, m1), c1, r1) + offset, lo, hi);
                         if (two) {
                             out1[oc + 1] = clamp8(rounding_shift(smmulr(acc[3] << 1, m1), c1, r1) + offset, lo, hi);
@@ -537,7 +559,8 @@ void edgedigit_conv2d(const edgedigit_conv_t *p, const int8_t *input, int8_t *ou
     const int32_t k4 = (p->k_h * p->k_w * p->in_c + 3) & ~3;
     uint32_t patch[k4];                      /* two pixels' taps widened to int16 */
     uint32_t taps[(p->in_c & 3) ? k4 / 4 + 1 : 1]; /* one pixel's taps as int8, 3 zeros after (in_c % 4 != 0) */
-    conv2d_dsp(p, input, output, patch, (int8_t *)taps);
+    int32_t rq[2 * p->out_c + 2];            /* per channel: right shift, rounding half (fast requantization) */
+    conv2d_dsp(p, input, output, patch, (int8_t *)taps, rq);
 }
 #else
 /* Portable C: the same folded bias and zero-point padding. Per output pixel, its taps are gathered once (the
@@ -675,6 +698,187 @@ static void depthwise_dsp(const edgedigit_conv_t *p, const int8_t *input, int8_t
 }
 #endif /* EDGEDIGIT_USE_DSP */
 
+#if EDGEDIGIT_USE_DSP
+/* DEPTHWISE_CONV_2D 3x3, depth multiplier 1, no dilation, stride 1 or 2 (both directions): one channel at a
+ * time (channel-major, TinyEngine's order), so the channel's nine weights, bias and requantization constants
+ * stay in registers. The channel's input rows are gathered as int16 with the input offset added, in a ring of
+ * three rows padded with zeros where the window leaves the image: (x + input_offset) is then 0 there, which
+ * adds nothing, as TFLM skipping the tap. A row of taps is one SMLAD over two taps (the weights packed as
+ * [w0 | w1]) plus one SMLABB (w2), for two output pixels per pass; the int32 sums are TFLM's. */
+static int32_t load_i16x2(const int16_t *p)
+{
+    int32_t v;
+    __builtin_memcpy(&v, p, sizeof v); /* one LDR (unaligned allowed on the Cortex-M4) */
+    return v;
+}
+
+#define EDGEDIGIT_DW3_LINE_BYTES 2048
+
+/* The geometry of depthwise3x3_dsp: its lines run along the image's longer output side (x, or y when the
+ * output is taller than wide), so that the per-line work is spread over more pixels. "inner" is along a line,
+ * "outer" across lines; steps are in bytes of the HWC input, output, and HWC weights. */
+typedef struct {
+    int32_t in_inner, in_outer;       /* input pixels along and across lines */
+    int32_t in_step, in_line;         /* bytes from an input pixel to the next along a line, and to the next line */
+    int32_t pad_inner, pad_outer;
+    int32_t out_inner, out_outer;
+    int32_t out_step, out_line;
+    int32_t w_step, w_line;           /* weight bytes from tap to tap along a line, and across lines */
+} dw3_geometry_t;
+
+/* Input lines iy0 .. iy0 + n - 1 of a channel (in points at its first byte) into dst, one every row_len
+ * halfwords; column j is input pixel j - pad_inner along the line, stored as int16 x + offset. Only the columns
+ * inside the image are written (the others are zeroed once by the caller), zeros for a line outside the image. */
+static void dw3_lines(const int8_t *in, int32_t iy0, int32_t n, const dw3_geometry_t *g, int32_t off, int16_t *dst,
+                      int32_t row_len, int32_t first, int32_t end)
+{
+    const int32_t step = g->in_step;
+    int32_t l, j;
+    for (l = 0; l < n; ++l, dst += row_len) {
+        const int32_t iy = iy0 + l;
+        if (iy < 0 || iy >= g->in_outer) {
+            for (j = first; j < end; ++j) {
+                dst[j] = 0;
+            }
+        } else {
+            const int8_t *src = in + iy * g->in_line + (first - g->pad_inner) * step;
+            for (j = first; j < end; ++j) {
+                dst[j] = (int16_t)(*src + off);
+                src += step;
+            }
+        }
+    }
+}
+
+/* The sums of n output lines of one channel from its input lines (buf, one every row_len halfwords): w[2k] =
+ * [w(k,0) | w(k,1)], w[2k + 1] = w(k,2) in the low half, for the k-th line of taps. */
+static void dw3_sums(const int16_t *buf, int32_t row_len, int32_t n, const int32_t *w, int32_t bias, int32_t out_w,
+                     int stride, int32_t *acc)
+{
+    const int32_t w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5];
+    int32_t l;
+    for (l = 0; l < n; ++l, acc += out_w) {
+        const int16_t *r0 = buf + l * stride * row_len, *r1 = r0 + row_len, *r2 = r1 + row_len;
+        int32_t ox = 0;
+        if (stride == 1) {
+            for (; ox + 2 <= out_w; ox += 2, r0 += 2, r1 += 2, r2 += 2) {
+                int32_t a0 = bias, a1 = bias, c;
+                c = load_i16x2(r0 + 2);
+                a0 = __smlad(load_i16x2(r0), w0, a0);
+                a1 = __smlad(load_i16x2(r0 + 1), w0, a1);
+                a0 = __smlabb(c, w1, a0);
+                a1 = __smlatb(c, w1, a1);
+                c = load_i16x2(r1 + 2);
+                a0 = __smlad(load_i16x2(r1), w2, a0);
+                a1 = __smlad(load_i16x2(r1 + 1), w2, a1);
+                a0 = __smlabb(c, w3, a0);
+                a1 = __smlatb(c, w3, a1);
+                c = load_i16x2(r2 + 2);
+                a0 = __smlad(load_i16x2(r2), w4, a0);
+                a1 = __smlad(load_i16x2(r2 + 1), w4, a1);
+                a0 = __smlabb(c, w5, a0);
+                a1 = __smlatb(c, w5, a1);
+                acc[ox] = a0;
+                acc[ox + 1] = a1;
+            }
+        } else {
+            for (; ox + 2 <= out_w; ox += 2, r0 += 4, r1 += 4, r2 += 4) {
+                int32_t a0 = bias, a1 = bias, b;
+                b = load_i16x2(r0 + 2);
+                a0 = __smlad(load_i16x2(r0), w0, a0);
+                a1 = __smlad(b, w0, a1);
+                a0 = __smlabb(b, w1, a0);
+                a1 = __smlabb(load_i16x2(r0 + 4), w1, a1);
+                b = load_i16x2(r1 + 2);
+                a0 = __smlad(load_i16x2(r1), w2, a0);
+                a1 = __smlad(b, w2, a1);
+                a0 = __smlabb(b, w3, a0);
+                a1 = __smlabb(load_i16x2(r1 + 4), w3, a1);
+                b = load_i16x2(r2 + 2);
+                a0 = __smlad(load_i16x2(r2), w4, a0);
+                a1 = __smlad(b, w4, a1);
+                a0 = __smlabb(b, w5, a0);
+                a1 = __smlabb(load_i16x2(r2 + 4), w5, a1);
+                acc[ox] = a0;
+                acc[ox + 1] = a1;
+            }
+        }
+        if (ox < out_w) { /* the last pixel of an odd row */
+            int32_t a0 = bias;
+            a0 = __smlad(load_i16x2(r0), w0, a0);
+            a0 = __smlabb(load_i16x2(r0 + 2), w1, a0);
+            a0 = __smlad(load_i16x2(r1), w2, a0);
+            a0 = __smlabb(load_i16x2(r1 + 2), w3, a0);
+            a0 = __smlad(load_i16x2(r2), w4, a0);
+            a0 = __smlabb(load_i16x2(r2 + 2), w5, a0);
+            acc[ox] = a0;
+        }
+    }
+}
+
+/* rows: (chunk - 1) * stride + 3 lines of row_len halfwords; acc: chunk * out_inner sums. The output lines are
+ * taken chunk at a time (all of them when the image is small: one call of each helper per channel). */
+__attribute__((noinline)) static void depthwise3x3_dsp(const edgedigit_conv_t *p, const dw3_geometry_t *g,
+                                                       const int8_t *input, int8_t *output, int16_t *rows,
+                                                       int32_t row_len, int32_t chunk, int32_t *acc)
+{
+    const int32_t ch = p->in_c, out_inner = g->out_inner, stride = p->stride_h;
+    const int32_t offset = p->output_offset, lo = p->act_min, hi = p->act_max, in_off = p->input_offset;
+    const int32_t cols = (out_inner - 1) * stride + 3;
+    const int32_t first = g->pad_inner < cols ? g->pad_inner : cols; /* the columns inside the image */
+    const int32_t end = g->pad_inner + g->in_inner < cols ? g->pad_inner + g->in_inner : cols;
+    const int32_t out_step = g->out_step;
+    const int saturate8 = lo == -128 && hi == 127;
+    int32_t b, c, oy, ox, j, l;
+    for (j = 0; j < ((chunk - 1) * stride + 3) * row_len; ++j) {
+        rows[j] = 0;
+    }
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *in_b = input + b * p->in_h * p->in_w * ch;
+        int8_t *out_b = output + b * p->out_h * p->out_w * ch;
+        for (c = 0; c < ch; ++c) {
+            const int8_t *wc = p->weights + c;
+            const int32_t bias = p->bias != NULL ? p->bias[c] : 0;
+            const int32_t mult = p->multiplier[c], shift = p->shift[c];
+            const int32_t right = -shift, half = p->fast_requantize ? (int32_t)1 << (right - 1) : 0;
+            int32_t w[6];
+            for (j = 0; j < 3; ++j) {
+                const int8_t *wl = wc + j * g->w_line;
+                w[2 * j] = (int32_t)(((uint32_t)(uint16_t)wl[0]) | ((uint32_t)wl[g->w_step] << 16));
+                w[2 * j + 1] = wl[2 * g->w_step];
+            }
+            for (oy = 0; oy < g->out_outer; oy += chunk) {
+                const int32_t n = g->out_outer - oy < chunk ? g->out_outer - oy : chunk;
+                const int32_t *a = acc;
+                dw3_lines(in_b + c, oy * stride - g->pad_outer, (n - 1) * stride + 3, g, in_off, rows, row_len, first,
+                          end);
+                dw3_sums(rows, row_len, n, w, bias, out_inner, stride, acc);
+                for (l = 0; l < n; ++l) {
+                    int8_t *out = out_b + c + (oy + l) * g->out_line;
+                    if (p->fast_requantize && saturate8) {
+                        for (ox = 0; ox < out_inner; ++ox) {
+                            *out = (int8_t)__ssat(rounding_shift(smmulr(a[ox] << 1, mult), half, right) + offset, 8);
+                            out += out_step;
+                        }
+                    } else if (p->fast_requantize) {
+                        for (ox = 0; ox < out_inner; ++ox) {
+                            *out = clamp8(rounding_shift(smmulr(a[ox] << 1, mult), half, right) + offset, lo, hi);
+                            out += out_step;
+                        }
+                    } else {
+                        for (ox = 0; ox < out_inner; ++ox) {
+                            *out = conv_requantize(a[ox], mult, shift, offset, lo, hi);
+                            out += out_step;
+                        }
+                    }
+                    a += out_inner;
+                }
+            }
+        }
+    }
+}
+#endif /* EDGEDIGIT_USE_DSP */
+
 void edgedigit_depthwise_conv2d(const edgedigit_conv_t *p, const int8_t *input, int8_t *output)
 {
     const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c, out_h = p->out_h, out_w = p->out_w;
@@ -683,6 +887,27 @@ void edgedigit_depthwise_conv2d(const edgedigit_conv_t *p, const int8_t *input, 
     const int8_t *const weights = p->weights;
     int32_t b, oy, ox, ic, m, fy, fx;
 #if EDGEDIGIT_USE_DSP
+    if (depth_multiplier == 1 && p->k_h == 3 && k_w == 3 && dil_h == 1 && dil_w == 1 && p->stride_h == p->stride_w &&
+        (p->stride_h == 1 || p->stride_h == 2)) {
+        const int tall = p->out_h > out_w; /* lines along y */
+        const dw3_geometry_t g = {
+            .in_inner = tall ? in_h : in_w, .in_outer = tall ? in_w : in_h,
+            .in_step = tall ? in_w * in_c : in_c, .in_line = tall ? in_c : in_w * in_c,
+            .pad_inner = tall ? p->pad_h : p->pad_w, .pad_outer = tall ? p->pad_w : p->pad_h,
+            .out_inner = tall ? p->out_h : out_w, .out_outer = tall ? out_w : p->out_h,
+            .out_step = tall ? out_w * out_c : out_c, .out_line = tall ? out_c : out_w * out_c,
+            .w_step = tall ? 3 * out_c : out_c, .w_line = tall ? out_c : 3 * out_c,
+        };
+        const int32_t stride = p->stride_h;
+        const int32_t row_len = ((g.out_inner - 1) * stride + 3 + 3) & ~1; /* + two spare columns, even */
+        /* output lines per chunk: as many as 2 KiB of input lines hold (at least one, at most all) */
+        const int32_t fit = ((EDGEDIGIT_DW3_LINE_BYTES / 2) / row_len - 3) / stride + 1;
+        const int32_t chunk = fit < 1 ? 1 : fit > g.out_outer ? g.out_outer : fit;
+        int16_t rows[((chunk - 1) * stride + 3) * row_len] __attribute__((aligned(4))); /* the input lines */
+        int32_t acc[chunk * g.out_inner];                                                /* their output sums */
+        depthwise3x3_dsp(p, &g, input, output, rows, row_len, chunk, acc);
+        return;
+    }
     if (depth_multiplier == 1 && (in_c & 3) == 0) {
         int32_t shifts[2 * in_c]; /* per channel: right shift, rounding half (fast requantization) */
         depthwise_dsp(p, input, output, shifts);

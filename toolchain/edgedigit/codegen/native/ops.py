@@ -32,6 +32,7 @@ from .prepare import (
     add_multipliers,
     broadcast_loops,
     channel_multipliers,
+    constant_channels,
     mean_multiplier,
     mul_multiplier,
     pad_and_out,
@@ -369,6 +370,10 @@ def convolution(ctx: OpContext) -> Step:
         weights = pack_conv_weights(w.data)
         bias_values = wrap_int32((bias_values if bias_values is not None else 0)
                                  + (-in_zp) * w.data.astype(np.int64).reshape(oc, -1).sum(axis=1))
+    per_channel = w.data.reshape(-1, oc).T if depthwise else w.data.reshape(oc, -1)
+    if not np.all(np.any(per_channel != 0, axis=1)):  # pruned channels: constant outputs (see constant_channels)
+        bias_values, mult, shift = constant_channels(per_channel, bias_values if bias_values is not None
+                                                     else np.zeros(oc, np.int64), mult, shift, out_zp, lo, hi)
     arrays = [("int8_t", f"{p}_weights", weights), ("int32_t", f"{p}_multiplier", mult),
               ("int32_t", f"{p}_shift", shift)]
     if bias_values is not None:

@@ -130,6 +130,52 @@ def channel_multipliers(input_scale: float, filter_scales: np.ndarray, output_sc
     return mult, shift
 
 
+def multiply_by_quantized_multiplier(x: int, multiplier: int, shift: int) -> int:
+    """TFLM's MultiplyByQuantizedMultiplier on one int32 value (reference arithmetic, exact integers).
+
+    SaturatingRoundingDoublingHighMul of ``x * 2^max(shift, 0)`` (wrapped to int32) and ``multiplier``, then
+    RoundingDivideByPOT by ``max(-shift, 0)``.
+    """
+    left, right = max(shift, 0), max(-shift, 0)
+    a = int(wrap_int32(np.array([x << left]))[0])
+    if a == multiplier == -(1 << 31):
+        high = (1 << 31) - 1
+    else:
+        ab = a * multiplier
+        nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
+        v = ab + nudge
+        high = v >> 31 if v >= 0 else -((-v) >> 31)
+    mask = (1 << right) - 1
+    threshold = (mask >> 1) + (1 if high < 0 else 0)
+    return (high >> right) + (1 if (high & mask) > threshold else 0)
+
+
+def constant_channels(weights: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, out_zp: int,
+                      lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Re-express the output channels whose weights are all zero (pruned channels) so that every kernel's
+    requantization, fast one included, gives the same output: such a channel's sum is its bias whatever the
+    input, so its output is the constant ``c = clamp(MultiplyByQuantizedMultiplier(bias) + out_zp)``; it gets
+    bias ``4 (c - out_zp)``, multiplier 2^30 and shift -1, which give exactly ``c`` (the double 2 (c - out_zp),
+    then halved without remainder). Pruned channels often carry a bias near 2^30 and a shift of -31 or 0, which
+    would otherwise refuse the fast requantization to the whole layer.
+
+    Args:
+        weights: one row per output channel.
+        bias: the channels' int32 sums without input (the bias, the input offset folded in where it is).
+        mult, shift: the channels' requantization.
+        out_zp, lo, hi: the output zero point and activation range.
+
+    Returns:
+        (bias, mult, shift), new int64 arrays (unchanged where a channel has a nonzero weight).
+    """
+    bias, mult, shift = (np.array(a, np.int64) for a in (bias, mult, shift))
+    zero = ~np.any(weights.reshape(weights.shape[0], -1) != 0, axis=1)
+    for c in np.flatnonzero(zero):
+        v = multiply_by_quantized_multiplier(int(bias[c]), int(mult[c]), int(shift[c])) + out_zp
+        bias[c], mult[c], shift[c] = 4 * (min(max(v, lo), hi) - out_zp), 1 << 30, -1
+    return bias, mult, shift
+
+
 def wrap_int32(values: np.ndarray) -> np.ndarray:
     """Values wrapped to int32 two's complement, as C stores them (returned as int64)."""
     v = np.asarray(values, np.int64)
