@@ -95,6 +95,25 @@ def test_the_cache_key_follows_tree_kernels_and_toolchain(newest, esp, monkeypat
     assert lib.archive(CNN_OPS) == lib.archive(frozenset(sorted(CNN_OPS))) != lib.archive(frozenset({"RESHAPE"}))
 
 
+def test_the_cache_key_is_the_same_for_every_checkout_but_follows_shipped_headers(newest, monkeypatch, tmp_path):
+    """Two checkouts of one commit share the cache (the shipped shim is keyed by content, not by path); a
+    change to the shim's headers is a new key."""
+    import shutil
+
+    from edgedigit.core import paths
+
+    key = tflm_lib.library(newest, "cmsis-nn", M4).key
+    assert any("/firmware_templates/tflm_lib/signal_shim" in i for i in tflm_lib.library(newest, "cmsis-nn", M4).includes)
+    copy = tmp_path / "checkout" / "firmware_templates"
+    shutil.copytree(paths.templates_dir(), copy)
+    monkeypatch.setattr(tflm_lib, "templates_dir", lambda: copy)
+    moved = tflm_lib.library(newest, "cmsis-nn", M4)
+    assert any(i.startswith(str(copy)) for i in moved.includes) and moved.key == key
+    header = next(p for p in (copy / "tflm_lib" / "signal_shim").rglob("*") if p.is_file())
+    header.write_bytes(header.read_bytes() + b"\n")
+    assert tflm_lib.library(newest, "cmsis-nn", M4).key != key
+
+
 def test_kernels_a_tree_or_target_cannot_build_are_refused(newest, arduino):
     with pytest.raises(BoardError, match=r"kernels reference cannot be built for cortex-m4 from this arduino tree "
                                          r"\(possible: cmsis-nn\)"):

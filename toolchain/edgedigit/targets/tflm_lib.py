@@ -403,6 +403,25 @@ def cache_root() -> Path:
     return Path(env) if env else build_dir() / "cache" / "tflm"
 
 
+def _portable(include: Path) -> str:
+    """An include folder as the key sees it: folders this project ships by their path inside it (so every
+    checkout of the same commit shares one cache), the rest (the TFLM tree) by their absolute path."""
+    try:
+        return f"<templates>/{Path(include).relative_to(templates_dir()).as_posix()}"
+    except ValueError:
+        return str(include)
+
+
+def _shipped_digest(includes: tuple) -> str:
+    """sha256 over the files of the include folders this project ships (their content is in the key)."""
+    h = hashlib.sha256()
+    for inc in includes:
+        if _portable(inc).startswith("<templates>/"):
+            for f in sorted(p for p in Path(inc).rglob("*") if p.is_file()):
+                h.update(f.relative_to(templates_dir()).as_posix().encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
 def library(tree: Tree, kernels: str | None, toolchain: Toolchain) -> Library:
     """The library for (tree, kernels, toolchain): its key, cache folder, sources and flags (nothing built).
 
@@ -418,7 +437,8 @@ def library(tree: Tree, kernels: str | None, toolchain: Toolchain) -> Library:
         "esp_nn": str(tree.esp_nn) if kernels == "esp-nn" else None, "kernels": kernels,
         "toolchain": toolchain.name, "cc": toolchain.cc, "cxx": toolchain.cxx, "ar": toolchain.ar,
         "version": toolchain.version(),
-        "flags": [*toolchain.common, *toolchain.cflags, *toolchain.cxxflags, *defines, *includes],
+        "flags": [*toolchain.common, *toolchain.cflags, *toolchain.cxxflags, *defines, *map(_portable, includes)],
+        "shipped": _shipped_digest(includes),
     }
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     return Library(tree, kernels, toolchain, key, cache_root() / key, sources, defines, includes)
