@@ -13,6 +13,8 @@ The native backend: ``measure_native`` builds the same way a native project for 
 search's input downsampling: AVERAGE_POOL_2D 2x2, RESHAPE, FULLY_CONNECTED, SOFTMAX) and a project whose graph
 uses every kernel of ``edgedigit_kernels.c`` (CONV_2D, DEPTHWISE_CONV_2D, MAX/AVERAGE_POOL_2D, FULLY_CONNECTED,
 SOFTMAX); ``[runtime.native]`` of ``boards/uno.toml`` comes from them: ``python tests/test_avr.py --native``.
+``python tests/test_avr.py --simavr PROJECT/src MODEL.tflite [N]`` runs an exported native uno project on N
+MNIST test images in simavr and compares its raw outputs with host TFLM's.
 """
 
 from __future__ import annotations
@@ -594,15 +596,16 @@ def test_native_tables_stay_in_flash_and_the_runtime_figure_covers_the_build(uno
     assert m["static_ram"] + CORE_RAM + m["stack"] + CORE_STACK <= req.ram <= uno.ram_bytes
 
 
-def write_native_session(d: Path, tflite: Path, images: np.ndarray) -> Path:
-    """The runtime + the native runner of ``tflite`` + SESSION_MAIN, scripted: ed-info, then each image loaded
-    in 64-byte db frames and run with ed-run."""
+def write_native_session(d: Path, tflite: Path | None, images: np.ndarray, src: Path | None = None) -> Path:
+    """The runtime + the native runner of ``tflite`` (or the files of an exported project's ``src``) +
+    SESSION_MAIN, scripted: ed-info, then each image loaded in 64-byte db frames and run with ed-run."""
     d.mkdir(parents=True, exist_ok=True)
-    for f in RUNTIME.iterdir():
+    for f in (src or RUNTIME).iterdir():
         shutil.copy(f, d / f.name)
-    files, _ = native_files(tflite)
-    for name, text in files.items():
-        (d / name).write_text(text)
+    if src is None:
+        files, _ = native_files(tflite)
+        for name, text in files.items():
+            (d / name).write_text(text)
     cmds = ["ed-info"]
     for image in images:
         cmds += ["db load 784", *[f"db {image[i:i + 64].tobytes().hex()}" for i in range(0, 784, 64)], "ed-run"]
@@ -657,8 +660,41 @@ def print_native_figures() -> None:
                 print(f"  {k}: {v:,}")
 
 
+def run_exported(src: Path, tflite: Path, count: int) -> None:
+    """An exported native uno project's src/ on the emulated ATmega328P: the first ``count`` MNIST test images
+    (EDGEDIGIT_DATA), one simavr session each (the script is in flash beside the model), raw outputs printed
+    against host TFLM's and host gcc's build of the same session."""
+    import os
+
+    from edgedigit.core.graph import load_graph
+    from edgedigit.core.int8 import input_lut, io_spec
+    from edgedigit.models.data import load_dataset
+    from edgedigit.runtimes import run_tflm
+
+    ds = load_dataset(os.environ["EDGEDIGIT_DATA"])
+    images = np.round(ds.x_test[:count].reshape(count, 784) * 255).astype(np.uint8)
+    spec = io_spec(load_graph(tflite))
+    x = input_lut(spec.input_scale, spec.input_zero_point)[images].reshape(count, 28, 28)
+    expected = np.asarray(run_tflm(tflite, x)).reshape(count, -1)
+    same = same_host = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(count):
+            d = write_native_session(Path(tmp) / str(i), None, images[i:i + 1], src)
+            sources = ["session_main.c", *sorted(f.name for f in src.glob("*.c"))]
+            avr, host = run_session_avr(d, sources), run_session_host(d, sources)
+            raw = [int(v) for ln in avr if ln.startswith("m-ed-raw-[") for v in ln[len("m-ed-raw-["):-1].split(",")]
+            same += raw == expected[i].tolist()
+            same_host += avr[:-1] == host
+            print(f"image {i} (label {ds.y_test[i]}): simavr {raw} TFLM {expected[i].tolist()} "
+                  f"{'equal' if raw == expected[i].tolist() else 'DIFFERENT'}; {avr[-1]}")
+    print(f"{same}/{count} images: simavr raw outputs equal host TFLM's element for element; {same_host}/{count} "
+          "transcripts equal the host gcc build's line for line")
+
+
 if __name__ == "__main__" and sys.argv[1:] == ["--native"]:
     print_native_figures()
+elif __name__ == "__main__" and sys.argv[1:2] == ["--simavr"]:
+    run_exported(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else 10)
 elif __name__ == "__main__":
     figures = measure(Path(sys.argv[1]) if len(sys.argv) > 1 else None)
     figures.update(core_ram=CORE_RAM, core_flash=CORE_FLASH, core_stack=CORE_STACK, io_buffers=IO_BYTES,
