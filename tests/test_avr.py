@@ -594,6 +594,13 @@ def test_native_tables_stay_in_flash_and_the_runtime_figure_covers_the_build(uno
     assert req.model_ram == 0 and req.model_flash == m["tables"] and req.arena == m["arena"]
     assert req.fits and m["flash"] + CORE_FLASH <= req.flash
     assert m["static_ram"] + CORE_RAM + m["stack"] + CORE_STACK <= req.ram <= uno.ram_bytes
+    # each further layer's parameters and call are counted: a three-hidden-layer MLP's build is covered too
+    deeper = native_model(tmp_path, {**UNO_MLP, "layers": [16, 16, 16]})
+    m = measure_native(deeper)
+    graph = load_graph(deeper)
+    req = BACKENDS["native"].requirement(uno, ModelSource("d", "neural", deeper, graph.sha256, "d", None, graph))
+    assert req.detail["kernel_calls"] == 6 and req.runtime_flash == rt["flash"] + 2 * uno.runtime["native"].flash_per_call
+    assert m["flash"] + CORE_FLASH <= req.flash and m["tables"] == req.model_flash
 
 
 def write_native_session(d: Path, tflite: Path | None, images: np.ndarray, src: Path | None = None) -> Path:

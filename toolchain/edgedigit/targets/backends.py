@@ -407,11 +407,12 @@ class NativeBackend(Backend):
         in_ram = tables if rt.weights_in_ram else program.ram_tables_bytes if rt.const_in_ram else 0
         # the runtime's code covers the board's listed operators; any other adds the other kernels' code
         others = sorted(set(src.graph.op_names()) - set(rt.ops)) if rt.ops else []
-        runtime_flash = rt.flash + (rt.other_ops_flash if others else 0)
+        calls = sum(1 for s in program.steps if s.kernel)  # RESHAPE emits no call
+        runtime_flash = rt.flash + (rt.other_ops_flash if others else 0) + max(0, calls - rt.calls) * rt.flash_per_call
         # a digit image held in the arena's input bytes (input_in_place) needs no buffer of its own
         return Requirement(board, self.name, src.name, tables, arena, runtime_flash, rt.ram,
                            {"weights_bytes": weights, "input_in_arena": program.input_in_place,
-                            "ops_beyond_runtime": others}, model_ram=in_ram,
+                            "ops_beyond_runtime": others, "kernel_calls": calls}, model_ram=in_ram,
                            io_ram=0 if program.input_in_place else spec.input_bytes)
 
     def generate(self, board: Board, src: ModelSource, req: Requirement) -> dict[str, str | bytes]:

@@ -87,6 +87,10 @@ class RuntimeEstimate:
     # needs ``other_ops_flash`` more (the measured code of the other kernels).
     ops: tuple[str, ...] = ()
     other_ops_flash: int = 0
+    # ``flash`` covers a model of up to ``calls`` kernel calls; each further call (its parameter struct and the
+    # code of the call) needs ``flash_per_call`` more. 0: not counted per call.
+    calls: int = 0
+    flash_per_call: int = 0
 
 
 @dataclass(frozen=True)
@@ -150,7 +154,7 @@ _TFLM = {
 }
 _RUNTIME = {"flash": (int, True), "ram": (int, True), "basis": (str, True), "weights_in_ram": (bool, False),
             "const_in_ram": (bool, False), "input_in_arena": (bool, False), "ops": ("str_list", False),
-            "other_ops_flash": (int, False)}
+            "other_ops_flash": (int, False), "calls": (int, False), "flash_per_call": (int, False)}
 
 
 def _check(table: dict[str, Any], spec: dict[str, tuple[Any, bool]], path: Path, where: str) -> dict[str, Any]:
@@ -224,7 +228,8 @@ def load_board_file(path: Path) -> Board:
         t = _check(table, _RUNTIME, path, f"runtime.{backend}")
         runtime[backend] = RuntimeEstimate(t["flash"], t["ram"], t["basis"], t.get("weights_in_ram", False),
                                            t.get("const_in_ram", False), t.get("input_in_arena", False),
-                                           tuple(t.get("ops", ())), t.get("other_ops_flash", 0))
+                                           tuple(t.get("ops", ())), t.get("other_ops_flash", 0), t.get("calls", 0),
+                                           t.get("flash_per_call", 0))
     for b in backends:
         if b not in runtime:
             raise BoardError(f"{path}: missing field '[runtime.{b}]' (the board lists backend {b})")
