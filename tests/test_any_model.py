@@ -142,7 +142,7 @@ def _patch_weight(project: Path) -> str:
     """Change one value of the first weight array in the generated C; returns the array's name."""
     src = project / "src" / "edgedigit_native_model.c"
     text = src.read_text()
-    m = re.search(r"static const int8_t (?:EDGEDIGIT_ALIGNED )?(\w+_weights)\[\d+\] = \{\n    (-?\d+)", text)
+    m = re.search(r"static const int8_t (?:EDGEDIGIT_ALIGNED )?(\w+_weights)\[\d+\](?: EDGEDIGIT_ROM)? = \{\n    (-?\d+)", text)
     value = int(m.group(2))
     text = text[:m.start(2)] + str(value + 1 if value < 127 else value - 1) + text[m.end(2):]
     src.write_text(text)

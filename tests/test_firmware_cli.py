@@ -83,7 +83,7 @@ def test_export_errors_are_one_red_line(small_build, tflite_models):
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: big (native): ")
-    assert "> uno's 32,256 B flash" in lines[0] and lines[0].endswith("fits: rfe-lr")
+    assert "> uno's 32,256 B flash" in lines[0] and lines[0].endswith("fits: rfe-lr, tiny")
     result = invoke(["export", "--board", "nope", "--variant", "tiny"])
     assert result.exit_code == 1 and "unknown board 'nope'" in result.output
     result = invoke(["export", "--board", "esp32", "--variant", "tiny", "--model", str(TINY)])

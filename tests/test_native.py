@@ -215,7 +215,8 @@ def _write_sources(tflite: Path, out: Path) -> list[str]:
     from edgedigit.core.paths import templates_dir
 
     files = codegen.generate(load_graph(tflite), variant="cnn", source_name=tflite.name)
-    files["edgedigit_model.h"] = (templates_dir() / "runtime" / "edgedigit_model.h").read_text()
+    for name in ("edgedigit_model.h", codegen.ROM_HEADER):
+        files[name] = (templates_dir() / "runtime" / name).read_text()
     for name, text in files.items():
         (out / name).write_text(text)
     return sorted(n for n in files if n.endswith(".c"))
@@ -372,7 +373,7 @@ def test_per_tensor_fc_multiplier_multiplies_scales_in_float32(tflite_models):
         assert w.scale.size == 1
         real = float(np.float32(t_in.scale[0]) * np.float32(w.scale[0])) / float(np.float32(t_out.scale[0]))
         m, _ = codegen.quantize_multiplier(real)
-        assert f"g_op{n}_multiplier[{w.shape[0]}] = {{\n    {m}, {m}," in files["edgedigit_native_model.c"]
+        assert f"g_op{n}_multiplier[{w.shape[0]}] EDGEDIGIT_ROM = {{\n    {m}, {m}," in files["edgedigit_native_model.c"]
 
 
 def test_pack_fc_weights_layout():

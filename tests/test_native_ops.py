@@ -168,7 +168,9 @@ def test_a_project_gets_the_kernel_files_of_its_ops_only(tiny):
     program = native.prepare(tiny)
     assert program.libraries == () and program.kernel_files == native.KERNEL_FILES
     files = native.generate_graph(tiny, variant="t", source_name="t.tflite", program=program)
-    assert set(files) == {*native.KERNEL_FILES, "edgedigit_native_model.h", "edgedigit_native_model.c"}
+    assert set(files) == {*native.KERNEL_FILES, "edgedigit_native_model.h", "edgedigit_native_model.c",
+                          native.ROM_HEADER}
+    assert files[native.ROM_HEADER] == (templates_dir() / "runtime" / native.ROM_HEADER).read_text()
     assert files["edgedigit_native_model.c"].count("#include \"edgedigit_kernels") == 1
     models = op_models()
     for name, libs in (("add_broadcast", ("elementwise", "reduce")), ("concat", ("layout",)), ("pad", ("layout",)),
@@ -197,7 +199,8 @@ def test_multi_input_calls_pass_one_pointer_per_input(tiny):
             assert len(const) == 1 and len(s.inputs) == 1  # the constant becomes an array, the planner skips it
             k = s.op.inputs.index(const[0]) + 1
             args = [f"g_op{n}_input{k}" if t == const[0] else f"g_arena.bytes + {mp.offsets[t]}" for t in s.op.inputs]
-            assert f"{s.kernel}(&kOp{n}, {', '.join(args)}, g_arena.bytes + {mp.offsets[s.outputs[0]]});" in code
+            out = f"g_arena.bytes + {mp.offsets[s.outputs[0]]}"
+            assert f"{s.kernel}(EDGEDIGIT_ROM_STRUCT({s.struct}, kOp{n}, params), {', '.join(args)}, {out});" in code
             assert f"static const int8_t g_op{n}_input{k}[{g.tensors[const[0]].size}] = {{" in code
     g = load_graph(models["concat"])
     program = native.prepare(g)
@@ -205,7 +208,8 @@ def test_multi_input_calls_pass_one_pointer_per_input(tiny):
     n, s = next((n, s) for n, s in enumerate(program.steps) if s.op.opcode == "CONCATENATION")
     ptrs = ", ".join(f"g_arena.bytes + {program.plan.offsets[t]}" for t in s.op.inputs)
     out = program.plan.offsets[s.outputs[0]]
-    assert f"edgedigit_concatenation(&kOp{n}, (const int8_t *const[]){{{ptrs}}}, g_arena.bytes + {out});" in code
+    params = f"EDGEDIGIT_ROM_STRUCT(edgedigit_concat_t, kOp{n}, params)"
+    assert f"edgedigit_concatenation({params}, (const int8_t *const[]){{{ptrs}}}, g_arena.bytes + {out});" in code
     assert f"/* op {s.op.index}: CONCATENATION (1, 14, 14, 3) + (1, 14, 14, 2) + (1, 14, 14, 3) -> (1, 14, 14, 8) */" \
         in code
 
@@ -294,7 +298,9 @@ def test_prepare_once_feeds_the_budget_and_the_generator(tiny, monkeypatch):
     monkeypatch.setattr(ops, "_REGISTRY", {})
     assert native.generate(tiny, variant="tiny", source_name="tiny.tflite", program=program) == fresh
     assert native.generate_graph(tiny, variant="tiny", source_name="tiny.tflite", program=program) == {
-        k: v for k, v in fresh.items() if k != "edgedigit_native_runner.c"}
+        **{k: v for k, v in fresh.items() if k != "edgedigit_native_runner.c"},
+        native.ROM_HEADER: (templates_dir() / "runtime" / native.ROM_HEADER).read_text()}
+    assert native.ROM_HEADER not in fresh  # the export's src/ gets it with the runtime files
 
 
 def test_a_program_of_another_graph_is_refused(tiny):
@@ -415,3 +421,30 @@ def test_multi_input_programs_never_overlap_live_tensors(program, alignment):
     _assert_no_live_overlap(mp, steps, tensors, [0], [n])
     assert all(o % alignment == 0 for o in mp.offsets.values())
     assert mp.lower_bound <= mp.arena_bytes
+
+
+def test_constant_tables_are_rom_except_the_plain_operands_of_elementwise_and_layout_kernels(tiny):
+    """FC/conv weights, biases, multipliers, shifts and every parameter struct are EDGEDIGIT_ROM (flash on AVR,
+    read through EDGEDIGIT_ROM_*); the constant operands ADD/MUL/CONCATENATION read as plain memory are not,
+    and they are what the budget counts in RAM where const data is copied to SRAM (AVR)."""
+    import re
+
+    program = native.prepare(tiny)
+    code = native.generate_graph(tiny, variant="t", source_name="t.tflite", program=program)["edgedigit_native_model.c"]
+    arrays = re.findall(r"^static const \w+ (?:EDGEDIGIT_ALIGNED )?(\w+)\[\d+\]( EDGEDIGIT_ROM)? = \{", code, re.M)
+    assert [name for name, _ in arrays] == [name for _, name, _ in native.constant_arrays(program)]
+    assert arrays and all(rom for _, rom in arrays) and program.ram_tables_bytes == 0
+    structs = re.findall(r"^static const (edgedigit_\w+_t) (kOp\d+)( EDGEDIGIT_ROM)? = \{", code, re.M)
+    assert len(structs) == 3 and all(rom for *_, rom in structs)
+    for ctype, name, _ in structs:
+        assert f"EDGEDIGIT_ROM_STRUCT({ctype}, {name}, params)" in code and f"&{name}" not in code
+        assert f"        {ctype} p" in code  # a member of the AVR copy's union
+    g = load_graph(op_models()["add_const"])
+    program = native.prepare(g)
+    code = native.generate_graph(g, variant="a", source_name="a.tflite", program=program)["edgedigit_native_model.c"]
+    plain = [(ctype, name, values) for s in program.steps if not s.rom for ctype, name, values in s.arrays]
+    assert [name for _, name, _ in plain] == ["g_op2_input2", "g_op3_input2"]
+    for _, name, _ in plain:
+        assert re.search(rf"^static const int8_t {name}\[\d+\] = \{{", code, re.M)
+    assert program.ram_tables_bytes == sum(v.size for _, _, v in plain) == 4 * 14 + 4
+    assert re.search(r"^static const int8_t EDGEDIGIT_ALIGNED g_op1_weights\[48\] EDGEDIGIT_ROM = \{", code, re.M)

@@ -338,3 +338,61 @@ def test_baselines_get_the_best_training_the_space_allows():
     no_teacher = [suggest(optuna.trial.FixedTrial(p), Space(max_epochs=3)) for p in baseline_params(Space(max_epochs=3))]
     assert [spec["training"]["teacher"] for spec in no_teacher] == [None, None]
     assert all("epochs" not in p and "lr" not in p for p in baseline_params())
+
+
+UNO_MLP = {"architecture": {"family": "mlp", "layers": [24], "downsample": 2, "dropout": 0.0},
+           "training": {"epochs": 1, "lr": 0.003, "augment": False, "teacher": None}, "granularity": "per-tensor"}
+
+
+def test_the_uno_space_holds_downsampled_mlps_and_no_latency(data, build_dir):
+    """On the Uno: MLPs only (a conv net's first activation alone exceeds 2 KB), widths whose first layer fits
+    the flash on the 14 x 14 image, no conv baselines, and no latency objective (no Cortex-M4 figure)."""
+    import optuna
+
+    from edgedigit.core.errors import EdgeDigitError
+    from edgedigit.search.runner import default_objectives, run_search
+    from edgedigit.search.space import MLP_WIDTHS, baseline_params, for_board, suggest
+    from edgedigit.targets.boards import load_board
+
+    uno = for_board(load_board("uno"))
+    room = 32_256 - load_board("uno").runtime["native"].flash
+    assert uno.families == ("mlp",) and uno.mlp_widths == tuple(w for w in MLP_WIDTHS if 196 * w <= room)
+    assert uno.mlp_widths == (8, 12, 16, 24, 32, 48) and baseline_params(uno) == []
+    nano = for_board(load_board(BOARD))
+    assert nano.families == ("conv", "mlp") and nano.mlp_widths == MLP_WIDTHS and len(baseline_params(nano)) == 2
+    params = {"family": "mlp", "downsample": 2, "depth": 2, "units1": 24, "units2": 8, "dropout": 0.1, "epochs": 1,
+              "lr": 0.003, "augment": False}
+    spec = suggest(optuna.trial.FixedTrial(params), uno)
+    assert spec["architecture"] == {"family": "mlp", "layers": [24, 8], "downsample": 2, "dropout": 0.1}
+    with pytest.raises(ValueError):  # a width the Uno's space does not offer
+        suggest(optuna.trial.FixedTrial({**params, "units1": 64}), uno)
+    assert default_objectives(load_board("uno")) == ("accuracy", "flash")
+    assert default_objectives(load_board(BOARD)) == ("accuracy", "latency", "flash")
+    for kw in ({"objectives": ("accuracy", "latency")}, {"objectives": ("accuracy",), "max_latency": 1e6}):
+        with pytest.raises(EdgeDigitError, match=r"uno \(ATmega328P \(8-bit AVR\)\) is no 32-bit core"):
+            run_search(_config(board="uno", **kw), data)
+
+
+def test_a_downsampled_mlp_trial_fits_the_uno(data, tmp_path):
+    """The 2x2 average pool converts to AVERAGE_POOL_2D, which the native backend runs; the trial completes
+    on the Uno with export's figures: the image held in the arena (no separate input buffer), tables in flash."""
+    from edgedigit.core.graph import load_graph
+    from edgedigit.models import zoo
+    from edgedigit.models.quantize import convert_int8
+    from edgedigit.search.trial import evaluate
+    from edgedigit.targets.boards import load_board
+
+    model = zoo.build_from_spec(UNO_MLP["architecture"])
+    p = tmp_path / "m.tflite"
+    p.write_bytes(convert_int8(model, np.random.default_rng(0).random((8, 28, 28), dtype=np.float32)))
+    g = load_graph(p)
+    assert [op.opcode for op in g.ops] == ["RESHAPE", "AVERAGE_POOL_2D", "RESHAPE", "FULLY_CONNECTED",
+                                           "FULLY_CONNECTED", "SOFTMAX"]
+    assert g.tensors[g.ops[3].inputs[1]].shape == (24, 196) and zoo.describe(UNO_MLP["architecture"]) == \
+        "mlp avg2 24 drop0"
+    r = evaluate(UNO_MLP, board="uno", dataset=data, seed=0, cost=None)
+    rt = load_board("uno").runtime["native"]
+    assert r["status"] == "complete" and r["backend"] == "native" and r["instructions"] is None
+    assert r["flash"] == r["model_flash"] + rt.flash <= 32_256
+    assert r["ram"] == r["arena"] + rt.ram <= 2_048 and r["arena"] >= 784 + 196
+    assert r["model_flash"] > 196 * 24 + 24 * 10 and 0.0 <= r["accuracy"] <= 1.0

@@ -218,7 +218,7 @@ static void dot4(const int8_t *x, const uint32_t *xw, const int8_t *w, int32_t n
         for (r = 0; r < 4; ++r) {
             int32_t a = acc[r];
             for (k = 0; k < 4; ++k) {
-                a += (int32_t)w[4 * r + k] * (int32_t)x[d + k];
+                a += (int32_t)EDGEDIGIT_ROM_I8(&w[4 * r + k]) * (int32_t)x[d + k];
             }
             acc[r] = a;
         }
@@ -226,7 +226,7 @@ static void dot4(const int8_t *x, const uint32_t *xw, const int8_t *w, int32_t n
     }
     for (r = 0; r < 4; ++r) {
         for (k = 0; k < tail; ++k) {
-            acc[r] += (int32_t)w[r * tail + k] * (int32_t)x[d + k];
+            acc[r] += (int32_t)EDGEDIGIT_ROM_I8(&w[r * tail + k]) * (int32_t)x[d + k];
         }
     }
 }
@@ -238,7 +238,7 @@ static int32_t dot1(const int8_t *x, const int8_t *w, int32_t n, int32_t acc)
 {
     int32_t d;
     for (d = 0; d < n; ++d) {
-        acc += (int32_t)w[d] * (int32_t)x[d];
+        acc += (int32_t)EDGEDIGIT_ROM_I8(&w[d]) * (int32_t)x[d];
     }
     return acc;
 }
@@ -261,7 +261,7 @@ static void fully_connected(const edgedigit_fc_t *p, const int8_t *input, int8_t
             int32_t acc[4];
             int k;
             for (k = 0; k < 4; ++k) {
-                acc[k] = p->bias[c + k];
+                acc[k] = EDGEDIGIT_ROM_I32(&p->bias[c + k]);
             }
             dot4(x, xw, p->weights + c * n, n, acc);
 #if EDGEDIGIT_USE_DSP
@@ -275,13 +275,14 @@ static void fully_connected(const edgedigit_fc_t *p, const int8_t *input, int8_t
             }
 #endif
             for (k = 0; k < 4; ++k) {
-                out[c + k] = requantize(acc[k], p->multiplier[c + k], p->shift[c + k], p->output_offset,
-                                        p->act_min, p->act_max);
+                out[c + k] = requantize(acc[k], EDGEDIGIT_ROM_I32(&p->multiplier[c + k]),
+                                        EDGEDIGIT_ROM_I32(&p->shift[c + k]), p->output_offset, p->act_min, p->act_max);
             }
         }
         for (; c < p->out_depth; ++c) {
-            const int32_t acc = dot1(x, p->weights + c * n, n, p->bias[c]);
-            out[c] = requantize(acc, p->multiplier[c], p->shift[c], p->output_offset, p->act_min, p->act_max);
+            const int32_t acc = dot1(x, p->weights + c * n, n, EDGEDIGIT_ROM_I32(&p->bias[c]));
+            out[c] = requantize(acc, EDGEDIGIT_ROM_I32(&p->multiplier[c]), EDGEDIGIT_ROM_I32(&p->shift[c]),
+                                p->output_offset, p->act_min, p->act_max);
         }
     }
 }
@@ -604,13 +605,14 @@ void edgedigit_conv2d(const edgedigit_conv_t *p, const int8_t *input, int8_t *ou
                 }
                 for (oc = 0; oc < out_c; ++oc) {
                     const int8_t *w = p->weights + (oc >> 1) * 2 * k4 + (oc & 1) * 4;
-                    int32_t acc = p->bias[oc];
+                    int32_t acc = EDGEDIGIT_ROM_I32(&p->bias[oc]);
                     for (g = 0; g < k4; g += 4, w += 8) {
-                        acc += (int32_t)w[0] * taps[g] + (int32_t)w[1] * taps[g + 1] + (int32_t)w[2] * taps[g + 2] +
-                               (int32_t)w[3] * taps[g + 3];
+                        acc += (int32_t)EDGEDIGIT_ROM_I8(&w[0]) * taps[g] + (int32_t)EDGEDIGIT_ROM_I8(&w[1]) * taps[g + 1] +
+                               (int32_t)EDGEDIGIT_ROM_I8(&w[2]) * taps[g + 2] + (int32_t)EDGEDIGIT_ROM_I8(&w[3]) * taps[g + 3];
                     }
                     out[(oy * out_w + ox) * out_c + oc] =
-                        requantize(acc, p->multiplier[oc], p->shift[oc], p->output_offset, p->act_min, p->act_max);
+                        requantize(acc, EDGEDIGIT_ROM_I32(&p->multiplier[oc]), EDGEDIGIT_ROM_I32(&p->shift[oc]),
+                                   p->output_offset, p->act_min, p->act_max);
                 }
             }
         }
@@ -933,14 +935,16 @@ void edgedigit_depthwise_conv2d(const edgedigit_conv_t *p, const int8_t *input, 
                             const int8_t *row = in + (y0 + dil_h * fy) * in_w * in_c + ic;
                             const int8_t *wrow = weights + fy * k_w * out_c + oc;
                             for (fx = fx0; fx < fx1; ++fx) {
-                                acc += (int32_t)wrow[fx * out_c] * ((int32_t)row[(x0 + dil_w * fx) * in_c] + input_offset);
+                                acc += (int32_t)EDGEDIGIT_ROM_I8(&wrow[fx * out_c]) *
+                                       ((int32_t)row[(x0 + dil_w * fx) * in_c] + input_offset);
                             }
                         }
                         if (p->bias != NULL) {
-                            acc += p->bias[oc];
+                            acc += EDGEDIGIT_ROM_I32(&p->bias[oc]);
                         }
                         out[(oy * out_w + ox) * out_c + oc] = requantize(
-                            acc, p->multiplier[oc], p->shift[oc], p->output_offset, p->act_min, p->act_max);
+                            acc, EDGEDIGIT_ROM_I32(&p->multiplier[oc]), EDGEDIGIT_ROM_I32(&p->shift[oc]),
+                            p->output_offset, p->act_min, p->act_max);
                     }
                 }
             }
@@ -1117,7 +1121,8 @@ static int32_t exp_on_interval_between_negative_one_quarter_and_0_excl(int32_t a
 /* exp(a) for a <= 0 given in Q5.26 (kScaledDiffIntegerBits = 5), result in Q0.31 */
 EDGEDIGIT_SMALL static int32_t exp_on_negative_values_q5(int32_t a)
 {
-    static const int32_t multipliers[7] = {1672461947, 1302514674, 790015084, 290630308, 39332535, 720401, 242};
+    static const int32_t multipliers[7] EDGEDIGIT_ROM = {1672461947, 1302514674, 790015084, 290630308, 39332535,
+                                                         720401, 242};
     const int fractional_bits = 26;
     const int32_t one_quarter = (int32_t)1 << (fractional_bits - 2);
     const int32_t mask = one_quarter - 1;
@@ -1128,7 +1133,7 @@ EDGEDIGIT_SMALL static int32_t exp_on_negative_values_q5(int32_t a)
     int k;
     for (k = 0; k < 7; ++k) { /* barrel shifter over exponents -2 .. 4 */
         if (remainder & ((int32_t)1 << (fractional_bits - 2 + k))) {
-            result = edgedigit_srdhm(result, multipliers[k]);
+            result = edgedigit_srdhm(result, EDGEDIGIT_ROM_I32(&multipliers[k]));
         }
     }
     return a == 0 ? INT32_MAX : result;

@@ -7,11 +7,17 @@
  * requantization (gemmlowp SaturatingRoundingDoublingHighMul then RoundingDivideByPOT), so the outputs are
  * identical, element for element, to TFLM's. Multipliers, shifts, activation ranges, paddings and folded
  * biases are computed on the host at code generation time, exactly like TFLM's Prepare functions.
+ *
+ * The constant arrays the structs below point to (weights, biases, multipliers, shifts) are EDGEDIGIT_ROM
+ * and the kernels read them through EDGEDIGIT_ROM_* (edgedigit_rom.h): on AVR they stay in flash
+ * (pgm_read_*), everywhere else the reads are plain loads.
  */
 #ifndef EDGEDIGIT_KERNELS_H
 #define EDGEDIGIT_KERNELS_H
 
 #include <stdint.h>
+
+#include "edgedigit_rom.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -1,5 +1,5 @@
 /* edgedigit: constants in read-only memory on every target. Hand-written; shipped with every firmware
- * project (used by the protocol's strings and the linear backend's tables).
+ * project (used by the protocol's strings and the linear and native backends' tables).
  *
  * On AVR (Arduino Uno) string literals and `const` data are copied to the 2 KB of SRAM at start-up unless
  * they are marked PROGMEM and read with pgm_read_*; everywhere else they are plain `const` data read
@@ -9,6 +9,8 @@
  *   EDGEDIGIT_ROM_I8/U16/I32 read one element of such an array
  *   EDGEDIGIT_ROM_STR("...") a string literal kept in flash (inside a function only)
  *   EDGEDIGIT_ROM_CHAR(p)    read one char of such a string
+ *   EDGEDIGIT_ROM_STRUCT(type, obj, copy)  a `const type *` to the contents of such a struct: on AVR
+ *                            copied into `copy` (a variable that can hold it; memcpy_P), elsewhere &obj itself
  */
 #ifndef EDGEDIGIT_ROM_H
 #define EDGEDIGIT_ROM_H
@@ -23,6 +25,7 @@
 #define EDGEDIGIT_ROM_I32(p) ((int32_t)pgm_read_dword(p))
 #define EDGEDIGIT_ROM_STR(s) PSTR(s)
 #define EDGEDIGIT_ROM_CHAR(p) ((char)pgm_read_byte(p))
+#define EDGEDIGIT_ROM_STRUCT(type, obj, copy) ((const type *)memcpy_P(&(copy), &(obj), sizeof(type)))
 #else
 #define EDGEDIGIT_ROM
 #define EDGEDIGIT_ROM_I8(p) (*(const int8_t *)(p))
@@ -30,6 +33,7 @@
 #define EDGEDIGIT_ROM_I32(p) (*(const int32_t *)(p))
 #define EDGEDIGIT_ROM_STR(s) (s)
 #define EDGEDIGIT_ROM_CHAR(p) (*(const char *)(p))
+#define EDGEDIGIT_ROM_STRUCT(type, obj, copy) (&(obj))
 #endif
 
 #endif /* EDGEDIGIT_ROM_H */

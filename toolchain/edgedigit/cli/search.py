@@ -61,8 +61,10 @@ def search(
         "--min-accuracy", help="Constraint: validation int8 accuracy at least this (fraction 0.99 or percent 99).")] = None,
     max_latency: Annotated[float | None, typer.Option(
         "--max-latency", help="Prune before training above this many estimated emulated Cortex-M4 instructions.")] = None,
-    objectives: Annotated[str, typer.Option("--objectives", help="Comma-separated: accuracy, latency, flash, ram.")
-                          ] = "accuracy,latency,flash",
+    objectives: Annotated[str | None, typer.Option(
+        "--objectives", help="Comma-separated: accuracy, latency, flash, ram (default accuracy,latency,flash; "
+                             "accuracy,flash on an AVR board, whose latency the Cortex-M4 cost model does not estimate).")
+                          ] = None,
     seed: SeedOpt = 0,
     storage: StorageOpt = None,
     study_name: StudyOpt = None,
@@ -99,7 +101,8 @@ def search(
     if board is None:
         raise EdgeDigitError("edgedigit search needs --board (see `edgedigit boards`)")
     cfg = SearchConfig(board=board, trials=trials, time_budget_min=time_budget,
-                       objectives=parse_objectives(objectives), min_accuracy=parse_min_accuracy(min_accuracy),
+                       objectives=parse_objectives(objectives) if objectives is not None else None,
+                       min_accuracy=parse_min_accuracy(min_accuracy),
                        max_latency=max_latency, seed=seed, storage=storage, study_name=study_name,
                        ray_address=ray_address, parallel=parallel, threads=threads, max_epochs=max_epochs,
                        train_limit=train_limit, teacher=teacher or None, baselines=baselines, verify=verify)

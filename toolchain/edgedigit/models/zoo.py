@@ -223,6 +223,7 @@ FAMILIES = ("conv", "mlp")
 POOLS = ("max", "avg")
 HEADS = ("flatten", "gap", "dense")
 MAX_STAGES = 3  # 28 -> 14 -> 7 -> 3: a fourth 2x2 pool would leave one pixel
+DOWNSAMPLE = (1, 2, 4)  # an MLP's input averaged over k x k blocks: 28 x 28, 14 x 14 or 7 x 7 values
 
 
 def check_architecture(arch: dict) -> dict:
@@ -243,6 +244,9 @@ def check_architecture(arch: dict) -> dict:
         widths = list(arch.get("layers", []))
         if not widths or any(int(w) < 1 for w in widths):
             raise ModelError(f"mlp layers {widths}: expected one or more positive widths")
+        if int(arch.get("downsample", 1)) not in DOWNSAMPLE:
+            raise ModelError(f"mlp downsample {arch.get('downsample')!r}: expected one of "
+                             f"{', '.join(map(str, DOWNSAMPLE))}")
         return arch
     stages = list(arch.get("stages", []))
     if not 1 <= len(stages) <= MAX_STAGES:
@@ -261,7 +265,9 @@ def check_architecture(arch: dict) -> dict:
 def describe(arch: dict) -> str:
     """A one-line name of an architecture spec, e.g. ``conv 8k3-s16k5 max gap drop0.1``."""
     if arch["family"] == "mlp":
-        return f"mlp {'-'.join(str(w) for w in arch['layers'])} drop{arch.get('dropout', 0.0):g}"
+        k = int(arch.get("downsample", 1))
+        pool = f"avg{k} " if k > 1 else ""
+        return f"mlp {pool}{'-'.join(str(w) for w in arch['layers'])} drop{arch.get('dropout', 0.0):g}"
     stages = "-".join(f"{'s' if st.get('separable') else ''}{st['width']}k{st['kernel']}" for st in arch["stages"])
     head = f"dense{arch['hidden']}" if arch["head"] == "dense" else arch["head"]
     return f"conv {stages} {arch['pool']} {head} drop{arch.get('dropout', 0.0):g}"
@@ -275,9 +281,10 @@ def build_from_spec(arch: dict, name: str = "searched") -> Any:
     depthwise-separable one) + ReLU and a 2x2 pool, batch norm (folded at conversion) on every stage but the
     first, as in :func:`_conv_net`; the head flattens, averages over the whole map (an AVERAGE_POOL_2D, which
     every backend runs, not a MEAN) or adds a hidden dense layer; then dropout, ``Dense(10)`` logits, softmax.
-    MLP family (``{"family": "mlp", "layers": [w, ...], "dropout": float}``): flatten, dense ReLU layers,
-    dropout, logits, softmax. Every graph converts to CONV_2D, DEPTHWISE_CONV_2D, MAX/AVERAGE_POOL_2D,
-    RESHAPE, FULLY_CONNECTED and SOFTMAX only.
+    MLP family (``{"family": "mlp", "layers": [w, ...], "downsample": 1|2|4, "dropout": float}``): the image
+    averaged over ``downsample`` x ``downsample`` blocks when above 1 (an AVERAGE_POOL_2D: 2 gives 14 x 14 = 196
+    inputs), flatten, dense ReLU layers, dropout, logits, softmax. Every graph converts to CONV_2D,
+    DEPTHWISE_CONV_2D, MAX/AVERAGE_POOL_2D, RESHAPE, FULLY_CONNECTED and SOFTMAX only.
     """
     import tf_keras as keras
     from tf_keras import layers
@@ -286,7 +293,12 @@ def build_from_spec(arch: dict, name: str = "searched") -> Any:
     dropout = float(arch.get("dropout", 0.0))
     inp = keras.Input((28, 28), name="image")
     if arch["family"] == "mlp":
-        x = layers.Flatten(name="flatten")(inp)
+        x = inp
+        k = int(arch.get("downsample", 1))
+        if k > 1:
+            x = layers.Reshape((28, 28, 1), name="to_hwc")(x)
+            x = layers.AveragePooling2D(k, name="downsample")(x)
+        x = layers.Flatten(name="flatten")(x)
         for i, width in enumerate(arch["layers"], start=1):
             x = layers.Dense(int(width), activation="relu", name=f"hidden{i}")(x)
     else:

@@ -45,7 +45,8 @@ def _sources(graph: Graph, fc_product: str = "float32") -> dict[str, str]:
     program = native.prepare(graph, fc_product=fc_product)
     files: dict[str, str | bytes] = dict(native.generate(graph, variant=graph.path.stem, source_name=graph.path.name,
                                                          program=program))
-    files["edgedigit_model.h"] = (templates_dir() / "runtime" / "edgedigit_model.h").read_text()
+    for name in ("edgedigit_model.h", native.ROM_HEADER):  # runtime headers the runner and kernels include
+        files[name] = (templates_dir() / "runtime" / name).read_text()
     files[HOST_SHIM] = (templates_dir() / "native" / "host" / HOST_SHIM).read_text()
     return {k: v if isinstance(v, str) else v.decode() for k, v in files.items()}
 

@@ -38,6 +38,20 @@ CALIBRATION_IMAGES = 2
 FIT = "nnls-relative"  # how the weights are fitted (part of the cache key)
 
 
+def not_applicable(board: Any) -> str | None:
+    """Why the cost model does not estimate latency on ``board`` (None when it does).
+
+    The instructions are those of the native kernels' 32-bit paths on an emulated Cortex-M4; on another 32-bit
+    core they rank models alike (a proxy), but an 8-bit AVR (the Uno) runs the int32 arithmetic as multi-byte
+    sequences and 64-bit requantization through library calls, so no Cortex-M4 figure ranks its models: its
+    search drops the latency objective (accuracy and flash instead; the budget still decides what fits).
+    """
+    if "AVR" in board.mcu:
+        return (f"{board.id} ({board.mcu}) is no 32-bit core: the emulated Cortex-M4 instruction count does not "
+                "estimate its latency; use --objectives accuracy,flash (the default there) or accuracy,flash,ram")
+    return None
+
+
 def features(graph: Graph) -> dict[str, float]:
     """The work of one inference of ``graph``, counted per op type (see the module docstring)."""
     f = dict.fromkeys(FEATURES, 0.0)

@@ -79,7 +79,7 @@ def promote(board: str, trial: int, dataset: Any, *, storage: str | None = None,
         seed: the first training seed; the others are ``seed + 1`` ... (the variant keeps ``seed``'s model).
         seeds: how many seeds to train.
         calibration_samples: training images that calibrate the int8 ranges.
-        verify: run the int8 model on the emulated Cortex-M4 and record its instructions.
+        verify: run the int8 model on the emulated Cortex-M4 and record its instructions (not on an AVR board).
 
     Raises:
         EdgeDigitError: no such study or trial, or the trial did not complete.
@@ -121,7 +121,10 @@ def promote(board: str, trial: int, dataset: Any, *, storage: str | None = None,
     req = fit.requirement or (fit.too_large[0] if fit.too_large else None)
     card["search"] = {**card.get("search", {}), "budget": req.as_dict() if req is not None else None,
                       "fits": fit.requirement is not None}
-    if verify and shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm"):
+    from .cost import not_applicable
+
+    # the emulated Cortex-M4's instructions say nothing of an AVR board (cost.not_applicable)
+    if verify and not not_applicable(b) and shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm"):
         from ..core.graph import load_graph
         from ..core.int8 import quantize_for
         from ..runtimes.native_host import run_qemu_m4

@@ -42,6 +42,7 @@ from . import trial as trial_mod
 OBJECTIVES: dict[str, tuple[str, str]] = {"accuracy": ("maximize", "accuracy"), "latency": ("minimize", "instructions"),
                                           "flash": ("minimize", "flash"), "ram": ("minimize", "ram")}
 DEFAULT_OBJECTIVES = ("accuracy", "latency", "flash")
+NO_LATENCY_OBJECTIVES = ("accuracy", "flash")  # a board the cost model does not cover (cost.not_applicable)
 DEFAULT_TRIALS = 20
 STUDY_DB = "study.db"
 FRONT_FILE = SEARCH_FRONT
@@ -63,7 +64,7 @@ class SearchConfig:
     board: str
     trials: int | None = None  # finished trials to reach; None: DEFAULT_TRIALS, unbounded with a time budget
     time_budget_min: float | None = None
-    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
+    objectives: tuple[str, ...] | None = None  # None: default_objectives(board)
     min_accuracy: float | None = None
     max_latency: float | None = None
     seed: int = 0
@@ -118,6 +119,14 @@ def parse_objectives(text: str | tuple[str, ...] | list[str]) -> tuple[str, ...]
         raise EdgeDigitError(f"--objectives {shown}: give distinct names from "
                              f"{', '.join(OBJECTIVES)} separated by commas")
     return tuple(names)
+
+
+def default_objectives(board: Any) -> tuple[str, ...]:
+    """:data:`DEFAULT_OBJECTIVES`, or :data:`NO_LATENCY_OBJECTIVES` on a board whose latency the cost model does
+    not estimate (:func:`.cost.not_applicable`)."""
+    from .cost import not_applicable
+
+    return NO_LATENCY_OBJECTIVES if not_applicable(board) else DEFAULT_OBJECTIVES
 
 
 def storage_url(board_id: str, storage: str | None) -> str:
@@ -344,17 +353,27 @@ def run_search(cfg: SearchConfig, dataset: Any, *, cost: Any = None, log: Callab
         EdgeDigitError: bad settings, storage or cluster; ToolError: the cost model needs the emulator.
         KeyboardInterrupt: after the running trials were told FAIL (they are retried on the next run).
     """
-    from .cost import load_or_calibrate
-    from .space import Space, baseline_params, suggest
+    from ..targets.boards import load_board
+    from .cost import load_or_calibrate, not_applicable
+    from .space import baseline_params, for_board, suggest
 
     say = log or (lambda _msg: None)
+    no_latency = not_applicable(load_board(cfg.board))
+    if cfg.objectives is None:
+        cfg = replace(cfg, objectives=default_objectives(load_board(cfg.board)))
+    if no_latency and ("latency" in cfg.objectives or cfg.max_latency is not None):
+        raise EdgeDigitError(f"--objectives latency / --max-latency: {no_latency}")
+    if no_latency and cfg.verify:
+        cfg = replace(cfg, verify=False)  # the front's check runs the models on the emulated Cortex-M4
     if cfg.trials is None:
         cfg = replace(cfg, trials=10**9 if cfg.time_budget_min else DEFAULT_TRIALS)
     if cfg.trials < 1:
         raise EdgeDigitError(f"--trials {cfg.trials}: need at least 1")
     data = dataset.subset(train=cfg.train_limit) if cfg.train_limit else dataset
     need_cost = "latency" in cfg.objectives or cfg.max_latency is not None
-    if cost is None:
+    if cost is None and no_latency:
+        say(f"latency not estimated: {no_latency}")
+    elif cost is None:
         try:
             cost = load_or_calibrate()
         except ToolError:
@@ -368,8 +387,8 @@ def run_search(cfg: SearchConfig, dataset: Any, *, cost: Any = None, log: Callab
     if retried:
         say(f"re-running interrupted trial(s) {', '.join(map(str, retried))} with their parameters")
     teacher = teacher_payload(cfg.teacher)
-    space = Space(max_epochs=cfg.max_epochs, teacher=teacher[0] if teacher else None,
-                  per_channel=board.tflm is None or board.tflm.per_channel_fully_connected)
+    space = for_board(board, max_epochs=cfg.max_epochs, teacher=teacher[0] if teacher else None,
+                      per_channel=board.tflm is None or board.tflm.per_channel_fully_connected)
     if cfg.baselines and not study.get_trials(deepcopy=False):
         for params in baseline_params(space):
             study.enqueue_trial(params, user_attrs={"baseline": True})
@@ -518,7 +537,8 @@ def write_front(opened: Opened, cfg: SearchConfig, data: Any, cost: Any, *, eval
         "seed": cfg.seed,
         "dataset": data.describe(),
         "accuracy_of": "int8 model under TFLM on the validation split held out of the training set (not the test set)",
-        "instructions_of": "emulated Cortex-M4 instructions per inference (native backend), estimated by the cost model",
+        "instructions_of": "emulated Cortex-M4 instructions per inference (native backend), estimated by the cost model"
+        if cost is not None else None,
         "counts": {"complete": c.complete, "pruned": c.pruned, "failed": c.failed, "running": c.running,
                    "waiting": c.waiting},
         "evaluated_this_run": evaluated,

@@ -2,11 +2,14 @@
 
 One trial draws a spec (:mod:`edgedigit.models.variants.searched`):
 
-- ``family``: ``conv`` or ``mlp``;
+- ``family``: ``conv`` or ``mlp`` (``mlp`` only on a board whose RAM cannot hold a conv net's first activation,
+  28 x 28 x the narrowest width: the Uno);
 - conv: ``stages`` (1-3), per stage ``width{i}`` (:data:`WIDTHS`), ``kernel{i}`` (3 or 5), ``separable{i}``
   (a depthwise + 1x1 convolution instead of a full one), ``pool`` (max or average), ``head`` (flatten, a
   global average pool, or a hidden dense layer of ``hidden`` units);
-- mlp: ``depth`` (1-3) and ``units{i}`` (:data:`MLP_WIDTHS`);
+- mlp: ``downsample`` (1: the 784 pixels; 2: the image averaged over 2x2 blocks, 196 inputs, an AVERAGE_POOL_2D),
+  ``depth`` (1-3) and ``units{i}`` (:data:`MLP_WIDTHS`, without the widths whose first layer alone, even on the
+  downsampled image, would not fit the board's flash);
 - both: ``dropout`` (0-0.4 by 0.1);
 - training: ``epochs`` (1 to ``--max-epochs``), ``lr`` (log-uniform 1e-3 to 1e-2, Adam with cosine decay),
   ``augment`` (random shifts and rotations), ``distill`` (from the teacher, when one is trained);
@@ -27,7 +30,8 @@ from ..models.zoo import HEADS, MAX_STAGES, POOLS
 FAMILIES = ("conv", "mlp")
 WIDTHS = (4, 6, 8, 12, 16, 24, 32, 48, 64)
 KERNELS = (3, 5)
-MLP_WIDTHS = (16, 32, 64, 96, 128, 192, 256)
+MLP_WIDTHS = (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+DOWNSAMPLE = (1, 2)
 HIDDEN = (16, 32, 64)
 GRANULARITIES = ("per-tensor", "per-channel")
 TEMPERATURE = 4.0
@@ -43,11 +47,32 @@ class Space:
     min_epochs: int = 1
     teacher: str | None = None  # a trained variant with a ``logits`` layer to distill from; None: no distillation
     per_channel: bool = False  # the board's TFLM computes per-channel FULLY_CONNECTED right (or has no TFLM)
+    families: tuple[str, ...] = FAMILIES
+    mlp_widths: tuple[int, ...] = MLP_WIDTHS
+
+
+def for_board(board: Any, **knobs: Any) -> Space:
+    """The space for ``board`` (a ``targets.boards.Board``): without the conv family when a conv net's first
+    activation (28 x 28 x the narrowest width, int8) exceeds its RAM, without the MLP widths whose first layer
+    on the downsampled image (196 x width int8 weights) exceeds its flash left by the smallest runtime of its
+    neural backends. Such models are pruned before training anyway: this keeps the trials for those that may fit.
+
+    Args:
+        knobs: the other :class:`Space` fields (epochs, teacher, per_channel).
+    """
+    from ..targets.backends import BACKENDS
+
+    neural = [board.runtime[b] for b in board.backends if b in BACKENDS and BACKENDS[b].kind == "neural"]
+    room = board.flash_bytes - min((r.flash for r in neural), default=0)
+    families = FAMILIES if 28 * 28 * min(WIDTHS) <= board.ram_bytes else ("mlp",)
+    inputs = 28 * 28 // max(DOWNSAMPLE) ** 2
+    widths = tuple(w for w in MLP_WIDTHS if inputs * w <= room) or MLP_WIDTHS[:1]
+    return Space(families=families, mlp_widths=widths, **knobs)
 
 
 def suggest(trial: Any, space: Space) -> dict:
     """Draw one spec from ``trial`` (an ``optuna.Trial``; the parameter names are those of the module docstring)."""
-    family = trial.suggest_categorical("family", FAMILIES)
+    family = trial.suggest_categorical("family", space.families)
     if family == "conv":
         stages = []
         for i in range(1, trial.suggest_int("stages", 1, MAX_STAGES) + 1):
@@ -59,8 +84,12 @@ def suggest(trial: Any, space: Space) -> dict:
         if arch["head"] == "dense":
             arch["hidden"] = trial.suggest_categorical("hidden", HIDDEN)
     else:
+        downsample = trial.suggest_categorical("downsample", DOWNSAMPLE)
         depth = trial.suggest_int("depth", 1, 3)
-        arch = {"family": "mlp", "layers": [trial.suggest_categorical(f"units{i}", MLP_WIDTHS) for i in range(1, depth + 1)]}
+        arch = {"family": "mlp", "layers": [trial.suggest_categorical(f"units{i}", space.mlp_widths)
+                                            for i in range(1, depth + 1)]}
+        if downsample > 1:
+            arch["downsample"] = downsample
     arch["dropout"] = round(trial.suggest_float("dropout", 0.0, 0.4, step=0.1), 1)
     low = min(space.min_epochs, space.max_epochs)
     training = {"epochs": trial.suggest_int("epochs", low, space.max_epochs),
@@ -74,12 +103,15 @@ def suggest(trial: Any, space: Space) -> dict:
 
 
 def baseline_params(space: Space | None = None) -> list[dict[str, Any]]:
-    """The shipped ``cnn`` (width 16, dropout 0.2) and ``tiny`` (width 8) as parameters of this space.
+    """The shipped ``cnn`` (width 16, dropout 0.2) and ``tiny`` (width 8) as parameters of this space (none
+    when ``space`` has no conv family).
 
     With ``space``, each also gets the best training the search may give: ``space.max_epochs`` epochs, the
     zoo's learning rate (3e-3), augmentation, and for ``tiny`` distillation from the teacher as its recipe
     does (when the space has one); without, the training knobs are left to the sampler.
     """
+    if space is not None and "conv" not in space.families:
+        return []
 
     def conv(width: int, dropout: float, distill: bool) -> dict[str, Any]:
         p: dict[str, Any] = {"family": "conv", "stages": 3, "pool": "max", "head": "flatten", "dropout": dropout,

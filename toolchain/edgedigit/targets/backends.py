@@ -369,15 +369,19 @@ class NativeBackend(Backend):
     name = "native"
     kind = "neural"
 
-    def program(self, src: ModelSource) -> Any:
-        """``src`` checked, lowered and planned by the native backend (``codegen.native.prepare``), once per model.
+    def program(self, src: ModelSource, board: Board | None = None) -> Any:
+        """``src`` checked, lowered and planned by the native backend (``codegen.native.prepare``), once per model
+        (and per input layout: a board whose ``[runtime.native]`` sets ``input_in_arena`` holds a digit image in
+        the arena's input bytes, which then stay alive for the whole run).
 
         Raises:
             UnsupportedOpError: an operator the backend lacks. ModelError: a graph it cannot compile.
         """
         from ..codegen import native
 
-        return src.once("native.program", lambda: native.prepare(src.graph))
+        in_place = board is not None and board.runtime[self.name].input_in_arena
+        return src.once(f"native.program.{int(in_place)}",
+                        lambda: native.prepare(src.graph, input_in_place=in_place))
 
     def plan(self, src: ModelSource) -> Any:
         """The native memory plan of ``src`` (see :meth:`program`)."""
@@ -385,29 +389,37 @@ class NativeBackend(Backend):
 
     def _model_problem(self, board: Board, src: ModelSource) -> str | None:
         try:
-            self.program(src)
+            self.program(src, board)
         except ModelError as e:  # an op, a dtype or a shape the native backend lacks: another backend may run it
             return str(e)
         return None
 
     def requirement(self, board: Board, src: ModelSource, measured_arena: int | None = None) -> Requirement:
         rt = board.runtime[self.name]
-        program = self.program(src)
+        program = self.program(src, board)
         spec = src.io
         weights, arena = program.weights_bytes, program.arena_bytes
         # every constant array the generated C holds (weights, biases, per-channel multipliers and shifts)
         # and the input table of a digit classifier: the model data the boot CRC covers
         tables = sum(len(b) for b in self.model_data(src))
-        # Where const tables are copied to SRAM (AVR without PROGMEM), they need RAM as well as flash.
-        return Requirement(board, self.name, src.name, tables, arena, rt.flash, rt.ram,
-                           {"weights_bytes": weights}, model_ram=tables if rt.weights_in_ram else 0,
-                           io_ram=spec.input_bytes)
+        # Where const tables are copied to SRAM, they need RAM as well as flash: all of them (weights_in_ram),
+        # or (const_in_ram, AVR) those the kernels read as plain memory, not through EDGEDIGIT_ROM
+        in_ram = tables if rt.weights_in_ram else program.ram_tables_bytes if rt.const_in_ram else 0
+        # the runtime's code covers the board's listed operators; any other adds the other kernels' code
+        others = sorted(set(src.graph.op_names()) - set(rt.ops)) if rt.ops else []
+        calls = sum(1 for s in program.steps if s.kernel)  # RESHAPE emits no call
+        runtime_flash = rt.flash + (rt.other_ops_flash if others else 0) + max(0, calls - rt.calls) * rt.flash_per_call
+        # a digit image held in the arena's input bytes (input_in_place) needs no buffer of its own
+        return Requirement(board, self.name, src.name, tables, arena, runtime_flash, rt.ram,
+                           {"weights_bytes": weights, "input_in_arena": program.input_in_place,
+                            "ops_beyond_runtime": others, "kernel_calls": calls}, model_ram=in_ram,
+                           io_ram=0 if program.input_in_place else spec.input_bytes)
 
     def generate(self, board: Board, src: ModelSource, req: Requirement) -> dict[str, str | bytes]:
         from ..codegen import native
 
-        return native.generate(src.graph, variant=src.name, source_name=src.source_name, program=self.program(src),
-                               model_id=src.mlperf_id)
+        return native.generate(src.graph, variant=src.name, source_name=src.source_name,
+                               program=self.program(src, board), model_id=src.mlperf_id)
 
     def model_data(self, src: ModelSource) -> list[bytes]:
         from ..codegen import native

@@ -76,6 +76,21 @@ class RuntimeEstimate:
     # True where the toolchain copies the backend's const model tables into SRAM at start-up (AVR without
     # PROGMEM): the budget then counts them in RAM as well as in flash.
     weights_in_ram: bool = False
+    # True where plain `const` data is copied to SRAM at start-up (AVR): the model tables the backend reads as
+    # plain memory, not through EDGEDIGIT_ROM (the native backend's constant operands of ADD, MUL,
+    # CONCATENATION), count in RAM as well as in flash.
+    const_in_ram: bool = False
+    # True where the native runner keeps a digit image in the arena's input bytes instead of a copy of its own
+    # (codegen.native.NativeProgram.input_in_place): the budget then counts no separate input buffer.
+    input_in_arena: bool = False
+    # The operators whose kernel code ``flash`` covers (empty: all of them); a model with any other operator
+    # needs ``other_ops_flash`` more (the measured code of the other kernels).
+    ops: tuple[str, ...] = ()
+    other_ops_flash: int = 0
+    # ``flash`` covers a model of up to ``calls`` kernel calls; each further call (its parameter struct and the
+    # code of the call) needs ``flash_per_call`` more. 0: not counted per call.
+    calls: int = 0
+    flash_per_call: int = 0
 
 
 @dataclass(frozen=True)
@@ -137,7 +152,9 @@ _TFLM = {
     "include": (str, True), "per_channel_fully_connected": (bool, True), "ops": ("str_list", True),
     "tree": (str, False),
 }
-_RUNTIME = {"flash": (int, True), "ram": (int, True), "basis": (str, True), "weights_in_ram": (bool, False)}
+_RUNTIME = {"flash": (int, True), "ram": (int, True), "basis": (str, True), "weights_in_ram": (bool, False),
+            "const_in_ram": (bool, False), "input_in_arena": (bool, False), "ops": ("str_list", False),
+            "other_ops_flash": (int, False), "calls": (int, False), "flash_per_call": (int, False)}
 
 
 def _check(table: dict[str, Any], spec: dict[str, tuple[Any, bool]], path: Path, where: str) -> dict[str, Any]:
@@ -209,7 +226,10 @@ def load_board_file(path: Path) -> Board:
         if not isinstance(table, dict):
             raise BoardError(f"{path}: field [runtime] '{backend}' must be a table, got {table!r}")
         t = _check(table, _RUNTIME, path, f"runtime.{backend}")
-        runtime[backend] = RuntimeEstimate(t["flash"], t["ram"], t["basis"], t.get("weights_in_ram", False))
+        runtime[backend] = RuntimeEstimate(t["flash"], t["ram"], t["basis"], t.get("weights_in_ram", False),
+                                           t.get("const_in_ram", False), t.get("input_in_arena", False),
+                                           tuple(t.get("ops", ())), t.get("other_ops_flash", 0), t.get("calls", 0),
+                                           t.get("flash_per_call", 0))
     for b in backends:
         if b not in runtime:
             raise BoardError(f"{path}: missing field '[runtime.{b}]' (the board lists backend {b})")

@@ -14,8 +14,11 @@ static union {
     int32_t align;
     int8_t bytes[EDGEDIGIT_NATIVE_ARENA_BYTES];
 } g_arena;
+/* Constant data: EDGEDIGIT_ROM (kept in flash on AVR, read by the kernels through EDGEDIGIT_ROM_*; the
+ * parameter structs through EDGEDIGIT_ROM_STRUCT), except the constant operands the elementwise and layout
+ * kernels read as plain memory. */
 
-static const int8_t EDGEDIGIT_ALIGNED g_op3_weights[490] = {
+static const int8_t EDGEDIGIT_ALIGNED g_op3_weights[490] EDGEDIGIT_ROM = {
     7, 73, 66, 103, -59, 16, 48, -21, 69, -11, 32, -90, -105, -8, 97, -11,
     69, 104, -33, -8, -120, 87, 22, 108, 51, -66, 101, -13, 75, 115, 79, -4,
     -52, -118, 103, 53, -16, -33, -78, 79, 49, 52, -97, 19, -68, -86, 87, -2,
@@ -49,20 +52,20 @@ static const int8_t EDGEDIGIT_ALIGNED g_op3_weights[490] = {
     -79, 22, -51, -57, 88, 16, -89, -118, -62, 37
 };
 
-static const int32_t g_op3_bias[10] = {
+static const int32_t g_op3_bias[10] EDGEDIGIT_ROM = {
     6839, -46106, 26892, -18463, -52122, -43780, -24879, -22771, 15026, -33694
 };
 
-static const int32_t g_op3_multiplier[10] = {
+static const int32_t g_op3_multiplier[10] EDGEDIGIT_ROM = {
     1310367396, 1247672006, 1350413871, 1245997766, 1288422502, 1274191462, 1310264078, 1322205467, 1306534293, 1275392384
 };
 
-static const int32_t g_op3_shift[10] = {
+static const int32_t g_op3_shift[10] EDGEDIGIT_ROM = {
     -8, -8, -8, -8, -8, -8, -8, -8, -8, -8
 };
 
 /* op 1: AVERAGE_POOL_2D (1, 28, 28, 1) -> (1, 7, 7, 1) */
-static const edgedigit_pool_t kOp1 = {
+static const edgedigit_pool_t kOp1 EDGEDIGIT_ROM = {
     .batches = 1,
     .in_h = 28,
     .in_w = 28,
@@ -80,7 +83,7 @@ static const edgedigit_pool_t kOp1 = {
 };
 
 /* op 3: FULLY_CONNECTED (1, 49) -> (1, 10) */
-static const edgedigit_fc_t kOp3 = {
+static const edgedigit_fc_t kOp3 EDGEDIGIT_ROM = {
     .batches = 1,
     .in_depth = 49,
     .out_depth = 10,
@@ -95,7 +98,7 @@ static const edgedigit_fc_t kOp3 = {
 };
 
 /* op 4: SOFTMAX (1, 10) -> (1, 10) */
-static const edgedigit_softmax_t kOp4 = {
+static const edgedigit_softmax_t kOp4 EDGEDIGIT_ROM = {
     .outer = 1,
     .depth = 10,
     .input_multiplier = 1135146752,
@@ -115,33 +118,45 @@ const int8_t *edgedigit_native_output(void)
 
 int edgedigit_native_run(void)
 {
+#if defined(__AVR__)
+    union { /* the running op's parameters, copied from flash (EDGEDIGIT_ROM_STRUCT) */
+        edgedigit_fc_t p1;
+        edgedigit_pool_t p2;
+        edgedigit_softmax_t p3;
+    } params;
+#endif
     /* op 0: RESHAPE (1, 28, 28) -> (1, 28, 28, 1): in place, the output aliases the input at offset 0 */
-    if (edgedigit_average_pool(&kOp1, g_arena.bytes + 0, g_arena.bytes + 784) != 0) {
+    if (edgedigit_average_pool(EDGEDIGIT_ROM_STRUCT(edgedigit_pool_t, kOp1, params), g_arena.bytes + 0, g_arena.bytes + 784) != 0) {
         return -1;
     }
     /* op 2: RESHAPE (1, 7, 7, 1) -> (1, 49): in place, the output aliases the input at offset 784 */
-    edgedigit_fully_connected(&kOp3, g_arena.bytes + 784, g_arena.bytes + 0);
-    edgedigit_softmax(&kOp4, g_arena.bytes + 0, g_arena.bytes + 12);
+    edgedigit_fully_connected(EDGEDIGIT_ROM_STRUCT(edgedigit_fc_t, kOp3, params), g_arena.bytes + 784, g_arena.bytes + 0);
+    edgedigit_softmax(EDGEDIGIT_ROM_STRUCT(edgedigit_softmax_t, kOp4, params), g_arena.bytes + 0, g_arena.bytes + 12);
     return 0;
 }
 
-const void *edgedigit_native_array(uint32_t i, uint32_t *bytes)
+const void *edgedigit_native_array(uint32_t i, uint32_t *bytes, uint8_t *in_rom)
 {
     switch (i) {
     case 0u:
         *bytes = (uint32_t)sizeof g_op3_weights;
+        *in_rom = 1u;
         return g_op3_weights;
     case 1u:
         *bytes = (uint32_t)sizeof g_op3_bias;
+        *in_rom = 1u;
         return g_op3_bias;
     case 2u:
         *bytes = (uint32_t)sizeof g_op3_multiplier;
+        *in_rom = 1u;
         return g_op3_multiplier;
     case 3u:
         *bytes = (uint32_t)sizeof g_op3_shift;
+        *in_rom = 1u;
         return g_op3_shift;
     default:
         *bytes = 0u;
+        *in_rom = 0u;
         return NULL;
     }
 }

@@ -25,9 +25,10 @@ int8_t *edgedigit_native_input(void);
 const int8_t *edgedigit_native_output(void);
 /* Run every op in order. 0 on success, -1 if a pooling window holds no input (as TFLM, never for valid models). */
 int edgedigit_native_run(void);
-/* Constant array i of the model (weights, biases, multipliers, shifts) in a fixed order, and its size in
- * bytes; NULL past the last. What the firmware's boot check (CRC-32) covers. */
-const void *edgedigit_native_array(uint32_t i, uint32_t *bytes);
+/* Constant array i of the model (weights, biases, multipliers, shifts) in a fixed order, its size in bytes
+ * and whether it is EDGEDIGIT_ROM (read through EDGEDIGIT_ROM_*); NULL past the last. What the firmware's
+ * boot check (CRC-32) covers. */
+const void *edgedigit_native_array(uint32_t i, uint32_t *bytes, uint8_t *in_rom);
 
 #ifdef __cplusplus
 }

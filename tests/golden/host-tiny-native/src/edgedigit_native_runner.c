@@ -6,9 +6,10 @@
 /* The native backend's runner: implements edgedigit_model.h on top of the generated graph. */
 #include "edgedigit_model.h"
 #include "edgedigit_native_model.h"
+#include "edgedigit_rom.h"
 
 /* Raw pixel 0..255 -> int8 model input (edgedigit.core.int8.input_lut: same table as the host runtimes). */
-static const int8_t g_input_lut[256] = {
+static const int8_t g_input_lut[256] EDGEDIGIT_ROM = {
     -128, -127, -126, -125, -124, -123, -122, -121, -120, -119, -118, -117, -116, -115, -114, -113,
     -112, -111, -110, -109, -108, -107, -106, -105, -104, -103, -102, -101, -100, -99, -98, -97,
     -96, -95, -94, -93, -92, -91, -90, -89, -88, -87, -86, -85, -84, -83, -82, -81,
@@ -69,7 +70,7 @@ int edgedigit_model_invoke(void)
     uint32_t i;
     uint32_t best = 0;
     for (i = 0; i < 784u; ++i) {
-        input[i] = g_input_lut[g_input[i]];
+        input[i] = EDGEDIGIT_ROM_I8(&g_input_lut[g_input[i]]);
     }
     if (edgedigit_native_run() != 0) {
         return -1;
@@ -93,11 +94,10 @@ int edgedigit_model_region(uint32_t i, edgedigit_model_region_t *out)
     if (i == 0u) {
         out->data = g_input_lut;
         out->bytes = (uint32_t)sizeof g_input_lut;
-        out->in_rom = 0u;
+        out->in_rom = 1u;
         return 1;
     }
     i -= 1u;
-    out->data = edgedigit_native_array(i, &out->bytes);
-    out->in_rom = 0u;
+    out->data = edgedigit_native_array(i, &out->bytes, &out->in_rom);
     return out->data != 0;
 }

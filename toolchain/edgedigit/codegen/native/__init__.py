@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ...core.errors import ModelError, UnsupportedOpError
 from ...core.graph import Graph
 from ...core.int8 import IMAGE_BYTES, check_classes, input_lut, io_spec
@@ -51,7 +53,8 @@ from .prepare import (
 )
 
 __all__ = [
-    "ACTIVATIONS", "ALIGNMENT", "FC_PRODUCTS", "IMAGE_BYTES", "KERNEL_FILES", "SUPPORTED_OPS", "MemoryPlan", "NativeProgram",
+    "ACTIVATIONS", "ALIGNMENT", "FC_PRODUCTS", "IMAGE_BYTES", "KERNEL_FILES", "ROM_HEADER", "SUPPORTED_OPS", "MemoryPlan",
+    "NativeProgram", "inverse_lut",
     "OpContext", "Step", "activation_range", "channel_multipliers", "check_graph", "generate", "generate_graph",
     "constant_arrays", "fast_requantize", "lowers", "model_data", "pack_conv_weights",
     "pack_fc_weights", "pad_and_out", "plan", "planner", "prepare",
@@ -61,6 +64,9 @@ __all__ = [
 
 SUPPORTED_OPS = supported_ops()  # every operator with a lowering in ops.py, in registration order
 KERNEL_FILES = ("edgedigit_kernels.h", "edgedigit_kernels.c")
+# The runtime header the kernels include for EDGEDIGIT_ROM (every firmware project has it: generate_graph adds it
+# for the graph code built alone, the host runner and the emulator harness).
+ROM_HEADER = "edgedigit_rom.h"
 ALIGNMENT = 4
 _wrap_int32 = wrap_int32  # the name tests/test_reliability_qmath.py imports
 
@@ -74,17 +80,27 @@ class NativeProgram:
         steps: one lowered op per graph op, in run order.
         plan: the static activation arena.
         weights_bytes: bytes of the model's constant tensors (weights and biases), as the budget counts them.
+        input_in_place: the runner keeps the loaded image in the arena's input bytes (planned alive for the
+            whole run): it maps the raw pixels to int8 in place before a run and back after it (the input
+            table is one to one), so the image is held once, not twice (the Uno's 2 KB).
     """
 
     graph: Graph
     steps: tuple[Step, ...]
     plan: MemoryPlan
     weights_bytes: int
+    input_in_place: bool = False
 
     @property
     def arena_bytes(self) -> int:
         """The size of the activation arena."""
         return self.plan.arena_bytes
+
+    @property
+    def ram_tables_bytes(self) -> int:
+        """Bytes of the constant arrays the kernels read as plain memory (``Step.rom`` False): on AVR avr-gcc
+        copies them to SRAM; every other array is ``EDGEDIGIT_ROM``."""
+        return sum(len(array_bytes(ctype, values)) for s in self.steps if not s.rom for ctype, _, values in s.arrays)
 
     @property
     def libraries(self) -> tuple[str, ...]:
@@ -140,7 +156,8 @@ def _refuse_float_edges(graph: Graph) -> None:
                 "inference_output_type=tf.int8")
 
 
-def prepare(graph: Graph, alignment: int = ALIGNMENT, fc_product: str = "float32") -> NativeProgram:
+def prepare(graph: Graph, alignment: int = ALIGNMENT, fc_product: str = "float32",
+            input_in_place: bool = False) -> NativeProgram:
     """Check, lower and plan ``graph`` once.
 
     Args:
@@ -149,6 +166,9 @@ def prepare(graph: Graph, alignment: int = ALIGNMENT, fc_product: str = "float32
         fc_product: how a per-tensor FULLY_CONNECTED multiplies input and filter scale (:data:`FC_PRODUCTS`):
             ``"float32"`` (default) as the TFLM that runs on devices, ``"double"`` as the ``tflite-micro``
             Python wheel (the host reference ``run_tflm``), to compare with it bit for bit.
+        input_in_place: hold the loaded image in the arena (:attr:`NativeProgram.input_in_place`) when the
+            model is a digit classifier whose input table is one to one; otherwise (or False) the runner keeps
+            its own copy of the input and the arena's input bytes are reused during a run.
 
     Returns:
         The program, for :func:`generate` / :func:`generate_graph` and the flash/RAM budget.
@@ -161,9 +181,22 @@ def prepare(graph: Graph, alignment: int = ALIGNMENT, fc_product: str = "float32
         raise ValueError(f"fc_product must be one of {FC_PRODUCTS}, not {fc_product!r}")
     check_graph(graph)
     steps = tuple(lower(graph, op, n, fc_product) for n, op in enumerate(graph.ops))
-    mp = planner.plan_steps(steps, graph.tensors, graph.inputs, graph.outputs, alignment)
+    spec = io_spec(graph)
+    in_place = input_in_place and spec.image and inverse_lut(spec) is not None
+    mp = planner.plan_steps(steps, graph.tensors, graph.inputs, graph.outputs, alignment, keep_inputs=in_place)
     weights = int(sum(t.nbytes for t in graph.tensors if t.data is not None))
-    return NativeProgram(graph, steps, mp, weights)
+    return NativeProgram(graph, steps, mp, weights, in_place)
+
+
+def inverse_lut(spec: Any) -> np.ndarray | None:
+    """The raw pixel of each int8 input value (index: the value + 128) when the input table of ``spec`` (an
+    ``IoSpec``) is one to one, else None (then the image cannot be mapped back after a run)."""
+    lut = input_lut(spec.input_scale, spec.input_zero_point).astype(np.int64)
+    if len(set(lut.tolist())) != len(lut):
+        return None
+    inverse = np.zeros(256, np.uint8)
+    inverse[lut + 128] = np.arange(256)
+    return inverse
 
 
 def plan(graph: Graph, alignment: int = ALIGNMENT) -> MemoryPlan:
@@ -201,8 +234,8 @@ def generate_graph(graph: Graph, *, variant: str, source_name: str,
         program: ``prepare(graph)`` if already computed (else it is computed here).
 
     Returns:
-        File name -> content: the kernels (``edgedigit_kernels.{h,c}`` and the families the ops need) and
-        ``edgedigit_native_model.{h,c}``.
+        File name -> content: the kernels (``edgedigit_kernels.{h,c}`` and the families the ops need),
+        ``edgedigit_native_model.{h,c}`` and :data:`ROM_HEADER`.
 
     Raises:
         ModelError, UnsupportedOpError: as :func:`prepare`.
@@ -212,6 +245,7 @@ def generate_graph(graph: Graph, *, variant: str, source_name: str,
     files = _kernel_sources(program)
     files["edgedigit_native_model.h"] = render("native/edgedigit_native_model.h.j2", **ctx)
     files["edgedigit_native_model.c"] = render("native/edgedigit_native_model.c.j2", **ctx)
+    files[ROM_HEADER] = (templates_dir() / "runtime" / ROM_HEADER).read_text()
     return files
 
 
@@ -236,12 +270,14 @@ def generate(graph: Graph, *, variant: str, source_name: str,
     program = _program_for(graph, program)
     files: dict[str, str | bytes] = dict(generate_graph(graph, variant=variant, source_name=source_name,
                                                         program=program))
+    del files[ROM_HEADER]  # a runtime file: the project's src/ gets it with the runtime
     spec = io_spec(graph)
     if spec.image:
         check_classes(spec.outputs, str(graph.path))
     files["edgedigit_native_runner.c"] = render(
         "native/edgedigit_native_runner.c.j2", banner_c=banner(source_name, graph.sha256, "c"), sha256=graph.sha256,
         arena_bytes=program.plan.arena_bytes, lut=input_lut(spec.input_scale, spec.input_zero_point),
+        in_place=program.input_in_place, unlut=inverse_lut(spec) if program.input_in_place else None,
         **info_context(spec, variant, model_id))
     return files
 
@@ -277,10 +313,12 @@ def _context(program: NativeProgram, variant: str, source_name: str) -> dict[str
 
     calls = []
     arrays = []
-    for ctype, name, values in constant_arrays(program):
-        # int8 weights are read with word loads (LDM) by the Cortex-M4 kernels: word aligned
-        arrays.append({"ctype": ctype, "name": name, "data": values, "size": values.size,
-                       "aligned": ctype == "int8_t" and name.endswith("_weights")})
+    for s in program.steps:
+        for ctype, aname, values in s.arrays:
+            name = c_identifier(aname)
+            # int8 weights are read with word loads (LDM) by the Cortex-M4 kernels: word aligned
+            arrays.append({"ctype": ctype, "name": name, "data": values, "size": values.size,
+                           "aligned": ctype == "int8_t" and name.endswith("_weights"), "rom": s.rom})
     for i, s in enumerate(program.steps):
         t_in, t_out = s.inputs[0], s.outputs[0]
         shapes = " + ".join(str(graph.tensors[t].shape) for t in s.inputs)
@@ -295,6 +333,7 @@ def _context(program: NativeProgram, variant: str, source_name: str) -> dict[str
         "banner_c": banner(source_name, graph.sha256, "c"),
         "variant": variant,
         "calls": calls,
+        "struct_types": sorted({c["ctype"] for c in calls if c["ctype"]}),
         "arrays": arrays,
         "kernel_headers": [kernel_library_files(lib)[0] for lib in program.libraries],
         "arena_bytes": mp.arena_bytes,

@@ -63,6 +63,10 @@ class Step:
             tensor index (its arena pointer), a C expression, or a tuple of those (one array of pointers).
         library: the kernel family (``edgedigit_kernels_<library>.{h,c}``); ``""``: ``edgedigit_kernels``.
             Set by :func:`lower` from the registration.
+        rom: the kernel reads the step's constant arrays through ``EDGEDIGIT_ROM_*`` (``edgedigit_rom.h``), so
+            they are ``EDGEDIGIT_ROM`` (kept in flash on AVR); False for arrays passed as plain operands
+            (the constant inputs of ADD, MUL, CONCATENATION and the concatenation sizes), which avr-gcc copies
+            to SRAM.
     """
 
     op: Op
@@ -76,6 +80,7 @@ class Step:
     alias: bool = False
     operands: tuple[Operand, ...] = ()
     library: str = ""
+    rom: bool = True
 
 
 @dataclass(frozen=True)
@@ -504,7 +509,7 @@ def add(ctx: OpContext) -> Step:
                               "output_offset": zpo, "output_multiplier": m["output_multiplier"],
                               "output_shift": m["output_shift"], "act_min": lo, "act_max": hi}
     return Step(ctx.op, "edgedigit_add", "edgedigit_add_t", params, arrays, inputs=activations,
-                outputs=[t_out.index], operands=tuple(operands))
+                outputs=[t_out.index], operands=tuple(operands), rom=False)
 
 
 @lowers("MUL", library="elementwise")
@@ -519,7 +524,7 @@ def mul(ctx: OpContext) -> Step:
                               "input2_offset": -zp2, "output_offset": zpo, "output_multiplier": mult,
                               "output_shift": shift, "act_min": lo, "act_max": hi}
     return Step(ctx.op, "edgedigit_mul", "edgedigit_mul_t", params, arrays, inputs=activations,
-                outputs=[t_out.index], operands=tuple(operands))
+                outputs=[t_out.index], operands=tuple(operands), rom=False)
 
 
 PAD_RANK = 5  # reference_ops::PadKernelMaxDimensionCount()
@@ -604,7 +609,7 @@ def concatenation(ctx: OpContext) -> Step:
     arrays.append(("int32_t", f"{ctx.prefix}_sizes", np.array(sizes, np.int64)))
     return Step(ctx.op, "edgedigit_concatenation", "edgedigit_concat_t", {
         "count": len(sizes), "outer": outer, "sizes": f"{ctx.prefix}_sizes",
-    }, arrays, inputs=activations, outputs=[t_out.index], operands=(tuple(operands), t_out.index))
+    }, arrays, inputs=activations, outputs=[t_out.index], operands=(tuple(operands), t_out.index), rom=False)
 
 
 @lowers("MEAN", library="reduce")

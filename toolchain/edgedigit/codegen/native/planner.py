@@ -154,7 +154,7 @@ class MemoryPlan:
 
 
 def plan_steps(steps: Sequence[Lifetime], tensors: Sequence[SizedTensor], graph_inputs: Sequence[int],
-               graph_outputs: Sequence[int], alignment: int = 4) -> MemoryPlan:
+               graph_outputs: Sequence[int], alignment: int = 4, keep_inputs: bool = False) -> MemoryPlan:
     """Plan the arena of a lowered program: one buffer per activation tensor, alias outputs sharing theirs.
 
     Args:
@@ -163,6 +163,8 @@ def plan_steps(steps: Sequence[Lifetime], tensors: Sequence[SizedTensor], graph_
         graph_inputs: tensors written before step 0 (alive from step 0).
         graph_outputs: tensors read after the last step (alive until ``len(steps)``).
         alignment: every offset is a multiple of this.
+        keep_inputs: the graph inputs stay alive until the end too (no later tensor reuses their bytes: the
+            runner keeps the loaded input there between runs).
 
     Returns:
         The plan: arena size, lower bound, the offset of every tensor touched, the buffers.
@@ -195,7 +197,7 @@ def plan_steps(steps: Sequence[Lifetime], tensors: Sequence[SizedTensor], graph_
         for t in [*s.inputs, *s.outputs]:
             if t >= 0:
                 touch(t, i)
-    for t in graph_outputs:
+    for t in [*graph_outputs, *(graph_inputs if keep_inputs else ())]:
         touch(t, len(steps))
     roots = sorted(size)
     buffers = [Buffer(tensors[r].name, size[r], first[r], last[r]) for r in roots]
