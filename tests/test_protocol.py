@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 import serial
 
@@ -405,3 +406,34 @@ def test_board_without_run_table_is_refused():
     with pytest.raises(BoardError, match=r"board esp32dev cannot be started here \(no \[run\] in .*esp32dev.toml\); "
                                          r"connect the board and pass --port"):
         devices.run_spec(load_board("esp32dev"))
+
+
+def test_64_bit_decimals_without_64_bit_division(tmp_path):
+    """put_u64 (counters, sizes, CRC costs) prints every uint64 as Python does, and the protocol compiled for the
+    Cortex-M4 calls no 64-bit division routine (that would add ~0.7 KB to every firmware)."""
+    import re
+    import subprocess
+
+    from edgedigit.core.paths import templates_dir
+
+    cc = require_tool("cc")
+    src = (templates_dir() / "runtime" / "edgedigit_protocol.c").read_text()
+    body = re.search(r"^static void put_u64\(uint64_t v\) \{.*?^\}", src, re.S | re.M).group(0)
+    values = [0, 1, 9, 10, 99, 65535, 65536, 2**32 - 1, 2**32, 2**48 - 1, 2**48, 10**19 - 1, 10**19, 2**64 - 1]
+    values += [int(v) for v in np.random.default_rng(0).integers(0, 2**63, 200, dtype=np.int64)] + [2**63 + 12345]
+    (tmp_path / "t.c").write_text(
+        "#include <stdint.h>\n#include <stdio.h>\nstatic void put(const char *s) { fputs(s, stdout); }\n" + body +
+        "\nstatic const uint64_t k_v[] = {" + ", ".join(f"{v}ull" for v in values) + "};\n"
+        "int main(void) { for (unsigned i = 0; i < sizeof k_v / sizeof k_v[0]; i++) { put_u64(k_v[i]); puts(\"\"); }"
+        " return 0; }\n")
+    subprocess.run([cc, "-O2", "-o", str(tmp_path / "t"), str(tmp_path / "t.c")], check=True)
+    out = subprocess.run([str(tmp_path / "t")], capture_output=True, text=True, check=True).stdout.split()
+    assert out == [str(v) for v in values]
+    gcc = require_tool("arm-none-eabi-gcc")
+    obj = tmp_path / "p.o"
+    inc = templates_dir() / "runtime"
+    subprocess.run([gcc, "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-O2", "-std=c99",
+                    "-I", str(inc), "-c", str(inc / "edgedigit_protocol.c"), "-o", str(obj)], check=True)
+    undefined = subprocess.run([require_tool("arm-none-eabi-nm"), "-u", str(obj)], capture_output=True, text=True,
+                               check=True).stdout
+    assert "__aeabi_uldivmod" not in undefined and "__aeabi_ldivmod" not in undefined

@@ -89,14 +89,26 @@ static void put_s(const char *rom) {
     }
 }
 
+/* Decimal digits of v by long division of its four 16-bit limbs by 10 with 32-bit arithmetic: no 64-bit
+ * division, so no __aeabi_uldivmod / __udivdi3 (~0.7 KB on Cortex-M, more on AVR) in any firmware. */
 static void put_u64(uint64_t v) {
     char buf[21];
     int i = 20;
+    uint32_t limb[4] = {(uint32_t)(v >> 48) & 0xFFFFu, (uint32_t)(v >> 32) & 0xFFFFu, (uint32_t)(v >> 16) & 0xFFFFu,
+                        (uint32_t)v & 0xFFFFu};
+    uint32_t left;
     buf[i] = '\0';
     do {
-        buf[--i] = (char)('0' + (int)(v % 10u));
-        v /= 10u;
-    } while (v != 0u);
+        uint32_t r = 0u;
+        left = 0u;
+        for (int k = 0; k < 4; k++) {
+            uint32_t cur = (r << 16) | limb[k]; /* r < 10: cur < 10 * 65536 */
+            limb[k] = cur / 10u;
+            r = cur % 10u;
+            left |= limb[k];
+        }
+        buf[--i] = (char)('0' + (int)r);
+    } while (left != 0u);
     put(&buf[i]);
 }
 
