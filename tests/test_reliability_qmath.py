@@ -60,6 +60,7 @@ def lib(tmp_path_factory):
     cc = require_tool("cc")
     so = tmp_path_factory.mktemp("kernels") / "libedgedigit_kernels.so"
     subprocess.run([cc, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", f"-I{KERNELS}",
+                    f"-I{KERNELS.parent / 'runtime'}",
                     str(KERNELS / "edgedigit_kernels.c"), "-o", str(so)], check=True, capture_output=True)
     lib = ctypes.CDLL(str(so))
     lib.edgedigit_fully_connected.argtypes = [ctypes.POINTER(FC), I8P, I8P]
