@@ -94,8 +94,7 @@ static void put_s(const char *rom) {
 static void put_u64(uint64_t v) {
     char buf[21];
     int i = 20;
-    uint32_t limb[4] = {(uint32_t)(v >> 48) & 0xFFFFu, (uint32_t)(v >> 32) & 0xFFFFu, (uint32_t)(v >> 16) & 0xFFFFu,
-                        (uint32_t)v & 0xFFFFu};
+    uint16_t limb[4] = {(uint16_t)(v >> 48), (uint16_t)(v >> 32), (uint16_t)(v >> 16), (uint16_t)v};
     uint32_t left;
     buf[i] = '\0';
     do {
@@ -103,7 +102,7 @@ static void put_u64(uint64_t v) {
         left = 0u;
         for (int k = 0; k < 4; k++) {
             uint32_t cur = (r << 16) | limb[k]; /* r < 10: cur < 10 * 65536 */
-            limb[k] = cur / 10u;
+            limb[k] = (uint16_t)(cur / 10u);
             r = cur % 10u;
             left |= limb[k];
         }
