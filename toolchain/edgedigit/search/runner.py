@@ -358,9 +358,10 @@ def run_search(cfg: SearchConfig, dataset: Any, *, cost: Any = None, log: Callab
     from .space import baseline_params, for_board, suggest
 
     say = log or (lambda _msg: None)
-    no_latency = not_applicable(load_board(cfg.board))
+    target = load_board(cfg.board)
+    no_latency = not_applicable(target)
     if cfg.objectives is None:
-        cfg = replace(cfg, objectives=default_objectives(load_board(cfg.board)))
+        cfg = replace(cfg, objectives=default_objectives(target))
     if no_latency and ("latency" in cfg.objectives or cfg.max_latency is not None):
         raise EdgeDigitError(f"--objectives latency / --max-latency: {no_latency}")
     if no_latency and cfg.verify:

@@ -313,12 +313,11 @@ def _context(program: NativeProgram, variant: str, source_name: str) -> dict[str
 
     calls = []
     arrays = []
-    for s in program.steps:
-        for ctype, aname, values in s.arrays:
-            name = c_identifier(aname)
-            # int8 weights are read with word loads (LDM) by the Cortex-M4 kernels: word aligned
-            arrays.append({"ctype": ctype, "name": name, "data": values, "size": values.size,
-                           "aligned": ctype == "int8_t" and name.endswith("_weights"), "rom": s.rom})
+    rom = [s.rom for s in program.steps for _ in s.arrays]  # constant_arrays' order
+    for (ctype, name, values), in_rom in zip(constant_arrays(program), rom, strict=True):
+        # int8 weights are read with word loads (LDM) by the Cortex-M4 kernels: word aligned
+        arrays.append({"ctype": ctype, "name": name, "data": values, "size": values.size,
+                       "aligned": ctype == "int8_t" and name.endswith("_weights"), "rom": in_rom})
     for i, s in enumerate(program.steps):
         t_in, t_out = s.inputs[0], s.outputs[0]
         shapes = " + ".join(str(graph.tensors[t].shape) for t in s.inputs)
