@@ -269,6 +269,37 @@ def test_spec_architectures_convert_to_the_ops_every_backend_runs(tmp_path):
     assert f["conv_in1_macs"] + f["depthwise_macs"] + f["pointwise_macs"] + f["fc_macs"] == count_macs(model)
 
 
+def test_a_stage_of_depth_two_is_two_convolutions_before_its_pool(tmp_path):
+    """``depth`` 2: two convolutions (the second with batch norm, folded) before the pool; MACs follow."""
+    from edgedigit.core.errors import ModelError
+    from edgedigit.core.graph import load_graph
+    from edgedigit.models import zoo
+    from edgedigit.models.quantize import convert_int8
+    from edgedigit.models.train import count_macs
+
+    arch = {"family": "conv", "stages": [{"width": 4, "kernel": 3, "separable": False, "depth": 2},
+                                         {"width": 6, "kernel": 3, "separable": True, "depth": 2}],
+            "pool": "max", "head": "flatten", "dropout": 0.0}
+    model = zoo.build_from_spec(arch)
+    from tf_keras import layers
+
+    convs = [(type(layer).__name__, layer.name) for layer in model.layers if isinstance(layer, (layers.Conv2D, layers.SeparableConv2D))]
+    assert convs == [("Conv2D", "conv1"), ("Conv2D", "conv1_2"), ("SeparableConv2D", "conv2"),
+                     ("SeparableConv2D", "conv2_2")]
+    assert count_macs(model) == (28 * 28 * 4 * 9 + 28 * 28 * 4 * 4 * 9  # conv1, conv1_2
+                                 + 14 * 14 * 4 * 9 + 14 * 14 * 6 * 4  # separable conv2: depthwise + 1x1
+                                 + 14 * 14 * 6 * 9 + 14 * 14 * 6 * 6  # separable conv2_2
+                                 + 7 * 7 * 6 * 10)
+    p = tmp_path / "m.tflite"
+    p.write_bytes(convert_int8(model, np.random.default_rng(0).random((8, 28, 28), dtype=np.float32)))
+    assert [op.opcode for op in load_graph(p).ops] == [
+        "RESHAPE", "CONV_2D", "CONV_2D", "MAX_POOL_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D",
+        "MAX_POOL_2D", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"]
+    assert zoo.describe(arch) == "conv 4k3x2-s6k3x2 max flatten drop0"
+    with pytest.raises(ModelError, match="conv stage 1 depth 3: expected one of 1, 2"):
+        zoo.build_from_spec({**arch, "stages": [{"width": 4, "kernel": 3, "depth": 3}]})
+
+
 def test_cost_fit_recovers_known_weights():
     from edgedigit.search.cost import FEATURES, fit
 
@@ -331,6 +362,7 @@ def test_baselines_get_the_best_training_the_space_allows():
     specs = [suggest(optuna.trial.FixedTrial(p), Space(max_epochs=7, teacher="cnn"))
              for p in baseline_params(Space(max_epochs=7, teacher="cnn"))]
     assert [[s["width"] for s in spec["architecture"]["stages"]] for spec in specs] == [[16, 32, 64], [8, 16, 32]]
+    assert {s["depth"] for spec in specs for s in spec["architecture"]["stages"]} == {1}
     assert [spec["architecture"]["dropout"] for spec in specs] == [0.2, 0.0]
     assert [(t["epochs"], t["lr"], t["augment"], t["teacher"]) for t in (spec["training"] for spec in specs)] == \
         [(7, 0.003, True, None), (7, 0.003, True, "cnn")]

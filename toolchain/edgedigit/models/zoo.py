@@ -223,6 +223,7 @@ FAMILIES = ("conv", "mlp")
 POOLS = ("max", "avg")
 HEADS = ("flatten", "gap", "dense")
 MAX_STAGES = 3  # 28 -> 14 -> 7 -> 3: a fourth 2x2 pool would leave one pixel
+STAGE_DEPTHS = (1, 2)  # convolutions per stage before its pool (VGG-style pairs see 5x5 at the cost of 3x3 weights)
 DOWNSAMPLE = (1, 2, 4)  # an MLP's input averaged over k x k blocks: 28 x 28, 14 x 14 or 7 x 7 values
 
 
@@ -254,6 +255,9 @@ def check_architecture(arch: dict) -> dict:
     for i, st in enumerate(stages, start=1):
         if int(st.get("width", 0)) < 1 or int(st.get("kernel", 0)) not in (1, 3, 5, 7):
             raise ModelError(f"conv stage {i} {st}: expected a positive width and a kernel of 1, 3, 5 or 7")
+        if int(st.get("depth", 1)) not in STAGE_DEPTHS:
+            raise ModelError(f"conv stage {i} depth {st.get('depth')!r}: expected one of "
+                             f"{', '.join(map(str, STAGE_DEPTHS))} convolutions before its pool")
     if arch.get("pool") not in POOLS or arch.get("head") not in HEADS:
         raise ModelError(f"conv pool {arch.get('pool')!r} / head {arch.get('head')!r}: expected pool in "
                          f"{', '.join(POOLS)} and head in {', '.join(HEADS)}")
@@ -268,7 +272,8 @@ def describe(arch: dict) -> str:
         k = int(arch.get("downsample", 1))
         pool = f"avg{k} " if k > 1 else ""
         return f"mlp {pool}{'-'.join(str(w) for w in arch['layers'])} drop{arch.get('dropout', 0.0):g}"
-    stages = "-".join(f"{'s' if st.get('separable') else ''}{st['width']}k{st['kernel']}" for st in arch["stages"])
+    stages = "-".join(f"{'s' if st.get('separable') else ''}{st['width']}k{st['kernel']}"
+                      f"{'x' + str(st['depth']) if int(st.get('depth', 1)) > 1 else ''}" for st in arch["stages"])
     head = f"dense{arch['hidden']}" if arch["head"] == "dense" else arch["head"]
     return f"conv {stages} {arch['pool']} {head} drop{arch.get('dropout', 0.0):g}"
 
@@ -276,10 +281,10 @@ def describe(arch: dict) -> str:
 def build_from_spec(arch: dict, name: str = "searched") -> Any:
     """A classifier from an architecture spec (the search space of ``edgedigit search``).
 
-    Conv family (``{"family": "conv", "stages": [{"width", "kernel", "separable"}, ...], "pool": "max"|"avg",
-    "head": "flatten"|"gap"|"dense", "hidden": int, "dropout": float}``): per stage a convolution (or a
-    depthwise-separable one) + ReLU and a 2x2 pool, batch norm (folded at conversion) on every stage but the
-    first, as in :func:`_conv_net`; the head flattens, averages over the whole map (an AVERAGE_POOL_2D, which
+    Conv family (``{"family": "conv", "stages": [{"width", "kernel", "separable", "depth"}, ...], "pool":
+    "max"|"avg", "head": "flatten"|"gap"|"dense", "hidden": int, "dropout": float}``): per stage ``depth`` (1 or
+    2, default 1) convolutions (or depthwise-separable ones) + ReLU, then a 2x2 pool; batch norm (folded at
+    conversion) on every convolution but the very first, as in :func:`_conv_net`; the head flattens, averages over the whole map (an AVERAGE_POOL_2D, which
     every backend runs, not a MEAN) or adds a hidden dense layer; then dropout, ``Dense(10)`` logits, softmax.
     MLP family (``{"family": "mlp", "layers": [w, ...], "downsample": 1|2|4, "dropout": float}``): the image
     averaged over ``downsample`` x ``downsample`` blocks when above 1 (an AVERAGE_POOL_2D: 2 gives 14 x 14 = 196
@@ -305,12 +310,14 @@ def build_from_spec(arch: dict, name: str = "searched") -> Any:
         x = layers.Reshape((28, 28, 1), name="to_hwc")(inp)
         pool = layers.MaxPooling2D if arch["pool"] == "max" else layers.AveragePooling2D
         for i, st in enumerate(arch["stages"], start=1):
-            batch_norm = i > 1
             conv = layers.SeparableConv2D if st.get("separable") else layers.Conv2D
-            x = conv(int(st["width"]), int(st["kernel"]), padding="same", use_bias=not batch_norm, name=f"conv{i}")(x)
-            if batch_norm:
-                x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"conv{i}_bn")(x)
-            x = layers.ReLU(name=f"conv{i}_relu")(x)
+            for j in range(1, int(st.get("depth", 1)) + 1):
+                name = f"conv{i}" if j == 1 else f"conv{i}_{j}"  # depth 1: the names of the shipped nets
+                batch_norm = (i, j) != (1, 1)
+                x = conv(int(st["width"]), int(st["kernel"]), padding="same", use_bias=not batch_norm, name=name)(x)
+                if batch_norm:
+                    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
+                x = layers.ReLU(name=f"{name}_relu")(x)
             x = pool(2, name=f"conv{i}_pool")(x)
         if arch["head"] == "gap":
             x = layers.AveragePooling2D(int(x.shape[1]), name="global_pool")(x)

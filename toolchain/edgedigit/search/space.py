@@ -5,7 +5,7 @@ One trial draws a spec (:mod:`edgedigit.models.variants.searched`):
 - ``family``: ``conv`` or ``mlp`` (``mlp`` only on a board whose RAM cannot hold a conv net's first activation,
   28 x 28 x the narrowest width: the Uno);
 - conv: ``stages`` (1-3), per stage ``width{i}`` (:data:`WIDTHS`), ``kernel{i}`` (3 or 5), ``separable{i}``
-  (a depthwise + 1x1 convolution instead of a full one), ``pool`` (max or average), ``head`` (flatten, a
+  (a depthwise + 1x1 convolution instead of a full one), ``depth{i}`` (1 or 2 convolutions before the pool), ``pool`` (max or average), ``head`` (flatten, a
   global average pool, or a hidden dense layer of ``hidden`` units);
 - mlp: ``downsample`` (1: the 784 pixels; 2: the image averaged over 2x2 blocks, 196 inputs, an AVERAGE_POOL_2D),
   ``depth`` (1-3) and ``units{i}`` (:data:`MLP_WIDTHS`, without the widths whose first layer alone, even on the
@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..models.zoo import HEADS, MAX_STAGES, POOLS
+from ..models.zoo import HEADS, MAX_STAGES, POOLS, STAGE_DEPTHS
 
 FAMILIES = ("conv", "mlp")
 WIDTHS = (4, 6, 8, 12, 16, 24, 32, 48, 64)
@@ -78,7 +78,8 @@ def suggest(trial: Any, space: Space) -> dict:
         for i in range(1, trial.suggest_int("stages", 1, MAX_STAGES) + 1):
             stages.append({"width": trial.suggest_categorical(f"width{i}", WIDTHS),
                            "kernel": trial.suggest_categorical(f"kernel{i}", KERNELS),
-                           "separable": trial.suggest_categorical(f"separable{i}", (False, True))})
+                           "separable": trial.suggest_categorical(f"separable{i}", (False, True)),
+                           "depth": trial.suggest_categorical(f"depth{i}", STAGE_DEPTHS)})
         arch: dict[str, Any] = {"family": "conv", "stages": stages, "pool": trial.suggest_categorical("pool", POOLS),
                                 "head": trial.suggest_categorical("head", HEADS)}
         if arch["head"] == "dense":
@@ -117,7 +118,7 @@ def baseline_params(space: Space | None = None) -> list[dict[str, Any]]:
         p: dict[str, Any] = {"family": "conv", "stages": 3, "pool": "max", "head": "flatten", "dropout": dropout,
                              "augment": True}
         for i, w in enumerate((width, 2 * width, 4 * width), start=1):
-            p.update({f"width{i}": w, f"kernel{i}": 3, f"separable{i}": False})
+            p.update({f"width{i}": w, f"kernel{i}": 3, f"separable{i}": False, f"depth{i}": 1})
         if space is not None:
             p.update({"epochs": space.max_epochs, "lr": BASELINE_LR})
             if space.teacher is not None:
