@@ -2,9 +2,11 @@
 
 Usage: EDGEDIGIT_DATA=../shared/datasets/mnist.npz nice python benchmarks/search_nano33ble.py [--minutes 60]
        [--build DIR] [--seed 0] [--max-epochs 8] [--train-limit N] [--seeds 3] [--cnn-epochs N]
+       [--max-latency-ratio 0.5]
 Seed 0. The reference is the cnn variant (trained with the variant's own recipe when build/models/cnn is
 missing): its int8 test accuracy (card) and its emulated Cortex-M4 instructions (its native C on QEMU). The
-search (objectives accuracy, latency, flash; teacher cnn) runs for --minutes; then, from its front, the most
+search (objectives accuracy, latency, flash; teacher cnn; --max-latency 0.5x the cnn's instructions, so that
+trials the first check could not use are pruned before training) runs for --minutes; then, from its front, the most
 accurate model (validation accuracy) at <= 0.5x the cnn's instructions and the most accurate model of <= 16 KB
 are promoted (retrained with --seeds seeds) and checked on the test set:
   1. int8 test accuracy (mean and minimum over the seeds) >= the cnn's, at <= 0.5x the cnn's instructions (run);
@@ -34,6 +36,8 @@ def main() -> int:
     parser.add_argument("--train-limit", type=int, default=None, help="search on the first N training images")
     parser.add_argument("--seeds", type=int, default=3, help="seeds of each promoted finalist")
     parser.add_argument("--cnn-epochs", type=int, default=None, help="epochs of the reference cnn when it is trained here")
+    parser.add_argument("--max-latency-ratio", type=float, default=0.5,
+                        help="the search's --max-latency as a fraction of the cnn's instructions (0: none)")
     args = parser.parse_args()
     if args.build:
         os.environ["EDGEDIGIT_BUILD"] = args.build
@@ -66,8 +70,11 @@ def main() -> int:
     print(f"cnn: int8 test accuracy {100 * cnn.int8_accuracy:.2f} %, {cnn_instr:,.0f} emulated instructions, "
           f"{cnn.size_bytes:,} B")
 
+    max_latency = args.max_latency_ratio * cnn_instr if args.max_latency_ratio > 0 else None
+    if max_latency:
+        print(f"search: --max-latency {max_latency:,.0f} ({args.max_latency_ratio}x the cnn's)")
     cfg = SearchConfig(board=BOARD, time_budget_min=args.minutes, seed=args.seed, max_epochs=args.max_epochs,
-                       train_limit=args.train_limit, teacher="cnn")
+                       train_limit=args.train_limit, teacher="cnn", max_latency=max_latency)
     t0 = time.perf_counter()
     summary = run_search(cfg, ds, log=lambda m: print(f"  {m}", flush=True))
     search_s = time.perf_counter() - t0
