@@ -300,6 +300,25 @@ def test_a_stage_of_depth_two_is_two_convolutions_before_its_pool(tmp_path):
         zoo.build_from_spec({**arch, "stages": [{"width": 4, "kernel": 3, "depth": 3}]})
 
 
+def test_a_searched_spec_runs_its_whole_schedule_unless_it_says_otherwise(data):
+    """``training.patience`` is the early stopping's; a spec without one keeps the zoo's (3), as earlier studies."""
+    from edgedigit.models.variants import TrainContext
+    from edgedigit.models.variants.searched import make_variant
+
+    small = data.subset(train=300)
+    runs = {}
+    for patience in (5, None):
+        training = {**SMALL_CONV["training"], "epochs": 5, "augment": False}
+        if patience:
+            training["patience"] = patience
+        spec = {**SMALL_CONV, "training": training}
+        info = make_variant("trial", spec).train(TrainContext(dataset=small, seed=0)).extras["training"]
+        runs[patience] = info
+    assert runs[5]["epochs_run"] == 5 and len(runs[5]["val_accuracy"]) == 5
+    assert runs[5]["early_stopping"] == "val_accuracy, patience 5, best weights restored"
+    assert runs[None]["early_stopping"] == "val_accuracy, patience 3, best weights restored"
+
+
 def test_cost_fit_recovers_known_weights():
     from edgedigit.search.cost import FEATURES, fit
 
@@ -363,6 +382,7 @@ def test_baselines_get_the_best_training_the_space_allows():
              for p in baseline_params(Space(max_epochs=7, teacher="cnn"))]
     assert [[s["width"] for s in spec["architecture"]["stages"]] for spec in specs] == [[16, 32, 64], [8, 16, 32]]
     assert {s["depth"] for spec in specs for s in spec["architecture"]["stages"]} == {1}
+    assert [spec["training"]["patience"] for spec in specs] == [7, 7]  # the whole schedule runs
     assert [spec["architecture"]["dropout"] for spec in specs] == [0.2, 0.0]
     assert [(t["epochs"], t["lr"], t["augment"], t["teacher"]) for t in (spec["training"] for spec in specs)] == \
         [(7, 0.003, True, None), (7, 0.003, True, "cnn")]

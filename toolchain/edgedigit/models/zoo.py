@@ -150,7 +150,7 @@ def _train(trainee: Any, x_train: np.ndarray, y_train: np.ndarray, *, epochs: in
     return {"epochs": epochs, "epochs_run": len(val), "best_epoch": int(np.argmax(val)) + 1 if val else None,
             "val_accuracy": val, "fit_images": len(yf), "validation_images": len(yv), "augment": augment,
             "optimizer": f"Adam, cosine decay from {lr}", "batch_size": batch,
-            "early_stopping": "val_accuracy, best weights restored"}
+            "early_stopping": f"val_accuracy, patience {patience}, best weights restored"}
 
 
 def fit(model: Any, x_train: np.ndarray, y_train: np.ndarray, *, epochs: int, seed: int, augment: bool,

@@ -11,7 +11,8 @@ One trial draws a spec (:mod:`edgedigit.models.variants.searched`):
   ``depth`` (1-3) and ``units{i}`` (:data:`MLP_WIDTHS`, without the widths whose first layer alone, even on the
   downsampled image, would not fit the board's flash);
 - both: ``dropout`` (0-0.4 by 0.1);
-- training: ``epochs`` (1 to ``--max-epochs``), ``lr`` (log-uniform 1e-3 to 1e-2, Adam with cosine decay),
+- training: ``epochs`` (1 to ``--max-epochs``, all of them run: the early stopping's patience is the epochs),
+  ``lr`` (log-uniform 1e-3 to 1e-2, Adam with cosine decay),
   ``augment`` (random shifts and rotations), ``distill`` (from the teacher, when one is trained);
 - ``granularity``: Dense weights per tensor, or per channel where the board's TFLM computes per-channel
   FULLY_CONNECTED right (or the board has no TFLM: the native backend runs both).
@@ -93,7 +94,8 @@ def suggest(trial: Any, space: Space) -> dict:
             arch["downsample"] = downsample
     arch["dropout"] = round(trial.suggest_float("dropout", 0.0, 0.4, step=0.1), 1)
     low = min(space.min_epochs, space.max_epochs)
-    training = {"epochs": trial.suggest_int("epochs", low, space.max_epochs),
+    epochs = trial.suggest_int("epochs", low, space.max_epochs)
+    training = {"epochs": epochs, "patience": epochs,  # the whole cosine schedule (variants.searched)
                 "lr": round(trial.suggest_float("lr", 1e-3, 1e-2, log=True), 6),
                 "augment": trial.suggest_categorical("augment", (False, True)),
                 "teacher": None}
