@@ -1,7 +1,7 @@
 """Issue 14's search benchmark: `edgedigit search --board nano33ble` for 60 minutes, then its two done-when checks.
 
 Usage: EDGEDIGIT_DATA=../shared/datasets/mnist.npz nice python benchmarks/search_nano33ble.py [--minutes 60]
-       [--build DIR] [--seed 0] [--max-epochs 8] [--train-limit N] [--seeds 3] [--cnn-epochs N]
+       [--build DIR] [--seed 0] [--max-epochs 8] [--min-epochs 1] [--train-limit N] [--seeds 3] [--cnn-epochs N]
        [--max-latency-ratio 0.5]
 Seed 0. The reference is the cnn variant (trained with the variant's own recipe when build/models/cnn is
 missing): its int8 test accuracy (card) and its emulated Cortex-M4 instructions (its native C on QEMU). The
@@ -33,6 +33,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--minutes", type=float, default=60.0, help="the search's time budget")
     parser.add_argument("--max-epochs", type=int, default=8)
+    parser.add_argument("--min-epochs", type=int, default=1)
     parser.add_argument("--train-limit", type=int, default=None, help="search on the first N training images")
     parser.add_argument("--seeds", type=int, default=3, help="seeds of each promoted finalist")
     parser.add_argument("--cnn-epochs", type=int, default=None, help="epochs of the reference cnn when it is trained here")
@@ -74,7 +75,8 @@ def main() -> int:
     if max_latency:
         print(f"search: --max-latency {max_latency:,.0f} ({args.max_latency_ratio}x the cnn's)")
     cfg = SearchConfig(board=BOARD, time_budget_min=args.minutes, seed=args.seed, max_epochs=args.max_epochs,
-                       train_limit=args.train_limit, teacher="cnn", max_latency=max_latency)
+                       min_epochs=args.min_epochs, train_limit=args.train_limit, teacher="cnn",
+                       max_latency=max_latency)
     t0 = time.perf_counter()
     summary = run_search(cfg, ds, log=lambda m: print(f"  {m}", flush=True))
     search_s = time.perf_counter() - t0

@@ -300,6 +300,16 @@ def test_a_stage_of_depth_two_is_two_convolutions_before_its_pool(tmp_path):
         zoo.build_from_spec({**arch, "stages": [{"width": 4, "kernel": 3, "depth": 3}]})
 
 
+def test_epochs_are_drawn_between_min_and_max_and_run_whole():
+    import optuna
+
+    from edgedigit.search.space import Space, suggest
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = [suggest(study.ask(), Space(min_epochs=5, max_epochs=7))["training"] for _ in range(30)]
+    assert {t["epochs"] for t in drawn} == {5, 6, 7} and all(t["patience"] == t["epochs"] for t in drawn)
+
+
 def test_a_searched_spec_runs_its_whole_schedule_unless_it_says_otherwise(data):
     """``training.patience`` is the early stopping's; a spec without one keeps the zoo's (3), as earlier studies."""
     from edgedigit.models.variants import TrainContext
@@ -367,6 +377,8 @@ def test_cli_errors_are_one_line(build_dir):
     assert r.exit_code == 1 and "needs --board" in r.output
     r = CliRunner().invoke(app, ["search", "--board", BOARD, "--objectives", "accuracy,speed"])
     assert r.exit_code == 1 and "--objectives accuracy,speed" in r.output
+    r = CliRunner().invoke(app, ["search", "--board", BOARD, "--min-epochs", "9", "--max-epochs", "8"])
+    assert r.exit_code == 1 and r.output.strip().endswith("--min-epochs 9: expected 1 to --max-epochs (8)")
     r = CliRunner().invoke(app, ["search", "promote", "3", "--board", BOARD])
     assert r.exit_code == 1 and "no search study for nano33ble" in r.output
 

@@ -75,6 +75,8 @@ def search(
                         ] = None,
     threads: Annotated[int, typer.Option("--threads", min=1, help="TensorFlow threads per trial.")] = 1,
     max_epochs: Annotated[int, typer.Option("--max-epochs", min=1, help="Upper bound of the epochs knob.")] = 8,
+    min_epochs: Annotated[int, typer.Option("--min-epochs", min=1,
+                                            help="Lower bound of the epochs knob (at most --max-epochs).")] = 1,
     train_limit: Annotated[int | None, typer.Option("--train-limit", min=10,
                                                     help="Search on the first N training images only.")] = None,
     teacher: Annotated[str, typer.Option("--teacher", help="Distillation teacher, when trained ('' for none).")] = "cnn",
@@ -105,7 +107,7 @@ def search(
                        min_accuracy=parse_min_accuracy(min_accuracy),
                        max_latency=max_latency, seed=seed, storage=storage, study_name=study_name,
                        ray_address=ray_address, parallel=parallel, threads=threads, max_epochs=max_epochs,
-                       train_limit=train_limit, teacher=teacher or None, baselines=baselines, verify=verify)
+                       min_epochs=min_epochs, train_limit=train_limit, teacher=teacher or None, baselines=baselines, verify=verify)
     ds = load_data(data)
     console = make_console(stderr=True)
     summary = run_search(cfg, ds, log=console.log)

@@ -74,11 +74,16 @@ class SearchConfig:
     parallel: int | None = None  # trials at once; default: the cluster's CPUs / threads
     threads: int = 1  # TensorFlow threads (and Ray CPUs) per trial
     max_epochs: int = 8
+    min_epochs: int = 1
     train_limit: int | None = None  # the first N training images only (quick searches)
     calibration_samples: int = 500
     teacher: str | None = "cnn"  # distillation teacher, when trained
     baselines: bool = True  # a new study runs the shipped cnn and tiny architectures first
     verify: bool = True  # run each front model on the emulated Cortex-M4
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_epochs <= self.max_epochs:
+            raise EdgeDigitError(f"--min-epochs {self.min_epochs}: expected 1 to --max-epochs ({self.max_epochs})")
 
 
 @dataclass
@@ -388,7 +393,8 @@ def run_search(cfg: SearchConfig, dataset: Any, *, cost: Any = None, log: Callab
     if retried:
         say(f"re-running interrupted trial(s) {', '.join(map(str, retried))} with their parameters")
     teacher = teacher_payload(cfg.teacher)
-    space = for_board(board, max_epochs=cfg.max_epochs, teacher=teacher[0] if teacher else None,
+    space = for_board(board, max_epochs=cfg.max_epochs, min_epochs=cfg.min_epochs,
+                      teacher=teacher[0] if teacher else None,
                       per_channel=board.tflm is None or board.tflm.per_channel_fully_connected)
     if cfg.baselines and not study.get_trials(deepcopy=False):
         for params in baseline_params(space):
@@ -535,6 +541,7 @@ def write_front(opened: Opened, cfg: SearchConfig, data: Any, cost: Any, *, eval
         "directions": [OBJECTIVES[o][0] for o in cfg.objectives],
         "min_accuracy": cfg.min_accuracy,
         "max_latency": cfg.max_latency,
+        "epochs": [cfg.min_epochs, cfg.max_epochs],
         "seed": cfg.seed,
         "dataset": data.describe(),
         "accuracy_of": "int8 model under TFLM on the validation split held out of the training set (not the test set)",
