@@ -33,7 +33,7 @@ from ..core.paths import search_dir, templates_dir
 FEATURES = ("conv_macs", "conv_in1_macs", "pointwise_macs", "depthwise_macs", "fc_macs", "pool_reads", "elements",
             "ops", "constant")
 CACHE_FILE = "cost_model.json"
-CALIBRATION_MODELS = 16  # random specs of the search space, plus the shipped cnn and tiny architectures
+CALIBRATION_MODELS = 48  # random specs of the search space, plus the shipped cnn and tiny architectures
 CALIBRATION_IMAGES = 2
 FIT = "nnls-relative"  # how the weights are fitted (part of the cache key)
 
