@@ -283,7 +283,8 @@ def test_a_stage_of_depth_two_is_two_convolutions_before_its_pool(tmp_path):
     model = zoo.build_from_spec(arch)
     from tf_keras import layers
 
-    convs = [(type(layer).__name__, layer.name) for layer in model.layers if isinstance(layer, (layers.Conv2D, layers.SeparableConv2D))]
+    convs = [(type(layer).__name__, layer.name) for layer in model.layers
+             if isinstance(layer, (layers.Conv2D, layers.SeparableConv2D))]
     assert convs == [("Conv2D", "conv1"), ("Conv2D", "conv1_2"), ("SeparableConv2D", "conv2"),
                      ("SeparableConv2D", "conv2_2")]
     assert count_macs(model) == (28 * 28 * 4 * 9 + 28 * 28 * 4 * 4 * 9  # conv1, conv1_2
@@ -298,6 +299,17 @@ def test_a_stage_of_depth_two_is_two_convolutions_before_its_pool(tmp_path):
     assert zoo.describe(arch) == "conv 4k3x2-s6k3x2 max flatten drop0"
     with pytest.raises(ModelError, match="conv stage 1 depth 3: expected one of 1, 2"):
         zoo.build_from_spec({**arch, "stages": [{"width": 4, "kernel": 3, "depth": 3}]})
+
+
+def test_a_search_bounded_by_time_only_starts_guiding_after_a_few_trials():
+    """Not after 20 random draws (NSGA-II's largest population), which is all an hour of trials completes."""
+    from edgedigit.search.runner import DEFAULT_TRIALS, UNBOUNDED, make_sampler
+
+    three = ("accuracy", "latency", "flash")
+    assert make_sampler(three, 0, UNBOUNDED)._population_size == 5 == make_sampler(three, 0, DEFAULT_TRIALS)._population_size
+    assert make_sampler(three, 0, 200)._population_size == 20 and make_sampler(three, 0, 8)._population_size == 4
+    tpe = make_sampler(("accuracy",), 0, UNBOUNDED)
+    assert tpe._n_startup_trials == 6 and tpe._constant_liar
 
 
 def test_epochs_are_drawn_between_min_and_max_and_run_whole():

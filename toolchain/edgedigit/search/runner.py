@@ -44,6 +44,7 @@ OBJECTIVES: dict[str, tuple[str, str]] = {"accuracy": ("maximize", "accuracy"), 
 DEFAULT_OBJECTIVES = ("accuracy", "latency", "flash")
 NO_LATENCY_OBJECTIVES = ("accuracy", "flash")  # a board the cost model does not cover (cost.not_applicable)
 DEFAULT_TRIALS = 20
+UNBOUNDED = 10**9  # the trials of a search bounded by --time-budget only
 STUDY_DB = "study.db"
 FRONT_FILE = SEARCH_FRONT
 TRIALS_FILE = "trials.jsonl"
@@ -175,10 +176,17 @@ def _rdb_storage(url: str) -> Any:
 
 
 def make_sampler(objectives: tuple[str, ...], seed: int, trials: int) -> Any:
-    """NSGA-II for several objectives (population a quarter of the trials, 4 to 20), TPE for one."""
+    """NSGA-II for several objectives (population a quarter of the trials, 4 to 20), TPE for one (random for the
+    first third of the trials, 2 to 10; a constant liar keeps parallel trials apart).
+
+    ``trials``: the trials the search expects; a search bounded by time only (:data:`UNBOUNDED` trials) is sized
+    as one of :data:`DEFAULT_TRIALS`: sized by its bound, its first 20 (NSGA-II) or 10 (TPE) trials would be
+    random draws, about all that an hour of full-data trials on two cores completes.
+    """
     optuna = _quiet_optuna()
+    trials = DEFAULT_TRIALS if trials >= UNBOUNDED else trials
     if len(objectives) == 1:
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(10, trials // 3)))
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(10, trials // 3)), constant_liar=True)
     return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(20, trials // 4)))
 
 
@@ -372,7 +380,7 @@ def run_search(cfg: SearchConfig, dataset: Any, *, cost: Any = None, log: Callab
     if no_latency and cfg.verify:
         cfg = replace(cfg, verify=False)  # the front's check runs the models on the emulated Cortex-M4
     if cfg.trials is None:
-        cfg = replace(cfg, trials=10**9 if cfg.time_budget_min else DEFAULT_TRIALS)
+        cfg = replace(cfg, trials=UNBOUNDED if cfg.time_budget_min else DEFAULT_TRIALS)
     if cfg.trials < 1:
         raise EdgeDigitError(f"--trials {cfg.trials}: need at least 1")
     data = dataset.subset(train=cfg.train_limit) if cfg.train_limit else dataset

@@ -5,8 +5,9 @@ One trial draws a spec (:mod:`edgedigit.models.variants.searched`):
 - ``family``: ``conv`` or ``mlp`` (``mlp`` only on a board whose RAM cannot hold a conv net's first activation,
   28 x 28 x the narrowest width: the Uno);
 - conv: ``stages`` (1-3), per stage ``width{i}`` (:data:`WIDTHS`), ``kernel{i}`` (3 or 5), ``separable{i}``
-  (a depthwise + 1x1 convolution instead of a full one), ``depth{i}`` (1 or 2 convolutions before the pool), ``pool`` (max or average), ``head`` (flatten, a
-  global average pool, or a hidden dense layer of ``hidden`` units);
+  (a depthwise + 1x1 convolution instead of a full one), ``depth{i}`` (1 or 2 convolutions before the pool),
+  ``pool`` (max or average), ``head`` (flatten, a global average pool, or a hidden dense layer of ``hidden``
+  units);
 - mlp: ``downsample`` (1: the 784 pixels; 2: the image averaged over 2x2 blocks, 196 inputs, an AVERAGE_POOL_2D),
   ``depth`` (1-3) and ``units{i}`` (:data:`MLP_WIDTHS`, without the widths whose first layer alone, even on the
   downsampled image, would not fit the board's flash);
