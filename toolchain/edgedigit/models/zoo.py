@@ -285,7 +285,8 @@ def build_from_spec(arch: dict, name: str = "searched") -> Any:
     "max"|"avg", "head": "flatten"|"gap"|"dense", "hidden": int, "dropout": float}``): per stage ``depth`` (1 or
     2, default 1) convolutions (or depthwise-separable ones) + ReLU, then a 2x2 pool; batch norm (folded at
     conversion) on every convolution but the very first, as in :func:`_conv_net`; the head flattens, averages
-    over the whole map (an AVERAGE_POOL_2D, which every backend runs, not a MEAN) or adds a hidden dense layer; then dropout, ``Dense(10)`` logits, softmax.
+    over the whole map (an AVERAGE_POOL_2D, which every backend runs, not a MEAN) or adds a hidden dense layer;
+    then dropout, ``Dense(10)`` logits, softmax.
     MLP family (``{"family": "mlp", "layers": [w, ...], "downsample": 1|2|4, "dropout": float}``): the image
     averaged over ``downsample`` x ``downsample`` blocks when above 1 (an AVERAGE_POOL_2D: 2 gives 14 x 14 = 196
     inputs), flatten, dense ReLU layers, dropout, logits, softmax. Every graph converts to CONV_2D,
