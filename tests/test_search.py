@@ -280,7 +280,8 @@ def test_a_stage_of_depth_two_is_two_convolutions_before_its_pool(tmp_path):
     arch = {"family": "conv", "stages": [{"width": 4, "kernel": 3, "separable": False, "depth": 2},
                                          {"width": 6, "kernel": 3, "separable": True, "depth": 2}],
             "pool": "max", "head": "flatten", "dropout": 0.0}
-    model = zoo.build_from_spec(arch)
+    model = zoo.build_from_spec(arch, "two_deep")
+    assert model.name == "two_deep"  # the name goes into the flatbuffer, so into the model's bytes
     from tf_keras import layers
 
     convs = [(type(layer).__name__, layer.name) for layer in model.layers

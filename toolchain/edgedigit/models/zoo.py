@@ -313,12 +313,12 @@ def build_from_spec(arch: dict, name: str = "searched") -> Any:
         for i, st in enumerate(arch["stages"], start=1):
             conv = layers.SeparableConv2D if st.get("separable") else layers.Conv2D
             for j in range(1, int(st.get("depth", 1)) + 1):
-                name = f"conv{i}" if j == 1 else f"conv{i}_{j}"  # depth 1: the names of the shipped nets
+                layer = f"conv{i}" if j == 1 else f"conv{i}_{j}"  # depth 1: the names of the shipped nets
                 batch_norm = (i, j) != (1, 1)
-                x = conv(int(st["width"]), int(st["kernel"]), padding="same", use_bias=not batch_norm, name=name)(x)
+                x = conv(int(st["width"]), int(st["kernel"]), padding="same", use_bias=not batch_norm, name=layer)(x)
                 if batch_norm:
-                    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
-                x = layers.ReLU(name=f"{name}_relu")(x)
+                    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{layer}_bn")(x)
+                x = layers.ReLU(name=f"{layer}_relu")(x)
             x = pool(2, name=f"conv{i}_pool")(x)
         if arch["head"] == "gap":
             x = layers.AveragePooling2D(int(x.shape[1]), name="global_pool")(x)
