@@ -83,6 +83,8 @@ class SearchConfig:
     verify: bool = True  # run each front model on the emulated Cortex-M4
 
     def __post_init__(self) -> None:
+        if self.trials is not None and self.trials < 1:
+            raise EdgeDigitError(f"--trials {self.trials}: need at least 1")
         if not 1 <= self.min_epochs <= self.max_epochs:
             raise EdgeDigitError(f"--min-epochs {self.min_epochs}: expected 1 to --max-epochs ({self.max_epochs})")
 
@@ -381,8 +383,6 @@ def run_search(cfg: SearchConfig, dataset: Any, *, cost: Any = None, log: Callab
         cfg = replace(cfg, verify=False)  # the front's check runs the models on the emulated Cortex-M4
     if cfg.trials is None:
         cfg = replace(cfg, trials=UNBOUNDED if cfg.time_budget_min else DEFAULT_TRIALS)
-    if cfg.trials < 1:
-        raise EdgeDigitError(f"--trials {cfg.trials}: need at least 1")
     data = dataset.subset(train=cfg.train_limit) if cfg.train_limit else dataset
     need_cost = "latency" in cfg.objectives or cfg.max_latency is not None
     if cost is None and no_latency:
