@@ -2,7 +2,7 @@
 
 Usage: EDGEDIGIT_DATA=../shared/datasets/mnist.npz nice python benchmarks/search_nano33ble.py [--minutes 60]
        [--build DIR] [--seed 0] [--max-epochs 8] [--min-epochs 1] [--train-limit N] [--seeds 3] [--cnn-epochs N]
-       [--max-latency-ratio 0.5]
+       [--max-latency-ratio 0.5] [--family conv]
 Seed 0. The reference is the cnn variant (trained with the variant's own recipe when build/models/cnn is
 missing): its int8 test accuracy (card) and its emulated Cortex-M4 instructions (its native C on QEMU). The
 search (objective accuracy; teacher cnn; --max-latency 0.5x the cnn's instructions, so that trials the first
@@ -41,6 +41,8 @@ def main() -> int:
     parser.add_argument("--objectives", default="accuracy",
                         help="the search's --objectives (default accuracy: the checks ask for the most accurate model "
                              "under a latency and a size bound, not for a front)")
+    parser.add_argument("--family", default="conv",
+                        help="the search's --family (default conv: the checks' accuracy targets are beyond the MLPs)")
     parser.add_argument("--max-latency-ratio", type=float, default=0.5,
                         help="the search's --max-latency as a fraction of the cnn's instructions (0: none)")
     args = parser.parse_args()
@@ -59,6 +61,7 @@ def main() -> int:
     from edgedigit.runtimes.native_host import run_qemu_m4
     from edgedigit.search.promote import promote
     from edgedigit.search.runner import TRIALS_FILE, SearchConfig, parse_objectives, run_search
+    from edgedigit.search.space import parse_families
 
     ds = load_dataset(args.data)
     print(f"dataset: {ds.label()} train {len(ds.y_train):,} sha256 {ds.sha256[:16]}  source {ds.source}")
@@ -79,7 +82,7 @@ def main() -> int:
     if max_latency:
         print(f"search: --max-latency {max_latency:,.0f} ({args.max_latency_ratio}x the cnn's)")
     cfg = SearchConfig(board=BOARD, time_budget_min=args.minutes, seed=args.seed, max_epochs=args.max_epochs,
-                       min_epochs=args.min_epochs, train_limit=args.train_limit, teacher="cnn",
+                       min_epochs=args.min_epochs, families=parse_families(args.family), train_limit=args.train_limit, teacher="cnn",
                        max_latency=max_latency, objectives=parse_objectives(args.objectives))
     t0 = time.perf_counter()
     summary = run_search(cfg, ds, log=lambda m: print(f"  {m}", flush=True))

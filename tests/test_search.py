@@ -394,6 +394,32 @@ def test_cli_errors_are_one_line(build_dir):
     assert r.exit_code == 1 and r.output.strip().endswith("--min-epochs 9: expected 1 to --max-epochs (8)")
     r = CliRunner().invoke(app, ["search", "promote", "3", "--board", BOARD])
     assert r.exit_code == 1 and "no search study for nano33ble" in r.output
+    r = CliRunner().invoke(app, ["search", "--board", BOARD, "--family", "cnn"])
+    assert r.exit_code == 1 and r.output.strip().endswith("--family cnn: give one or more of conv, mlp separated by commas")
+    r = CliRunner().invoke(app, ["search", "--board", "uno", "--family", "conv"])
+    assert r.exit_code == 1 and "--family conv: uno has 2,048 B of RAM, less than a conv net's first activation" in r.output
+    assert not (build_dir / "search").exists()  # refused before any study or calibration is written
+
+
+def test_family_keeps_the_search_to_one_architecture_family():
+    """``--family conv``: every draw is a conv net and the shipped baselines still run first; ``--family mlp``:
+    MLPs only, no conv baselines."""
+    import optuna
+
+    from edgedigit.core.errors import EdgeDigitError
+    from edgedigit.search.space import baseline_params, for_board, parse_families, suggest
+    from edgedigit.targets.boards import load_board
+
+    assert parse_families("mlp, conv") == ("conv", "mlp") and parse_families(["conv"]) == ("conv",)
+    for bad in ("", ",", "conv,rnn"):
+        with pytest.raises(EdgeDigitError, match="give one or more of conv, mlp"):
+            parse_families(bad)
+    for family in ("conv", "mlp"):
+        space = for_board(load_board(BOARD), families=(family,), max_epochs=2)
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        drawn = {suggest(study.ask(), space)["architecture"]["family"] for _ in range(12)}
+        assert space.families == (family,) and drawn == {family}
+        assert len(baseline_params(space)) == (2 if family == "conv" else 0)
 
 
 def test_baselines_get_the_best_training_the_space_allows():

@@ -77,6 +77,9 @@ def search(
     max_epochs: Annotated[int, typer.Option("--max-epochs", min=1, help="Upper bound of the epochs knob.")] = 8,
     min_epochs: Annotated[int, typer.Option("--min-epochs", min=1,
                                             help="Lower bound of the epochs knob (at most --max-epochs).")] = 1,
+    family: Annotated[str, typer.Option(
+        "--family", help="Architecture families to search, comma-separated: conv, mlp (default both; the Uno runs "
+                         "mlp only).")] = "conv,mlp",
     train_limit: Annotated[int | None, typer.Option("--train-limit", min=10,
                                                     help="Search on the first N training images only.")] = None,
     teacher: Annotated[str, typer.Option("--teacher", help="Distillation teacher, when trained ('' for none).")] = "cnn",
@@ -99,6 +102,7 @@ def search(
     from ..core.errors import EdgeDigitError
     from ..report.select import parse_min_accuracy
     from ..search.runner import SearchConfig, parse_objectives, run_search
+    from ..search.space import parse_families
 
     if board is None:
         raise EdgeDigitError("edgedigit search needs --board (see `edgedigit boards`)")
@@ -107,7 +111,7 @@ def search(
                        min_accuracy=parse_min_accuracy(min_accuracy),
                        max_latency=max_latency, seed=seed, storage=storage, study_name=study_name,
                        ray_address=ray_address, parallel=parallel, threads=threads, max_epochs=max_epochs,
-                       min_epochs=min_epochs, train_limit=train_limit, teacher=teacher or None, baselines=baselines,
+                       min_epochs=min_epochs, families=parse_families(family), train_limit=train_limit, teacher=teacher or None, baselines=baselines,
                        verify=verify)
     ds = load_data(data)
     console = make_console(stderr=True)

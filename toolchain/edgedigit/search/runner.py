@@ -76,6 +76,7 @@ class SearchConfig:
     threads: int = 1  # TensorFlow threads (and Ray CPUs) per trial
     max_epochs: int = 8
     min_epochs: int = 1
+    families: tuple[str, ...] = ("conv", "mlp")  # --family: the architecture families searched
     train_limit: int | None = None  # the first N training images only (quick searches)
     calibration_samples: int = 500
     teacher: str | None = "cnn"  # distillation teacher, when trained
@@ -383,6 +384,10 @@ def run_search(cfg: SearchConfig, dataset: Any, *, cost: Any = None, log: Callab
         cfg = replace(cfg, verify=False)  # the front's check runs the models on the emulated Cortex-M4
     if cfg.trials is None:
         cfg = replace(cfg, trials=UNBOUNDED if cfg.time_budget_min else DEFAULT_TRIALS)
+    teacher = teacher_payload(cfg.teacher)
+    space = for_board(target, families=cfg.families, max_epochs=cfg.max_epochs, min_epochs=cfg.min_epochs,
+                      teacher=teacher[0] if teacher else None,
+                      per_channel=target.tflm is None or target.tflm.per_channel_fully_connected)
     data = dataset.subset(train=cfg.train_limit) if cfg.train_limit else dataset
     need_cost = "latency" in cfg.objectives or cfg.max_latency is not None
     if cost is None and no_latency:
@@ -400,10 +405,6 @@ def run_search(cfg: SearchConfig, dataset: Any, *, cost: Any = None, log: Callab
     retried = retry_interrupted(study)
     if retried:
         say(f"re-running interrupted trial(s) {', '.join(map(str, retried))} with their parameters")
-    teacher = teacher_payload(cfg.teacher)
-    space = for_board(board, max_epochs=cfg.max_epochs, min_epochs=cfg.min_epochs,
-                      teacher=teacher[0] if teacher else None,
-                      per_channel=board.tflm is None or board.tflm.per_channel_fully_connected)
     if cfg.baselines and not study.get_trials(deepcopy=False):
         for params in baseline_params(space):
             study.enqueue_trial(params, user_attrs={"baseline": True})

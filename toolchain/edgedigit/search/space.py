@@ -2,8 +2,8 @@
 
 One trial draws a spec (:mod:`edgedigit.models.variants.searched`):
 
-- ``family``: ``conv`` or ``mlp`` (``mlp`` only on a board whose RAM cannot hold a conv net's first activation,
-  28 x 28 x the narrowest width: the Uno);
+- ``family``: ``conv`` or ``mlp`` (``--family`` may keep one; ``mlp`` only on a board whose RAM cannot hold a
+  conv net's first activation, 28 x 28 x the narrowest width: the Uno);
 - conv: ``stages`` (1-3), per stage ``width{i}`` (:data:`WIDTHS`), ``kernel{i}`` (3 or 5), ``separable{i}``
   (a depthwise + 1x1 convolution instead of a full one), ``depth{i}`` (1 or 2 convolutions before the pool),
   ``pool`` (max or average), ``head`` (flatten, a global average pool, or a hidden dense layer of ``hidden``
@@ -53,20 +53,45 @@ class Space:
     mlp_widths: tuple[int, ...] = MLP_WIDTHS
 
 
-def for_board(board: Any, **knobs: Any) -> Space:
-    """The space for ``board`` (a ``targets.boards.Board``): without the conv family when a conv net's first
-    activation (28 x 28 x the narrowest width, int8) exceeds its RAM, without the MLP widths whose first layer
-    on the downsampled image (196 x width int8 weights) exceeds its flash left by the smallest runtime of its
-    neural backends. Such models are pruned before training anyway: this keeps the trials for those that may fit.
+def parse_families(text: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """``conv,mlp`` -> the checked tuple (the order of :data:`FAMILIES`).
+
+    Raises:
+        EdgeDigitError: an unknown family, or none.
+    """
+    from ..core.errors import EdgeDigitError
+
+    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
+    if not names or any(n not in FAMILIES for n in names):
+        shown = text if isinstance(text, str) else ",".join(text)
+        raise EdgeDigitError(f"--family {shown}: give one or more of {', '.join(FAMILIES)} separated by commas")
+    return tuple(f for f in FAMILIES if f in names)
+
+
+def for_board(board: Any, families: tuple[str, ...] = FAMILIES, **knobs: Any) -> Space:
+    """The space for ``board`` (a ``targets.boards.Board``): ``families`` (``--family``) without the conv family
+    when a conv net's first activation (28 x 28 x the narrowest width, int8) exceeds its RAM, without the MLP
+    widths whose first layer on the downsampled image (196 x width int8 weights) exceeds its flash left by the
+    smallest runtime of its neural backends. Such models are pruned before training anyway: this keeps the trials
+    for those that may fit.
 
     Args:
+        families: the families asked for (default both).
         knobs: the other :class:`Space` fields (epochs, teacher, per_channel).
+
+    Raises:
+        EdgeDigitError: none of ``families`` can fit the board (names the board and why).
     """
+    from ..core.errors import EdgeDigitError
     from ..targets.backends import BACKENDS
 
     neural = [board.runtime[b] for b in board.backends if b in BACKENDS and BACKENDS[b].kind == "neural"]
     room = board.flash_bytes - min((r.flash for r in neural), default=0)
-    families = FAMILIES if 28 * 28 * min(WIDTHS) <= board.ram_bytes else ("mlp",)
+    fits = FAMILIES if 28 * 28 * min(WIDTHS) <= board.ram_bytes else ("mlp",)
+    families = tuple(f for f in families if f in fits)
+    if not families:
+        raise EdgeDigitError(f"--family conv: {board.id} has {board.ram_bytes:,} B of RAM, less than a conv net's "
+                             f"first activation (28 x 28 x {min(WIDTHS)} B); search the mlp family there")
     inputs = 28 * 28 // max(DOWNSAMPLE) ** 2
     widths = tuple(w for w in MLP_WIDTHS if inputs * w <= room) or MLP_WIDTHS[:1]
     return Space(families=families, mlp_widths=widths, **knobs)
