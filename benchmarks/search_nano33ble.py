@@ -82,7 +82,8 @@ def main() -> int:
     if max_latency:
         print(f"search: --max-latency {max_latency:,.0f} ({args.max_latency_ratio}x the cnn's)")
     cfg = SearchConfig(board=BOARD, time_budget_min=args.minutes, seed=args.seed, max_epochs=args.max_epochs,
-                       min_epochs=args.min_epochs, families=parse_families(args.family), train_limit=args.train_limit, teacher="cnn",
+                       min_epochs=args.min_epochs, families=parse_families(args.family), train_limit=args.train_limit,
+                       teacher="cnn",
                        max_latency=max_latency, objectives=parse_objectives(args.objectives))
     t0 = time.perf_counter()
     summary = run_search(cfg, ds, log=lambda m: print(f"  {m}", flush=True))

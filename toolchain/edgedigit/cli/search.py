@@ -111,8 +111,8 @@ def search(
                        min_accuracy=parse_min_accuracy(min_accuracy),
                        max_latency=max_latency, seed=seed, storage=storage, study_name=study_name,
                        ray_address=ray_address, parallel=parallel, threads=threads, max_epochs=max_epochs,
-                       min_epochs=min_epochs, families=parse_families(family), train_limit=train_limit, teacher=teacher or None, baselines=baselines,
-                       verify=verify)
+                       min_epochs=min_epochs, families=parse_families(family), train_limit=train_limit,
+                       teacher=teacher or None, baselines=baselines, verify=verify)
     ds = load_data(data)
     console = make_console(stderr=True)
     summary = run_search(cfg, ds, log=console.log)
