@@ -40,11 +40,22 @@ def test_unknown_variant_names_the_choices():
     assert str(e.value) == f"unknown variant 'mlp2'; choose from: {', '.join(REGISTRY)}"
 
 
-def test_registry_lists_exactly_the_six_variants_in_order():
-    assert list(REGISTRY) == ["mlp", "mlp-pruned", "rfe-lr", "mlp-qat", "cnn", "tiny"]
+def test_registry_lists_exactly_the_seven_variants_in_order():
+    assert list(REGISTRY) == ["mlp", "mlp-pruned", "rfe-lr", "mlp-qat", "cnn", "tiny", "cnn-wide"]
     assert [m.VARIANT for m in variants_mod._MODULES] == list(REGISTRY.values())
     assert SEED_NAMES == ("mlp", "mlp-pruned", "rfe-lr") and set(SEED_NAMES) <= set(REGISTRY)
-    assert SEED_VARIANTS == SEED_NAMES + ("mlp-qat", "cnn", "tiny")
+    assert SEED_VARIANTS == SEED_NAMES + ("mlp-qat", "cnn", "tiny")  # cnn-wide is on demand
+
+
+def test_an_on_demand_variant_is_trained_only_when_named(build_dir):
+    """A bare `train` (and the pipeline, SEED_VARIANTS) leaves cnn-wide out; naming it plans it."""
+    from edgedigit.models.train import plan
+    from edgedigit.models.variants import resolve
+
+    assert [v.name for v in REGISTRY.values() if v.on_demand] == ["cnn-wide"]
+    assert [v.name for v in resolve(None)] == ["mlp", "mlp-pruned", "rfe-lr", "mlp-qat", "cnn", "tiny"]
+    assert [v.name for v in plan(["cnn-wide"])] == ["cnn-wide"]
+    assert [v.name for v in plan(None)] == [v.name for v in resolve(None)]
 
 
 def test_the_registry_does_not_import_the_stages():

@@ -72,6 +72,21 @@ def test_distiller_loss_is_the_tutorial_formula():
     assert not d.teacher.trainable
 
 
+def test_cnn_wide_is_the_cnn_at_twice_the_width_run_through_all_its_epochs(mnist, build_dir):
+    """cnn-wide: the cnn's architecture at width 32 (104,778 parameters, as its docstring says); its early
+    stopping's patience is its epochs, so the cosine schedule is never cut off."""
+    from edgedigit.core.store import read_card
+    from edgedigit.models import zoo
+    from edgedigit.models.train import train_variants
+
+    assert zoo.build_cnn(32).count_params() == 104_778
+    train_variants(["cnn-wide"], mnist.subset(600, 100), seed=0, epochs=4, knobs={"width": 4})
+    card = read_card("cnn-wide")
+    assert card.params == zoo.build_cnn(4).count_params() and card["width"] == 4
+    training = card["training"]
+    assert training["epochs_run"] == 4 and training["early_stopping"] == "val_accuracy, patience 4, best weights restored"
+
+
 @pytest.fixture(scope="module")
 def conv_build(mnist, tmp_path_factory):
     """cnn (width 8, 2 epochs) and tiny (width 6, 1 epoch) trained on 1,500 real-MNIST images, quantized."""

@@ -31,6 +31,9 @@ Interface (what the stages pass to a variant and expect back)
     ``extras``      dict merged into card.json (e.g. ``sparsity``, ``pixels``, ``teacher``).
     ``params``, ``macs``  optional ints; when None, ``edgedigit.models.train`` counts them on the tf-keras model.
 
+``Variant.on_demand``: True for a variant trained only when named or required by another (``cnn-wide``, a
+teacher): a bare ``edgedigit train`` and the pipeline leave it out.
+
 Optional hooks (None means the neural default, implemented in ``edgedigit.models.train`` /
 ``edgedigit.models.quantize`` / ``edgedigit.measure.validate``):
     ``save(model, folder) -> dict[str, str]``  write the float model into ``folder``; returns the card's
@@ -55,7 +58,7 @@ from __future__ import annotations
 import json
 
 from ...core.errors import ModelError, UnknownVariantError
-from . import cnn, mlp, pruned, qat, rfe_lr, searched, tiny
+from . import cnn, cnn_wide, mlp, pruned, qat, rfe_lr, searched, tiny
 from .base import QuantizeContext, Reporter, TrainContext, TrainResult, Variant
 
 __all__ = ["QuantizeContext", "Reporter", "TrainContext", "TrainResult", "Variant", "REGISTRY", "SEED_NAMES",
@@ -64,10 +67,11 @@ __all__ = ["QuantizeContext", "Reporter", "TrainContext", "TrainResult", "Varian
 SEED_NAMES: tuple[str, ...] = ("mlp", "mlp-pruned", "rfe-lr")  # the seed's variants: the one list of them
 
 
-_MODULES = (mlp, pruned, rfe_lr, qat, cnn, tiny)
+_MODULES = (mlp, pruned, rfe_lr, qat, cnn, tiny, cnn_wide)
 REGISTRY: dict[str, Variant] = {m.VARIANT.name: m.VARIANT for m in _MODULES}
-# Every variant, the seed's first: what the pipeline runs when no variant is named.
-SEED_VARIANTS: tuple[str, ...] = SEED_NAMES + tuple(n for n in REGISTRY if n not in SEED_NAMES)
+# Every variant but the on-demand ones, the seed's first: what the pipeline runs when no variant is named.
+SEED_VARIANTS: tuple[str, ...] = SEED_NAMES + tuple(n for n, v in REGISTRY.items()
+                                                    if n not in SEED_NAMES and not v.on_demand)
 
 
 def promoted() -> dict[str, Variant]:
@@ -114,7 +118,8 @@ def get_variant(name: str) -> Variant:
 
 
 def resolve(names: list[str] | tuple[str, ...] | None) -> list[Variant]:
-    """Variants for ``names`` (every variant, promoted ones included, when empty), checked, duplicates dropped."""
+    """Variants for ``names`` (when empty: every variant but the on-demand ones, promoted ones included), checked,
+    duplicates dropped."""
     if not names:
-        return list(variants().values())
+        return [v for v in variants().values() if not v.on_demand]
     return [get_variant(n) for n in dict.fromkeys(names)]

@@ -124,6 +124,7 @@ class Variant:
     summary: str
     train: Callable[[TrainContext], TrainResult]
     requires: tuple[str, ...] = ()
+    on_demand: bool = False  # trained only when named or required: not by a bare `train`, nor by the pipeline
     save: Callable[[Any, Path], dict] | None = None
     load: Callable[[Path], Any] | None = None
     predict_float: Callable[[Any, Any], Any] | None = None
