@@ -154,7 +154,9 @@ def test_trial_over_the_budget_is_pruned_before_training(data, monkeypatch, tmp_
     assert r["backend"] == "native" and r["flash"] > 32_256 and r["ram"] > 2_048
     assert r["reason"].startswith("uno: too large") and "flash" in r["reason"]
     # the figures are the export budget's for this model (sizes depend on shapes, not on the weights)
-    model = zoo.build_from_spec(MLP_TOO_BIG["architecture"], "trial")  # the name is in the flatbuffer
+    from edgedigit.models.variants.searched import MODEL_NAME
+
+    model = zoo.build_from_spec(MLP_TOO_BIG["architecture"], MODEL_NAME)  # the name is in the flatbuffer
     p = tmp_path / "m.tflite"
     p.write_bytes(convert_int8(model, calibration_images(data, 100, 0)))
     g = load_graph(p)
@@ -171,6 +173,18 @@ def test_trial_over_max_latency_is_pruned_before_training(data, monkeypatch):
     r = evaluate(SMALL_CONV, board=BOARD, dataset=data, seed=0, cost=COEFFICIENTS, max_latency=1000)
     assert r["status"] == "pruned" and trained == [] and r["fits"] is True
     assert r["instructions"] > 1000 and "--max-latency" in r["reason"]
+
+
+def test_trial_over_max_model_bytes_is_pruned_before_training(data, monkeypatch):
+    """The size bound is exact before training: the untrained model converts to the trained one's bytes."""
+    from edgedigit.models import zoo
+    from edgedigit.search.trial import evaluate
+
+    trained = []
+    monkeypatch.setattr(zoo, "fit", lambda *a, **k: trained.append("fit"))
+    r = evaluate(SMALL_CONV, board=BOARD, dataset=data, seed=0, cost=None, max_model_bytes=2000)
+    assert r["status"] == "pruned" and trained == [] and r["fits"] is True and r["size_bytes"] > 2000
+    assert r["reason"] == f"model {r['size_bytes']:,} B > --max-model-bytes 2,000"
 
 
 @pytest.mark.slow
@@ -220,6 +234,7 @@ def test_promote_makes_a_variant_that_exports_and_validates(resumed, data, monke
     assert s["int8_accuracy_min"] == min(s["int8_accuracy"])
     assert s["int8_accuracy_mean"] == pytest.approx(float(np.mean(s["int8_accuracy"])))
     assert card["search"]["trial"] == n and card["search"]["study"] == f"edgedigit-{BOARD}"
+    assert card["size_bytes"] == resumed["final"][n].user_attrs["size_bytes"]  # the bytes the search judged
     assert card["dataset"]["test"] == len(data.y_test)
     # a new process finds the variant through the registry
     out = subprocess.run([sys.executable, "-c", f"from edgedigit.models.variants import get_variant; "

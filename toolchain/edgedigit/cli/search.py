@@ -61,6 +61,9 @@ def search(
         "--min-accuracy", help="Constraint: validation int8 accuracy at least this (fraction 0.99 or percent 99).")] = None,
     max_latency: Annotated[float | None, typer.Option(
         "--max-latency", help="Prune before training above this many estimated emulated Cortex-M4 instructions.")] = None,
+    max_model_bytes: Annotated[int | None, typer.Option(
+        "--max-model-bytes", min=1, help="Prune before training the models whose int8 .tflite is larger (e.g. 16384).")
+    ] = None,
     objectives: Annotated[str | None, typer.Option(
         "--objectives", help="Comma-separated: accuracy, latency, flash, ram (default accuracy,latency,flash; "
                              "accuracy,flash on an AVR board, whose latency the Cortex-M4 cost model does not estimate).")
@@ -109,7 +112,8 @@ def search(
     cfg = SearchConfig(board=board, trials=trials, time_budget_min=time_budget,
                        objectives=parse_objectives(objectives) if objectives is not None else None,
                        min_accuracy=parse_min_accuracy(min_accuracy),
-                       max_latency=max_latency, seed=seed, storage=storage, study_name=study_name,
+                       max_latency=max_latency, max_model_bytes=max_model_bytes, seed=seed, storage=storage,
+                       study_name=study_name,
                        ray_address=ray_address, parallel=parallel, threads=threads, max_epochs=max_epochs,
                        min_epochs=min_epochs, families=parse_families(family), train_limit=train_limit,
                        teacher=teacher or None, baselines=baselines, verify=verify)

@@ -17,7 +17,8 @@ beating (killed), and re-enqueues with the same parameters every trial that fail
 
 Samplers: NSGA-II for several objectives, TPE for one, seeded with ``--seed`` plus the number of trials
 already in the study (a resumed run does not redraw the first run's points). ``--min-accuracy`` is an
-Optuna constraint (the front holds only feasible trials); ``--max-latency`` prunes before training.
+Optuna constraint (the front holds only feasible trials); ``--max-latency`` and ``--max-model-bytes`` prune
+before training.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class SearchConfig:
     objectives: tuple[str, ...] | None = None  # None: default_objectives(board)
     min_accuracy: float | None = None
     max_latency: float | None = None
+    max_model_bytes: int | None = None  # prune before training above this .tflite size
     seed: int = 0
     storage: str | None = None
     study_name: str | None = None
@@ -434,7 +436,8 @@ def run_search(cfg: SearchConfig, dataset: Any, *, cost: Any = None, log: Callab
                     _heartbeat(opened, t)
                     ref = remote.remote(spec, board=board.id, dataset=data_ref, seed=cfg.seed,
                                         cost=cost.coefficients if cost is not None else None,
-                                        max_latency=cfg.max_latency, calibration_samples=cfg.calibration_samples,
+                                        max_latency=cfg.max_latency, max_model_bytes=cfg.max_model_bytes,
+                                        calibration_samples=cfg.calibration_samples,
                                         threads=cfg.threads, teacher=teacher if spec["training"].get("teacher") else None)
                     pending[ref] = t
                     active += 1
@@ -550,6 +553,7 @@ def write_front(opened: Opened, cfg: SearchConfig, data: Any, cost: Any, *, eval
         "directions": [OBJECTIVES[o][0] for o in cfg.objectives],
         "min_accuracy": cfg.min_accuracy,
         "max_latency": cfg.max_latency,
+        "max_model_bytes": cfg.max_model_bytes,
         "epochs": [cfg.min_epochs, cfg.max_epochs],
         "seed": cfg.seed,
         "dataset": data.describe(),

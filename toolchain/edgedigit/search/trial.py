@@ -7,8 +7,8 @@ talks to the study):
    and judged against the board by the export stage's budget code (:func:`edgedigit.targets.backends.judge`:
    every backend of the board in its order, flash and RAM of the first that runs it and fits). Sizes and the
    arena depend on the shapes only, so these are the trained model's figures. A model that fits no backend,
-   or whose estimated instructions (:mod:`.cost`) exceed ``max_latency``, is returned as ``pruned`` with its
-   numbers, before any training;
+   whose estimated instructions (:mod:`.cost`) exceed ``max_latency``, or whose .tflite exceeds
+   ``max_model_bytes``, is returned as ``pruned`` with its numbers, before any training;
 2. the spec is trained as a variant (:func:`edgedigit.models.variants.searched.make_variant`: the cnn's recipe,
    :func:`edgedigit.models.zoo.fit` / :func:`~edgedigit.models.zoo.distill`) on the training split minus the
    held-out validation split (:func:`edgedigit.models.zoo.split`, seeded: the trainer's own early-stopping
@@ -83,7 +83,8 @@ def _teacher_loader(teacher: tuple[str, bytes] | None, folder: Path) -> Any:
 
 
 def evaluate(spec: dict, *, board: str, dataset: Any, seed: int, cost: dict[str, float] | None,
-             max_latency: float | None = None, calibration_samples: int = 500, threads: int = 1,
+             max_latency: float | None = None, max_model_bytes: int | None = None, calibration_samples: int = 500,
+             threads: int = 1,
              teacher: tuple[str, bytes] | None = None) -> dict[str, Any]:
     """Run one trial (see the module docstring).
 
@@ -94,6 +95,7 @@ def evaluate(spec: dict, *, board: str, dataset: Any, seed: int, cost: dict[str,
         seed: training seed and the seed of the validation split and the calibration draw.
         cost: the cost model's coefficients (None: no latency estimate).
         max_latency: prune before training when the estimated instructions exceed it.
+        max_model_bytes: prune before training when the int8 .tflite is larger (its size depends on shapes only).
         calibration_samples: training images (from the fit part) that calibrate the int8 ranges.
         threads: TensorFlow threads of this trial.
         teacher: ``(variant name, model.keras bytes)`` of the distillation teacher, when the spec distills.
@@ -111,7 +113,7 @@ def evaluate(spec: dict, *, board: str, dataset: Any, seed: int, cost: dict[str,
     from ..models.quantize import calibration_images, convert_int8
     from ..models.train import count_macs, seed_everything
     from ..models.variants import TrainContext
-    from ..models.variants.searched import make_variant
+    from ..models.variants.searched import MODEL_NAME, make_variant
     from ..runtimes import run_keras, run_tflm
     from ..targets.boards import load_board
     from .cost import CostModel
@@ -122,7 +124,7 @@ def evaluate(spec: dict, *, board: str, dataset: Any, seed: int, cost: dict[str,
     xf, yf, xv, yv = zoo.split(dataset.x_train, dataset.y_train, seed)
     cal = calibration_images(types.SimpleNamespace(x_train=xf), calibration_samples, seed)
     seed_everything(seed)
-    untrained = zoo.build_from_spec(spec["architecture"], "trial")
+    untrained = zoo.build_from_spec(spec["architecture"], MODEL_NAME)  # the trained and promoted models' name
     out: dict[str, Any] = {"params": int(untrained.count_params()), "macs": count_macs(untrained),
                            "validation_images": int(len(yv)), "fit_images": int(len(yf))}
     with tempfile.TemporaryDirectory(prefix="edgedigit-trial-") as tmp:
@@ -137,6 +139,10 @@ def evaluate(spec: dict, *, board: str, dataset: Any, seed: int, cost: dict[str,
         if max_latency is not None and out["instructions"] is not None and out["instructions"] > max_latency:
             return {**out, "status": PRUNED, "reason": f"estimated {out['instructions']:,} instructions > --max-latency "
                                                        f"{max_latency:,.0f}",
+                    "trial_seconds": round(time.perf_counter() - start, 3)}
+        if max_model_bytes is not None and out["size_bytes"] > max_model_bytes:
+            return {**out, "status": PRUNED, "reason": f"model {out['size_bytes']:,} B > --max-model-bytes "
+                                                       f"{max_model_bytes:,}",
                     "trial_seconds": round(time.perf_counter() - start, 3)}
         seed_everything(seed)
         t0 = time.perf_counter()
