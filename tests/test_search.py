@@ -155,8 +155,9 @@ def test_trial_over_the_budget_is_pruned_before_training(data, monkeypatch, tmp_
     assert r["reason"].startswith("uno: too large") and "flash" in r["reason"]
     # the figures are the export budget's for this model (sizes depend on shapes, not on the weights)
     from edgedigit.models.variants.searched import MODEL_NAME
+    from edgedigit.search.trial import shape_twin
 
-    model = zoo.build_from_spec(MLP_TOO_BIG["architecture"], MODEL_NAME)  # the name is in the flatbuffer
+    model = shape_twin(zoo.build_from_spec(MLP_TOO_BIG["architecture"], MODEL_NAME), 0)  # the name is in the flatbuffer
     p = tmp_path / "m.tflite"
     p.write_bytes(convert_int8(model, calibration_images(data, 100, 0)))
     g = load_graph(p)
@@ -173,6 +174,25 @@ def test_trial_over_max_latency_is_pruned_before_training(data, monkeypatch):
     r = evaluate(SMALL_CONV, board=BOARD, dataset=data, seed=0, cost=COEFFICIENTS, max_latency=1000)
     assert r["status"] == "pruned" and trained == [] and r["fits"] is True
     assert r["instructions"] > 1000 and "--max-latency" in r["reason"]
+
+
+def test_the_budget_model_has_the_bytes_of_the_trained_model(data):
+    """A fresh conv net's zero biases and batch-norm statistics are identical constants, which the converter
+    stores once; the trial's budget conversion (shape_twin) has the bytes of the model after training."""
+    from edgedigit.models import zoo
+    from edgedigit.models.quantize import calibration_images, convert_int8
+    from edgedigit.models.variants.searched import MODEL_NAME
+    from edgedigit.search.trial import shape_twin
+
+    arch = {"family": "conv", "stages": [{"width": 16, "kernel": 3, "separable": False, "depth": 1},
+                                         {"width": 16, "kernel": 5, "separable": True, "depth": 2}],
+            "pool": "avg", "head": "flatten", "dropout": 0.1}
+    cal = calibration_images(data, 50, 0)
+    fresh = len(convert_int8(zoo.build_from_spec(arch, MODEL_NAME), cal, "per-tensor"))
+    twin = len(convert_int8(shape_twin(zoo.build_from_spec(arch, MODEL_NAME), 0), cal, "per-tensor"))
+    model = zoo.build_from_spec(arch, MODEL_NAME)
+    zoo.fit(model, data.x_train[:300], data.y_train[:300], epochs=1, seed=0, augment=False, callbacks=[])
+    assert twin == len(convert_int8(model, cal, "per-tensor")) > fresh
 
 
 def test_trial_over_max_model_bytes_is_pruned_before_training(data, monkeypatch):
