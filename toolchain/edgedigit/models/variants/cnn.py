@@ -15,18 +15,24 @@ WIDTH = 16
 ARCHITECTURE = "conv-pool-conv-pool-conv-pool-flatten-dense"
 
 
-def train(ctx: TrainContext) -> TrainResult:
-    """Build the cnn at ``width`` and train it (augmented unless ``augment=false``)."""
+def train_cnn(ctx: TrainContext, *, name: str, epochs: int, width: int, whole_schedule: bool = False) -> TrainResult:
+    """Build the cnn at the ``width`` knob (default ``width``) and train it (augmented unless ``augment=false``);
+    ``whole_schedule``: early stopping's patience is the epochs (cnn-wide), else the zoo's."""
     from .. import zoo
 
-    epochs = ctx.epochs_or(EPOCHS)
-    width = int(ctx.knobs.get("width", WIDTH))
+    epochs = ctx.epochs_or(epochs)
+    width = int(ctx.knobs.get("width", width))
     augment = bool(ctx.knobs.get("augment", True))
-    model = zoo.build_cnn(width)
+    model = zoo.build_cnn(width, name=name.replace("-", "_"))
+    stop = {"patience": epochs} if whole_schedule else {}
     info = zoo.fit(model, ctx.dataset.x_train, ctx.dataset.y_train, epochs=epochs, seed=ctx.seed, augment=augment,
-                   callbacks=[ctx.reporter.keras_callback(epochs, "cnn")])
-    return TrainResult(model, extras={"architecture": ARCHITECTURE, "width": width,
-                                      "training": info})
+                   callbacks=[ctx.reporter.keras_callback(epochs, name)], **stop)
+    return TrainResult(model, extras={"architecture": ARCHITECTURE, "width": width, "training": info})
+
+
+def train(ctx: TrainContext) -> TrainResult:
+    """Build the cnn at ``width`` and train it (augmented unless ``augment=false``)."""
+    return train_cnn(ctx, name="cnn", epochs=EPOCHS, width=WIDTH)
 
 
 VARIANT = Variant(

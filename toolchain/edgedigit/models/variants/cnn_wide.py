@@ -27,16 +27,8 @@ WIDTH = 32
 
 
 def train(ctx: TrainContext) -> TrainResult:
-    """Build the cnn at ``width`` and train it through all its epochs (augmented unless ``augment=false``)."""
-    from .. import zoo
-
-    epochs = ctx.epochs_or(EPOCHS)
-    width = int(ctx.knobs.get("width", WIDTH))
-    augment = bool(ctx.knobs.get("augment", True))
-    model = zoo.build_cnn(width, name="cnn_wide")
-    info = zoo.fit(model, ctx.dataset.x_train, ctx.dataset.y_train, epochs=epochs, seed=ctx.seed, augment=augment,
-                   callbacks=[ctx.reporter.keras_callback(epochs, "cnn-wide")], patience=epochs)
-    return TrainResult(model, extras={"architecture": cnn.ARCHITECTURE, "width": width, "training": info})
+    """The cnn at ``width`` trained through all its epochs (augmented unless ``augment=false``)."""
+    return cnn.train_cnn(ctx, name="cnn-wide", epochs=EPOCHS, width=WIDTH, whole_schedule=True)
 
 
 VARIANT = Variant(
